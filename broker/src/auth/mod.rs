@@ -1,0 +1,17 @@
+//! Authentication: JWTs (RFC 7519) signed with EdDSA (Ed25519).
+//!
+//! The broker only verifies; minting lives here too so that the `herald-broker token` command,
+//! tests and the load tool produce exactly what an operator's identity provider would: a standard
+//! JWT whose claims are `sub` (user), `org`, `device` (optional), `roles`, `iat` and `exp`.
+
+mod claims;
+mod identity;
+mod keys;
+mod minter;
+mod verifier;
+
+pub use claims::Claims;
+pub use identity::{Identity, Roles};
+pub use keys::{KeyError, SigningKeyPair};
+pub use minter::{MintError, TokenMinter};
+pub use verifier::{AuthError, TokenVerifier, VerifierSettings};

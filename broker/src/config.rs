@@ -1,0 +1,275 @@
+//! Broker configuration: built-in defaults, overlaid by a TOML file, then by flags and environment.
+//!
+//! The defaults are the "embedded default" a newcomer gets from a bare `herald-broker`: loopback
+//! only, data in `./herald-data`, a self-signed certificate and a development signing key created
+//! there on first start, and one organisation named `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_protocol::{DEFAULT_MAX_FRAME_LEN, OrgId};
+use serde::Deserialize;
+
+/// The UDP port the broker listens on by default.
+pub const DEFAULT_PORT: u16 = 7443;
+
+/// Everything the broker needs to start. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// UDP address the QUIC endpoint binds.
+    pub listen: SocketAddr,
+    /// Directory for the database, the generated certificate and the development signing key.
+    pub data_dir: PathBuf,
+    /// Organisations this broker serves; a token for any other is refused with UNKNOWN_ORG.
+    pub orgs: Vec<OrgId>,
+    /// TLS certificate and key.
+    pub tls: TlsConfig,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Limits announced in WELCOME and enforced on every session.
+    pub limits: LimitsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            data_dir: PathBuf::from("herald-data"),
+            orgs: vec![OrgId::new("demo").expect("a valid literal id")],
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Where the certificate comes from. With neither path set, the broker generates a self-signed
+/// certificate for `localhost`, `127.0.0.1` and `::1` in `<data_dir>/tls/` on first start and
+/// reuses it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// How tokens are checked. With no public key configured, the broker generates an Ed25519
+/// development key pair in the data directory and trusts its public half.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PEM files of Ed25519 public keys whose EdDSA signatures the broker accepts.
+    pub public_keys: Vec<PathBuf>,
+    /// When set, a token's `iss` claim must equal it.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` claim must equal it.
+    pub audience: Option<String>,
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { public_keys: Vec::new(), issuer: None, audience: None, leeway: Duration::from_secs(30) }
+    }
+}
+
+/// Session limits. Each is announced to the client in WELCOME.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest frame body accepted, in bytes.
+    pub max_frame_bytes: u32,
+    /// Largest message payload accepted, in bytes.
+    pub max_payload_bytes: u32,
+    /// Largest group size.
+    pub max_group_members: u32,
+    /// How long a sender may recall a message.
+    #[serde(with = "humantime_serde")]
+    pub recall_window: Duration,
+    /// Most requests a client may have outstanding.
+    pub max_inflight_requests: u32,
+    /// How long a new connection has to complete HELLO.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How long a connection may be silent before QUIC closes it.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: DEFAULT_MAX_FRAME_LEN,
+            max_payload_bytes: 64 * 1024,
+            max_group_members: 5000,
+            recall_window: Duration::from_secs(24 * 60 * 60),
+            max_inflight_requests: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Log output settings; `RUST_LOG` overrides the level.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A tracing filter directive, such as `info` or `herald_broker=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or holds an unknown or mistyped key.
+    #[error("invalid config file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser reported, with the line.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file; keys it omits keep their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the file cannot be read, does not parse, or holds invalid values.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that types alone cannot.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_frame_bytes < 1024 {
+            return Err(ConfigError::Invalid("limits.max_frame_bytes must be at least 1024".into()));
+        }
+        if limits.max_payload_bytes >= limits.max_frame_bytes {
+            return Err(ConfigError::Invalid("limits.max_payload_bytes must be below limits.max_frame_bytes".into()));
+        }
+        if limits.max_group_members < 2 {
+            return Err(ConfigError::Invalid("limits.max_group_members must be at least 2".into()));
+        }
+        if limits.max_inflight_requests == 0 {
+            return Err(ConfigError::Invalid("limits.max_inflight_requests must be at least 1".into()));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid("tls.cert and tls.key must be set together".into()));
+        }
+        if self.orgs.is_empty() {
+            return Err(ConfigError::Invalid("orgs must name at least one organisation".into()));
+        }
+        Ok(())
+    }
+
+    /// The generated self-signed certificate's path, used when `tls.cert` is unset.
+    pub fn generated_cert_path(&self) -> PathBuf {
+        self.data_dir.join("tls").join("cert.pem")
+    }
+
+    /// The generated certificate's private key, used when `tls.key` is unset.
+    pub fn generated_key_path(&self) -> PathBuf {
+        self.data_dir.join("tls").join("key.pem")
+    }
+
+    /// The development token-signing key (Ed25519, PKCS#8 PEM), used when `auth.public_keys` is empty.
+    pub fn dev_signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("token-signing-key.pem")
+    }
+
+    /// The RocksDB directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_embedded_default() {
+        let config: Config = toml::from_str("").expect("empty is valid");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+        assert_eq!(config.data_dir, PathBuf::from("herald-data"));
+        assert_eq!(config.limits.recall_window, Duration::from_secs(86_400));
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let config: Config = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\norgs = [\"acme\", \"globex\"]\n[limits]\nrecall_window = \"2h\"\nmax_group_members = 300\n",
+        )
+        .expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.orgs.len(), 2);
+        assert_eq!(config.limits.recall_window, Duration::from_secs(7200));
+        assert_eq!(config.limits.max_group_members, 300);
+        assert_eq!(config.limits.max_payload_bytes, 64 * 1024, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ids_are_refused() {
+        assert!(toml::from_str::<Config>("listn = \"127.0.0.1:1\"").is_err());
+        assert!(toml::from_str::<Config>("orgs = [\"bad org\"]").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_bad_value() {
+        let mut config = Config::default();
+        config.limits.max_payload_bytes = config.limits.max_frame_bytes;
+        let err = config.validate().expect_err("payload must fit a frame");
+        assert!(err.to_string().contains("max_payload_bytes"));
+    }
+}

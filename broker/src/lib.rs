@@ -1,0 +1,34 @@
+//! The Herald broker: QUIC sessions, authentication and storage for the Herald messaging system.
+//!
+//! This crate is the `herald-broker` binary's library half, so tests and embedders can start a
+//! real broker in-process:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), herald_broker::BrokerError> {
+//! let config = herald_broker::Config {
+//!     listen: "127.0.0.1:0".parse().expect("valid address"),
+//!     data_dir: "/tmp/herald-example".into(),
+//!     ..Default::default()
+//! };
+//! let broker = herald_broker::RunningBroker::start(config).await?;
+//! println!("listening on {}", broker.local_addr());
+//! broker.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout: `session` holds the per-connection protocol state machine (sans-IO) and its thin
+//! QUIC loop; `auth` checks tokens; `store` is the only module that touches RocksDB; `server`
+//! wires them together. See docs/ARCHITECTURE.md.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+mod fs;
+mod server;
+pub mod session;
+pub mod store;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{BrokerError, RunningBroker};

@@ -1,0 +1,48 @@
+//! What every session of one broker shares, read-only.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_protocol::{OrgId, pb};
+
+use crate::auth::TokenVerifier;
+use crate::config::LimitsConfig;
+
+/// Immutable per-broker inputs of the session state machine.
+#[derive(Debug)]
+pub struct SessionContext {
+    /// Checks HELLO tokens.
+    pub verifier: TokenVerifier,
+    /// Organisations this broker serves.
+    pub orgs: HashSet<OrgId>,
+    /// The limits announced in WELCOME.
+    pub limits: pb::Limits,
+    /// How long a connection has to send a valid HELLO.
+    pub handshake_timeout: Duration,
+    /// Clock skew tolerated on token expiry, also when closing an open session.
+    pub token_leeway: Duration,
+}
+
+impl SessionContext {
+    /// Builds the context from configuration.
+    pub fn new(
+        verifier: TokenVerifier,
+        token_leeway: Duration,
+        orgs: impl IntoIterator<Item = OrgId>,
+        limits: &LimitsConfig,
+    ) -> Self {
+        Self {
+            verifier,
+            orgs: orgs.into_iter().collect(),
+            limits: pb::Limits {
+                max_frame_bytes: limits.max_frame_bytes,
+                max_payload_bytes: limits.max_payload_bytes,
+                max_group_members: limits.max_group_members,
+                recall_window_ms: u64::try_from(limits.recall_window.as_millis()).unwrap_or(u64::MAX),
+                max_inflight_requests: limits.max_inflight_requests,
+            },
+            handshake_timeout: limits.handshake_timeout,
+            token_leeway,
+        }
+    }
+}

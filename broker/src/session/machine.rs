@@ -1,0 +1,499 @@
+//! The session state machine: frames and time in, frames to send and a close decision out.
+//!
+//! # Calling contract
+//! The connection loop feeds inputs through the `handle_*` methods and, after each, drains
+//! [`SessionMachine::poll_action`] until it returns `None`, performing each action in order. It
+//! sleeps no longer than [`SessionMachine::poll_timeout`] before calling
+//! [`SessionMachine::handle_timeout`]. The machine never reads a clock and never blocks, so every
+//! path is tested without sockets.
+//!
+//! # States
+//! ```text
+//!              HELLO ok                          token expiry, shutdown,
+//! AwaitingHello ───────► Open ───────────────► Closed
+//!       │                  │   FRAME_TOO_LARGE,     ▲
+//!       │                  │   control stream end   │
+//!       └──────────────────┴────────────────────────┘
+//!   any other frame, bad HELLO, handshake timeout, shutdown
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_protocol::{
+    Body, BodyError, DeviceId, ErrorCode, Frame, FrameError, PROTOCOL_VERSION, RequestId, SUPPORTED_VERSIONS,
+    SessionId, pb,
+};
+
+use super::SessionContext;
+use crate::auth::{AuthError, Identity};
+use crate::clock::Now;
+
+/// Longest client name or version string accepted in HELLO, in bytes.
+const MAX_CLIENT_INFO_LEN: usize = 64;
+
+/// What the connection loop must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this frame on the control stream.
+    Send(Frame),
+    /// Open the push stream (the broker's first unidirectional stream) and write this frame on it.
+    OpenPushStream(Frame),
+    /// Flush the control stream, then close the connection with this code and reason.
+    Close {
+        /// The QUIC application error code.
+        code: ErrorCode,
+        /// The reason phrase, for the peer's logs.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitingHello { deadline: Instant },
+    Open { identity: Identity, expires_at: Instant },
+    Closed,
+}
+
+/// One client session's protocol logic. See the module docs for the calling contract.
+#[derive(Debug)]
+pub struct SessionMachine {
+    ctx: Arc<SessionContext>,
+    id: SessionId,
+    state: State,
+    actions: VecDeque<Action>,
+}
+
+impl SessionMachine {
+    /// A session for a connection accepted at `now`, waiting for HELLO.
+    pub fn new(ctx: Arc<SessionContext>, id: SessionId, now: Now) -> Self {
+        let deadline = now.instant + ctx.handshake_timeout;
+        Self { ctx, id, state: State::AwaitingHello { deadline }, actions: VecDeque::new() }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The authenticated identity, once HELLO has been accepted.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.state {
+            State::Open { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// Whether the session has decided to close; no further actions will follow.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// The next action to perform, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`SessionMachine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitingHello { deadline } => Some(deadline),
+            State::Open { expires_at, .. } => Some(expires_at),
+            State::Closed => None,
+        }
+    }
+
+    /// A whole frame arrived on the control stream.
+    pub fn handle_frame(&mut self, frame: Frame, now: Now) {
+        if frame.request_id() == RequestId::NONE {
+            let message = "request id 0 is reserved for frames that answer no request";
+            return self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, message.into());
+        }
+        let body = match Body::decode(&frame) {
+            Ok(body) => body,
+            Err(e @ BodyError::UnknownFrameType(_)) => {
+                return self.refuse(&frame, ErrorCode::UNKNOWN_FRAME_TYPE, e.to_string());
+            }
+            Err(e) => return self.refuse(&frame, ErrorCode::MALFORMED_BODY, e.to_string()),
+        };
+        match (&self.state, body) {
+            (State::Closed, _) => {}
+            (State::AwaitingHello { .. }, Body::Hello(hello)) => self.on_hello(frame.request_id(), &hello, now),
+            (State::AwaitingHello { .. }, _) => {
+                let message = format!("{} before HELLO", frame.frame_type());
+                self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, message);
+            }
+            (State::Open { .. }, Body::Ping(ping)) => {
+                let pong = pb::Pong { nonce: ping.nonce, server_time_ms: now.unix_ms };
+                self.send(Frame::from_body(frame.request_id(), &pong));
+            }
+            (State::Open { .. }, Body::Hello(_)) => {
+                self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, "the session is already open".into());
+            }
+            (State::Open { .. }, _) => {
+                let message = format!("{} is sent by the broker, not the client", frame.frame_type());
+                self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, message);
+            }
+        }
+    }
+
+    /// The control stream held bytes that cannot be framed; the stream is unusable.
+    pub fn handle_frame_error(&mut self, error: FrameError) {
+        match error {
+            FrameError::TooLarge { .. } => self.fail(RequestId::NONE, ErrorCode::FRAME_TOO_LARGE, error.to_string()),
+        }
+    }
+
+    /// The client finished its control stream: it wants no more answers.
+    pub fn handle_control_stream_finished(&mut self) {
+        if !self.is_closed() {
+            self.close(ErrorCode::NO_ERROR, "client closed its control stream".into());
+        }
+    }
+
+    /// The client reset its control stream: requests may have been lost mid-frame, so the
+    /// session cannot go on.
+    pub fn handle_control_stream_reset(&mut self) {
+        if !self.is_closed() {
+            self.close(ErrorCode::STREAM_VIOLATION, "client reset its control stream".into());
+        }
+    }
+
+    /// Time has reached (or passed) [`SessionMachine::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Now) {
+        match self.state {
+            State::AwaitingHello { deadline } if now.instant >= deadline => {
+                self.fail(RequestId::NONE, ErrorCode::HANDSHAKE_TIMEOUT, "no HELLO in time".into());
+            }
+            State::Open { expires_at, .. } if now.instant >= expires_at => {
+                self.fail(RequestId::NONE, ErrorCode::TOKEN_EXPIRED, "the session's token expired".into());
+            }
+            _ => {}
+        }
+    }
+
+    /// The broker is shutting down.
+    pub fn handle_shutdown(&mut self) {
+        if !self.is_closed() {
+            self.fail(RequestId::NONE, ErrorCode::SHUTTING_DOWN, "the broker is shutting down".into());
+        }
+    }
+
+    fn on_hello(&mut self, request_id: RequestId, hello: &pb::Hello, now: Now) {
+        match self.accept_hello(hello, now) {
+            Ok(identity) => self.open(request_id, identity, now),
+            Err((code, message)) => {
+                let supported =
+                    if code == ErrorCode::UNSUPPORTED_VERSION { SUPPORTED_VERSIONS.to_vec() } else { vec![] };
+                self.push_error(request_id, code, message.clone(), supported);
+                self.close(code, message);
+            }
+        }
+    }
+
+    fn accept_hello(&self, hello: &pb::Hello, now: Now) -> Result<Identity, (ErrorCode, String)> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            let message = format!("protocol version {} is not supported", hello.protocol_version);
+            return Err((ErrorCode::UNSUPPORTED_VERSION, message));
+        }
+        if hello.client_name.len() > MAX_CLIENT_INFO_LEN || hello.client_version.len() > MAX_CLIENT_INFO_LEN {
+            let message = format!("client_name and client_version are limited to {MAX_CLIENT_INFO_LEN} bytes");
+            return Err((ErrorCode::INVALID_ARGUMENT, message));
+        }
+        let device =
+            DeviceId::new(hello.device_id.as_str()).map_err(|e| (ErrorCode::INVALID_ARGUMENT, e.to_string()))?;
+        let identity = self.ctx.verifier.verify(&hello.token, &device, now.unix_ms).map_err(auth_failure)?;
+        if !self.ctx.orgs.contains(&identity.org) {
+            return Err(auth_failure(AuthError::UnknownOrg(identity.org)));
+        }
+        Ok(identity)
+    }
+
+    fn open(&mut self, request_id: RequestId, identity: Identity, now: Now) {
+        let welcome = pb::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            session_id: self.id.get(),
+            server_time_ms: now.unix_ms,
+            limits: Some(self.ctx.limits),
+            org_id: identity.org.to_string(),
+            user_id: identity.user.to_string(),
+            device_id: identity.device.to_string(),
+            token_expires_at_ms: identity.expires_at_ms,
+        };
+        self.send(Frame::from_body(request_id, &welcome));
+        let stream_open = pb::StreamOpen { kind: pb::stream_open::Kind::Push.into(), session_id: self.id.get() };
+        self.actions.push_back(Action::OpenPushStream(Frame::from_body(RequestId::NONE, &stream_open)));
+        // The same leeway that admitted a token just past `exp` keeps it alive that long, so a
+        // session is never welcomed only to be closed at once.
+        let lifetime =
+            Duration::from_millis(identity.expires_at_ms.saturating_sub(now.unix_ms)) + self.ctx.token_leeway;
+        self.state = State::Open { identity, expires_at: now.instant + lifetime };
+    }
+
+    /// Answers a request with an error. During the handshake every error also closes the
+    /// connection: an unauthenticated peer gets one answer, not a conversation.
+    fn refuse(&mut self, frame: &Frame, code: ErrorCode, message: String) {
+        match self.state {
+            State::Open { .. } => self.push_error(frame.request_id(), code, message, vec![]),
+            State::AwaitingHello { .. } => self.fail(frame.request_id(), code, message),
+            State::Closed => {}
+        }
+    }
+
+    /// Sends ERROR and closes the connection with the same code.
+    fn fail(&mut self, request_id: RequestId, code: ErrorCode, message: String) {
+        self.push_error(request_id, code, message.clone(), vec![]);
+        self.close(code, message);
+    }
+
+    fn push_error(&mut self, request_id: RequestId, code: ErrorCode, message: String, supported_versions: Vec<u32>) {
+        let error = pb::Error { code: code.get(), message, retry_after_ms: 0, supported_versions };
+        self.send(Frame::from_body(request_id, &error));
+    }
+
+    fn send(&mut self, frame: Frame) {
+        self.actions.push_back(Action::Send(frame));
+    }
+
+    fn close(&mut self, code: ErrorCode, reason: String) {
+        self.actions.push_back(Action::Close { code, reason });
+        self.state = State::Closed;
+    }
+}
+
+fn auth_failure(error: AuthError) -> (ErrorCode, String) {
+    (error.code(), error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Claims, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings};
+    use crate::config::LimitsConfig;
+    use bytes::Bytes;
+    use herald_protocol::{Flags, FrameBody, FrameType, OrgId};
+
+    const T0_MS: u64 = 1_800_000_000_000;
+
+    struct Harness {
+        minter: TokenMinter,
+        machine: SessionMachine,
+        start: Instant,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let pair = SigningKeyPair::generate().expect("keygen");
+            let settings = VerifierSettings { issuer: None, audience: None, leeway: Duration::ZERO };
+            let verifier = TokenVerifier::new(&[pair.public_pem().to_owned()], settings.clone()).expect("verifier");
+            let orgs = [OrgId::new("acme").expect("valid")];
+            let ctx = Arc::new(SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default()));
+            let start = Instant::now();
+            let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS });
+            Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start }
+        }
+
+        fn at(&self, secs: u64) -> Now {
+            Now { instant: self.start + Duration::from_secs(secs), unix_ms: T0_MS + secs * 1000 }
+        }
+
+        fn token(&self, org: &str, exp_in_s: u64) -> String {
+            let claims = Claims {
+                sub: "alice".into(),
+                org: org.into(),
+                device: None,
+                roles: vec![],
+                exp: T0_MS / 1000 + exp_in_s,
+                iat: T0_MS / 1000,
+                nbf: None,
+                iss: None,
+                aud: None,
+            };
+            self.minter.mint(&claims).expect("mint")
+        }
+
+        fn hello(&mut self, version: u32, token: String) {
+            let hello = pb::Hello {
+                protocol_version: version,
+                token,
+                device_id: "phone-1".into(),
+                client_name: "test".into(),
+                client_version: "1".into(),
+            };
+            let now = self.at(0);
+            self.machine.handle_frame(Frame::from_body(RequestId::new(1), &hello), now);
+        }
+
+        fn open(&mut self) {
+            let token = self.token("acme", 3600);
+            self.hello(PROTOCOL_VERSION, token);
+            assert!(matches!(self.actions().as_slice(), [Action::Send(_), Action::OpenPushStream(_)]));
+        }
+
+        fn actions(&mut self) -> Vec<Action> {
+            std::iter::from_fn(|| self.machine.poll_action()).collect()
+        }
+
+        /// The ERROR codes sent, and whether the actions end with a close carrying the same code.
+        fn errors(&mut self) -> (Vec<(RequestId, ErrorCode)>, Option<ErrorCode>) {
+            let mut errors = Vec::new();
+            let mut closed = None;
+            for action in self.actions() {
+                match action {
+                    Action::Send(f) if f.frame_type() == FrameType::ERROR => {
+                        let e: pb::Error = f.decode_body().expect("error body");
+                        errors.push((f.request_id(), ErrorCode::from_u32(e.code)));
+                    }
+                    Action::Close { code, .. } => closed = Some(code),
+                    other => panic!("unexpected action {other:?}"),
+                }
+            }
+            (errors, closed)
+        }
+    }
+
+    fn decode<B: FrameBody>(action: &Action) -> B {
+        match action {
+            Action::Send(f) | Action::OpenPushStream(f) => f.decode_body().expect("decodes"),
+            other => panic!("not a frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_hello_is_welcomed_and_opens_the_push_stream() {
+        let mut h = Harness::new();
+        let token = h.token("acme", 3600);
+        h.hello(PROTOCOL_VERSION, token);
+        let actions = h.actions();
+        let [welcome @ Action::Send(frame), push @ Action::OpenPushStream(_)] = actions.as_slice() else {
+            panic!("expected WELCOME then the push stream, got {actions:?}");
+        };
+        assert_eq!(frame.request_id(), RequestId::new(1));
+        let welcome: pb::Welcome = decode(welcome);
+        assert_eq!((welcome.org_id.as_str(), welcome.user_id.as_str()), ("acme", "alice"));
+        assert_eq!(welcome.session_id, 9);
+        assert_eq!(welcome.server_time_ms, T0_MS);
+        assert_eq!(welcome.token_expires_at_ms, T0_MS + 3_600_000);
+        assert_eq!(welcome.limits.expect("limits").max_group_members, 5000);
+        let open: pb::StreamOpen = decode(push);
+        assert_eq!((open.kind(), open.session_id), (pb::stream_open::Kind::Push, 9));
+        assert!(h.machine.identity().is_some());
+    }
+
+    #[test]
+    fn every_bad_hello_gets_its_code_and_closes() {
+        type MakeHello = fn(&Harness) -> (u32, String);
+        let cases: [(&str, MakeHello, ErrorCode); 4] = [
+            ("version", |h| (2, h.token("acme", 60)), ErrorCode::UNSUPPORTED_VERSION),
+            ("expired", |h| (1, h.token("acme", 0)), ErrorCode::TOKEN_EXPIRED),
+            ("unknown org", |h| (1, h.token("initech", 60)), ErrorCode::UNKNOWN_ORG),
+            ("garbage token", |_| (1, "x.y.z".into()), ErrorCode::TOKEN_INVALID),
+        ];
+        for (name, make, code) in cases {
+            let mut h = Harness::new();
+            let (version, token) = make(&h);
+            h.hello(version, token);
+            assert_eq!(h.errors(), (vec![(RequestId::new(1), code)], Some(code)), "{name}");
+            assert!(h.machine.is_closed());
+        }
+    }
+
+    #[test]
+    fn unsupported_version_lists_the_supported_ones() {
+        let mut h = Harness::new();
+        let token = h.token("acme", 60);
+        h.hello(7, token);
+        let error: pb::Error = decode(&h.actions()[0]);
+        assert_eq!(error.supported_versions, SUPPORTED_VERSIONS);
+    }
+
+    #[test]
+    fn a_request_before_hello_closes_with_unexpected_frame() {
+        let mut h = Harness::new();
+        let now = h.at(0);
+        h.machine.handle_frame(Frame::from_body(RequestId::new(4), &pb::Ping { nonce: 1 }), now);
+        assert_eq!(
+            h.errors(),
+            (vec![(RequestId::new(4), ErrorCode::UNEXPECTED_FRAME)], Some(ErrorCode::UNEXPECTED_FRAME))
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_with_the_nonce_and_server_time() {
+        let mut h = Harness::new();
+        h.open();
+        let now = h.at(5);
+        h.machine.handle_frame(Frame::from_body(RequestId::new(2), &pb::Ping { nonce: 77 }), now);
+        let pong: pb::Pong = decode(&h.actions()[0]);
+        assert_eq!((pong.nonce, pong.server_time_ms), (77, T0_MS + 5000));
+    }
+
+    #[test]
+    fn bad_requests_in_an_open_session_fail_alone() {
+        let mut h = Harness::new();
+        h.open();
+        let now = h.at(1);
+        let unknown = Frame::new(FrameType::from_u16(0x7f00), Flags::EMPTY, RequestId::new(2), Bytes::new());
+        let malformed = Frame::new(FrameType::PING, Flags::EMPTY, RequestId::new(3), Bytes::from_static(&[0xff]));
+        let hello_again = Frame::from_body(RequestId::new(4), &pb::Hello::default());
+        let broker_only = Frame::from_body(RequestId::new(5), &pb::Pong::default());
+        let zero_id = Frame::from_body(RequestId::NONE, &pb::Ping::default());
+        for frame in [unknown, malformed, hello_again, broker_only, zero_id] {
+            h.machine.handle_frame(frame, now);
+        }
+        let expected = vec![
+            (RequestId::new(2), ErrorCode::UNKNOWN_FRAME_TYPE),
+            (RequestId::new(3), ErrorCode::MALFORMED_BODY),
+            (RequestId::new(4), ErrorCode::UNEXPECTED_FRAME),
+            (RequestId::new(5), ErrorCode::UNEXPECTED_FRAME),
+            (RequestId::NONE, ErrorCode::UNEXPECTED_FRAME),
+        ];
+        assert_eq!(h.errors(), (expected, None));
+        assert!(!h.machine.is_closed());
+    }
+
+    #[test]
+    fn handshake_times_out_without_hello() {
+        let mut h = Harness::new();
+        let deadline = h.machine.poll_timeout().expect("deadline");
+        assert_eq!(deadline, h.start + LimitsConfig::default().handshake_timeout);
+        h.machine.handle_timeout(h.at(9));
+        assert!(h.actions().is_empty(), "not yet due");
+        h.machine.handle_timeout(h.at(10));
+        assert_eq!(
+            h.errors(),
+            (vec![(RequestId::NONE, ErrorCode::HANDSHAKE_TIMEOUT)], Some(ErrorCode::HANDSHAKE_TIMEOUT))
+        );
+    }
+
+    #[test]
+    fn an_open_session_closes_when_its_token_expires() {
+        let mut h = Harness::new();
+        h.open();
+        assert_eq!(h.machine.poll_timeout(), Some(h.start + Duration::from_secs(3600)));
+        h.machine.handle_timeout(h.at(3600));
+        assert_eq!(h.errors(), (vec![(RequestId::NONE, ErrorCode::TOKEN_EXPIRED)], Some(ErrorCode::TOKEN_EXPIRED)));
+        assert_eq!(h.machine.poll_timeout(), None);
+    }
+
+    #[test]
+    fn oversize_frames_and_shutdown_close_with_their_codes() {
+        let mut h = Harness::new();
+        h.open();
+        h.machine.handle_control_stream_reset();
+        assert_eq!(h.errors(), (vec![], Some(ErrorCode::STREAM_VIOLATION)));
+
+        let mut h = Harness::new();
+        h.open();
+        h.machine.handle_frame_error(FrameError::TooLarge { len: 5_000_000, max: 1024 });
+        assert_eq!(h.errors().1, Some(ErrorCode::FRAME_TOO_LARGE));
+        h.machine.handle_shutdown();
+        assert!(h.actions().is_empty(), "a closed session ignores further input");
+
+        let mut h = Harness::new();
+        h.open();
+        h.machine.handle_shutdown();
+        assert_eq!(h.errors(), (vec![(RequestId::NONE, ErrorCode::SHUTTING_DOWN)], Some(ErrorCode::SHUTTING_DOWN)));
+    }
+}

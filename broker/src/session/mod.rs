@@ -1,0 +1,10 @@
+//! Client sessions: a sans-IO state machine per connection ([`SessionMachine`]) and the thin
+//! async loop that feeds it from a QUIC connection (`connection`).
+
+mod connection;
+mod context;
+mod machine;
+
+pub(crate) use connection::serve_connection;
+pub use context::SessionContext;
+pub use machine::{Action, SessionMachine};

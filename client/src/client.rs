@@ -1,0 +1,255 @@
+//! The client handle: connect, request, close.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use herald_protocol::{Body, ErrorCode, Frame, FrameBody, FrameCodec, PROTOCOL_VERSION, RequestId, SessionId, pb};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::driver::{Command, Driver};
+use crate::reader::FrameReader;
+use crate::{ClientConfig, ClientError, tls};
+
+/// Largest frame the client accepts from the broker, in bytes.
+const MAX_RECEIVED_FRAME: u32 = 16 * 1024 * 1024;
+/// Requests queued for the driver before `request` waits for room.
+const COMMAND_QUEUE: usize = 1024;
+
+/// The limits the broker announced in WELCOME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame body the broker accepts.
+    pub max_frame_bytes: u32,
+    /// Largest message payload the broker accepts.
+    pub max_payload_bytes: u32,
+    /// Largest group size.
+    pub max_group_members: u32,
+    /// How long after sending a message its sender may recall it.
+    pub recall_window: Duration,
+    /// Most requests outstanding at once.
+    pub max_inflight_requests: u32,
+}
+
+/// The session the broker opened, as WELCOME described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The protocol version in use.
+    pub protocol_version: u32,
+    /// The broker's id for this session (quote it when reporting problems).
+    pub session_id: SessionId,
+    /// The organisation the token proved.
+    pub org: String,
+    /// The user the token proved.
+    pub user: String,
+    /// This device's id.
+    pub device: String,
+    /// The broker's clock when it sent WELCOME, Unix milliseconds.
+    pub server_time_ms: u64,
+    /// When the token expires, Unix milliseconds.
+    pub token_expires_at_ms: u64,
+    /// What the broker enforces.
+    pub limits: Limits,
+}
+
+impl TryFrom<pb::Welcome> for SessionInfo {
+    type Error = ClientError;
+
+    fn try_from(w: pb::Welcome) -> Result<Self, ClientError> {
+        let limits = w.limits.ok_or_else(|| ClientError::Protocol("WELCOME without limits".into()))?;
+        Ok(SessionInfo {
+            protocol_version: w.protocol_version,
+            session_id: SessionId::new(w.session_id),
+            org: w.org_id,
+            user: w.user_id,
+            device: w.device_id,
+            server_time_ms: w.server_time_ms,
+            token_expires_at_ms: w.token_expires_at_ms,
+            limits: Limits {
+                max_frame_bytes: limits.max_frame_bytes,
+                max_payload_bytes: limits.max_payload_bytes,
+                max_group_members: limits.max_group_members,
+                recall_window: Duration::from_millis(limits.recall_window_ms),
+                max_inflight_requests: limits.max_inflight_requests,
+            },
+        })
+    }
+}
+
+/// A session with a Herald broker.
+///
+/// Cheap to clone: every clone talks through the same connection-driver task. The connection
+/// closes when [`Client::close`] is called or the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    /// Why the driver stopped, set before it stops taking commands.
+    terminal: Arc<OnceLock<ClientError>>,
+    session: SessionInfo,
+    remote: SocketAddr,
+    request_timeout: Duration,
+    next_nonce: std::sync::atomic::AtomicU64,
+}
+
+impl Client {
+    /// Connects, sends HELLO and waits for WELCOME.
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`] with the broker's code if it refuses the session (bad token,
+    /// unknown organisation, unsupported version); [`ClientError::Connection`] if QUIC or TLS
+    /// fails; [`ClientError::Timeout`] if it all takes longer than the connect timeout.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the attempt and closes whatever was opened.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let quic = tls::quic_client_config(&config)?;
+        let bind =
+            if config.server.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0u8; 4], 0)) };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Endpoint(Arc::new(e)))?;
+        endpoint.set_default_client_config(quic);
+        tokio::time::timeout(config.connect_timeout, handshake(endpoint, &config))
+            .await
+            .map_err(|_| ClientError::Timeout(config.connect_timeout))?
+    }
+
+    /// The session as the broker described it in WELCOME.
+    pub fn session(&self) -> &SessionInfo {
+        &self.inner.session
+    }
+
+    /// The broker's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.inner.remote
+    }
+
+    /// Sends PING and returns the round-trip time.
+    ///
+    /// # Errors
+    /// Any [`ClientError`] that ends the request: timeout, connection loss, an ERROR answer.
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let nonce = self.inner.next_nonce.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = Instant::now();
+        let pong: pb::Pong = self.call(pb::Ping { nonce }).await?;
+        if pong.nonce != nonce {
+            return Err(ClientError::Protocol(format!("PONG echoed nonce {} for {nonce}", pong.nonce)));
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Sends a request and decodes its answer as `R`.
+    ///
+    /// # Errors
+    /// [`ClientError::Request`] if the broker answers with ERROR; [`ClientError::Protocol`] if
+    /// it answers with another type; otherwise whatever ended the request.
+    pub async fn call<R: FrameBody>(&self, request: impl Into<Body>) -> Result<R, ClientError> {
+        let frame = self.request(request.into()).await?;
+        frame.decode_body::<R>().map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn request(&self, body: Body) -> Result<Frame, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        if self.inner.commands.send(Command::Request { body, reply }).await.is_err() {
+            return Err(self.terminal_error());
+        }
+        let timeout = self.inner.request_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.terminal_error()),
+            Err(_) => Err(ClientError::Timeout(timeout)),
+        }
+    }
+
+    /// Why the connection ended, once it has.
+    fn terminal_error(&self) -> ClientError {
+        self.inner.terminal.get().cloned().unwrap_or(ClientError::ClientClosed)
+    }
+
+    /// Closes the session with NO_ERROR. Other clones fail their requests afterwards.
+    pub async fn close(&self) {
+        let _ = self.inner.commands.send(Command::Close).await;
+        self.inner.commands.closed().await;
+    }
+}
+
+async fn handshake(endpoint: quinn::Endpoint, config: &ClientConfig) -> Result<Client, ClientError> {
+    let conn = endpoint.connect(config.server, &config.server_name)?.await.map_err(ClientError::from_connection)?;
+    let (mut send, recv) = conn.open_bi().await.map_err(ClientError::from_connection)?;
+    let hello = pb::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        token: config.token.clone(),
+        device_id: config.device_id.clone(),
+        client_name: config.client_name.clone(),
+        client_version: config.client_version.clone(),
+    };
+    let hello_id = RequestId::new(1);
+    let mut buf = BytesMut::new();
+    FrameCodec::default()
+        .encode(&Frame::from_body(hello_id, &hello), &mut buf)
+        .map_err(|e| ClientError::Config(format!("HELLO too large: {e}")))?;
+    send.write_chunk(buf.freeze()).await.map_err(|e| match e {
+        quinn::WriteError::ConnectionLost(e) => ClientError::from_connection(e),
+        other => ClientError::Protocol(other.to_string()),
+    })?;
+
+    let mut reader = FrameReader::new(recv, FrameCodec::new(MAX_RECEIVED_FRAME));
+    let answer = match reader.next().await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err(closed_without_answer(&conn)),
+        Err(e) => return Err(e),
+    };
+    let session = match Body::decode(&answer).map_err(|e| ClientError::Protocol(e.to_string()))? {
+        Body::Welcome(welcome) => SessionInfo::try_from(welcome)?,
+        Body::Error(error) => {
+            return Err(ClientError::Refused {
+                code: ErrorCode::from_u32(error.code),
+                message: error.message,
+                supported_versions: error.supported_versions,
+            });
+        }
+        other => return Err(ClientError::Protocol(format!("{} in answer to HELLO", other.frame_type()))),
+    };
+    debug!(session = %session.session_id, "session opened");
+
+    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+    let terminal = Arc::new(OnceLock::new());
+    let driver = Driver {
+        terminal: terminal.clone(),
+        endpoint,
+        conn: conn.clone(),
+        send,
+        reader,
+        codec: FrameCodec::new(session.limits.max_frame_bytes),
+        commands: receiver,
+        max_inflight: usize::try_from(session.limits.max_inflight_requests.max(1)).unwrap_or(usize::MAX),
+        pending: HashMap::new(),
+        last_request: hello_id.get(),
+        close_error: None,
+    };
+    tokio::spawn(driver.run());
+    tokio::spawn(crate::push::read_push_streams(conn.clone(), session.session_id));
+    Ok(Client {
+        inner: Arc::new(Inner {
+            commands,
+            terminal,
+            remote: conn.remote_address(),
+            session,
+            request_timeout: config.request_timeout,
+            next_nonce: std::sync::atomic::AtomicU64::new(1),
+        }),
+    })
+}
+
+fn closed_without_answer(conn: &quinn::Connection) -> ClientError {
+    match conn.close_reason() {
+        Some(reason) => ClientError::from_connection(reason),
+        None => ClientError::Protocol("broker finished the control stream without answering HELLO".into()),
+    }
+}

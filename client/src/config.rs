@@ -1,0 +1,111 @@
+//! Client configuration.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::ClientError;
+
+/// Which certificates the client trusts.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The operating system's root store.
+    SystemRoots,
+    /// Exactly these certificates as trust anchors: a pinned self-signed broker certificate, or
+    /// a private CA.
+    Certificates(Vec<CertificateDer<'static>>),
+    /// Accept any certificate. Only for tests: anyone on the path can read and alter the session.
+    DangerAcceptAny,
+}
+
+impl Trust {
+    /// Trusts the certificates in a PEM file (a pinned broker certificate or a CA bundle).
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] if the file is unreadable or holds no certificate.
+    pub fn pem_file(path: &Path) -> Result<Self, ClientError> {
+        let err = |e: &dyn std::fmt::Display| ClientError::Config(format!("{}: {e}", path.display()));
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(&e))?;
+        if certs.is_empty() {
+            return Err(err(&"no certificate in file"));
+        }
+        Ok(Trust::Certificates(certs))
+    }
+}
+
+/// Everything needed to open a session. Build it with [`ClientConfig::new`] and the `with_*`
+/// methods.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) server: SocketAddr,
+    pub(crate) server_name: String,
+    pub(crate) trust: Trust,
+    pub(crate) token: String,
+    pub(crate) device_id: String,
+    pub(crate) client_name: String,
+    pub(crate) client_version: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) keep_alive: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration for `server` with `token`, trusting the system roots, as device `default`.
+    pub fn new(server: SocketAddr, token: impl Into<String>) -> Self {
+        Self {
+            server,
+            server_name: "localhost".to_owned(),
+            trust: Trust::SystemRoots,
+            token: token.into(),
+            device_id: "default".to_owned(),
+            client_name: "herald-client".to_owned(),
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+
+    /// The name the broker's certificate must carry (default `localhost`).
+    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = name.into();
+        self
+    }
+
+    /// Which certificates to trust.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// This device's stable id.
+    pub fn with_device_id(mut self, device_id: impl Into<String>) -> Self {
+        self.device_id = device_id.into();
+        self
+    }
+
+    /// The client name and version reported in HELLO.
+    pub fn with_client_info(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.client_name = name.into();
+        self.client_version = version.into();
+        self
+    }
+
+    /// How long to wait for the QUIC handshake and WELCOME together.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the answer to a request.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}

@@ -1,0 +1,89 @@
+//! The SDK's error type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_protocol::ErrorCode;
+
+/// Everything that can go wrong talking to a broker.
+///
+/// Cloneable, so the error that ended a connection can be handed to every request that was
+/// waiting on it, and to every later one.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The configuration cannot work (for example, no address or an unreadable certificate).
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The local UDP endpoint could not be created.
+    #[error("cannot create the local endpoint")]
+    Endpoint(#[source] Arc<std::io::Error>),
+    /// The connection attempt could not start (bad server name, endpoint stopping).
+    #[error("cannot connect")]
+    Connect(#[from] quinn::ConnectError),
+    /// The QUIC connection failed or was closed by the transport (timeouts, TLS failures such as
+    /// a wrong ALPN or an untrusted certificate, resets).
+    #[error("connection failed")]
+    Connection(#[source] quinn::ConnectionError),
+    /// The broker refused the session in answer to HELLO.
+    #[error("broker refused the session: {code}: {message}")]
+    Refused {
+        /// Why, from the error table.
+        code: ErrorCode,
+        /// The broker's detail, for logs.
+        message: String,
+        /// For UNSUPPORTED_VERSION: the versions the broker speaks.
+        supported_versions: Vec<u32>,
+    },
+    /// The broker answered a request with ERROR; the session goes on.
+    #[error("request failed: {code}: {message}")]
+    Request {
+        /// Why, from the error table.
+        code: ErrorCode,
+        /// The broker's detail, for logs.
+        message: String,
+        /// For RATE_LIMITED and OVERLOADED: when to retry.
+        retry_after: Option<Duration>,
+    },
+    /// The broker closed the session with an application error code.
+    #[error("broker closed the session: {code}: {reason}")]
+    Closed {
+        /// Why, from the error table.
+        code: ErrorCode,
+        /// The broker's detail.
+        reason: String,
+    },
+    /// The broker sent something the protocol does not allow here.
+    #[error("protocol violation by the broker: {0}")]
+    Protocol(String),
+    /// No answer arrived in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The client was closed locally.
+    #[error("the client is closed")]
+    ClientClosed,
+}
+
+impl ClientError {
+    /// The Herald error code behind this error, when the broker gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. }
+            | ClientError::Request { code, .. }
+            | ClientError::Closed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Maps a QUIC connection loss to the most specific error: an application close carries a
+    /// Herald code.
+    pub(crate) fn from_connection(error: quinn::ConnectionError) -> Self {
+        match error {
+            quinn::ConnectionError::ApplicationClosed(close) => ClientError::Closed {
+                code: ErrorCode::from_u32(u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX)),
+                reason: String::from_utf8_lossy(&close.reason).into_owned(),
+            },
+            quinn::ConnectionError::LocallyClosed => ClientError::ClientClosed,
+            other => ClientError::Connection(other),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The `herald` binary against a real in-process broker.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Result;
+use herald_broker::auth::TokenMinter;
+use herald_broker::{Config, RunningBroker};
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+async fn broker(dir: &std::path::Path) -> Result<RunningBroker> {
+    let mut config =
+        Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir: dir.to_owned(), ..Config::default() };
+    config.auth.leeway = Duration::ZERO;
+    Ok(RunningBroker::start(config).await?)
+}
+
+fn herald(broker: &RunningBroker, token: &str, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(HERALD)
+        .arg("--server")
+        .arg(broker.local_addr().to_string())
+        .arg("--cert")
+        .arg(broker.cert_path())
+        .args(["--token", token])
+        .args(args)
+        .output()?)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_ping_prints_round_trips() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = broker(dir.path()).await?;
+    let minter = TokenMinter::new(broker.dev_signing_key().expect("dev key"))?;
+    let token = minter.mint_for("demo", "alice", None, &[], now_s(), Duration::from_secs(600))?;
+    let broker_ref = &broker;
+    let out =
+        tokio::task::block_in_place(|| herald(broker_ref, &token, &["ping", "--count", "2", "--interval", "10ms"]))?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("as demo/alice (device cli)"), "{stdout}");
+    assert_eq!(stdout.matches("pong from").count(), 2, "{stdout}");
+    assert!(stdout.contains("2 pings: min/avg/max"), "{stdout}");
+    broker.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_ping_reports_a_refused_token_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = broker(dir.path()).await?;
+    let minter = TokenMinter::new(broker.dev_signing_key().expect("dev key"))?;
+    let expired = minter.mint_for("demo", "alice", None, &[], now_s() - 7200, Duration::from_secs(60))?;
+    let broker_ref = &broker;
+    let out = tokio::task::block_in_place(|| herald(broker_ref, &expired, &["ping"]))?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.contains("TOKEN_EXPIRED"), "{stderr}");
+    broker.shutdown().await?;
+    Ok(())
+}

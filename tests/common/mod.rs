@@ -1,0 +1,224 @@
+//! Shared harness for end-to-end tests: a real broker on loopback with RocksDB in a temp dir,
+//! tokens from its development key, and a raw QUIC peer for sending bytes the SDK never would.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::BytesMut;
+use herald_broker::auth::{Claims, TokenMinter};
+use herald_broker::{Config, RunningBroker};
+use herald_client::{Client, ClientConfig, Trust};
+use herald_protocol::{Frame, FrameCodec, OrgId, PROTOCOL_VERSION, RequestId, pb};
+use rustls::pki_types::CertificateDer;
+
+pub const ORG: &str = "acme";
+
+/// A broker in a temp directory, stopped (and the directory removed) on drop of both.
+pub struct TestBroker {
+    pub broker: Option<RunningBroker>,
+    pub minter: TokenMinter,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl TestBroker {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker whose configuration `tweak` may adjust.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().to_owned(),
+            orgs: vec![OrgId::new(ORG)?, OrgId::new("globex")?],
+            ..Config::default()
+        };
+        config.auth.leeway = Duration::ZERO;
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    /// Starts a broker on an existing directory, as after a restart.
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Result<Self> {
+        let broker = RunningBroker::start(config.clone()).await?;
+        let minter = TokenMinter::new(broker.dev_signing_key().context("dev key")?)?;
+        Ok(Self { broker: Some(broker), minter, dir, config })
+    }
+
+    pub fn running(&self) -> &RunningBroker {
+        self.broker.as_ref().expect("broker running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().local_addr()
+    }
+
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.running().certificate().clone()
+    }
+
+    /// A token for `user` in `org`, valid for an hour.
+    pub fn token(&self, org: &str, user: &str) -> String {
+        self.token_with(|c| {
+            c.org = org.into();
+            c.sub = user.into();
+        })
+    }
+
+    /// A token whose claims `tweak` may adjust from a valid one-hour token for acme/alice.
+    pub fn token_with(&self, tweak: impl FnOnce(&mut Claims)) -> String {
+        let now = now_s();
+        let mut claims = Claims {
+            sub: "alice".into(),
+            org: ORG.into(),
+            device: None,
+            roles: vec![],
+            exp: now + 3600,
+            iat: now,
+            nbf: None,
+            iss: None,
+            aud: None,
+        };
+        tweak(&mut claims);
+        self.minter.mint(&claims).expect("mint")
+    }
+
+    pub fn client_config(&self, token: String) -> ClientConfig {
+        ClientConfig::new(self.addr(), token)
+            .with_trust(Trust::Certificates(vec![self.certificate()]))
+            .with_device_id("phone-1")
+            .with_connect_timeout(Duration::from_secs(10))
+            .with_request_timeout(Duration::from_secs(10))
+    }
+
+    pub async fn client(&self, user: &str) -> Result<Client> {
+        Ok(Client::connect(self.client_config(self.token(ORG, user))).await?)
+    }
+
+    /// Stops the broker and returns its directory and configuration, for a restart.
+    pub async fn stop(mut self) -> Result<(tempfile::TempDir, Config)> {
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await?;
+        }
+        Ok((self.dir, self.config))
+    }
+}
+
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
+/// A QUIC peer that speaks raw frames, for inputs the SDK refuses to produce.
+pub struct RawPeer {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub buf: BytesMut,
+    pub codec: FrameCodec,
+}
+
+impl RawPeer {
+    /// Connects with the given ALPN and opens the control stream (which the broker sees once
+    /// the first byte is written).
+    pub async fn connect_alpn(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Connection> {
+        let endpoint = client_endpoint(broker, alpn)?;
+        let conn = endpoint.connect(broker.addr(), "localhost")?.await?;
+        Ok(conn)
+    }
+
+    pub async fn connect(broker: &TestBroker) -> Result<Self> {
+        let endpoint = client_endpoint(broker, herald_protocol::ALPN)?;
+        let conn = endpoint.connect(broker.addr(), "localhost")?.await?;
+        let (send, recv) = conn.open_bi().await?;
+        Ok(Self { endpoint, conn, send, recv, buf: BytesMut::new(), codec: FrameCodec::new(16 << 20) })
+    }
+
+    /// Connects and completes the handshake with a valid token.
+    pub async fn open(broker: &TestBroker) -> Result<Self> {
+        let mut peer = Self::connect(broker).await?;
+        peer.send_frame(&Frame::from_body(RequestId::new(1), &hello(broker.token(ORG, "alice")))).await?;
+        let welcome = peer.next_frame().await?.context("WELCOME")?;
+        welcome.decode_body::<pb::Welcome>()?;
+        Ok(peer)
+    }
+
+    pub async fn send_frame(&mut self, frame: &Frame) -> Result<()> {
+        let mut buf = BytesMut::new();
+        FrameCodec::new(u32::MAX).encode(frame, &mut buf)?;
+        self.send_raw(&buf).await
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.send.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The next frame on the control stream, or `None` once the broker finished it.
+    pub async fn next_frame(&mut self) -> Result<Option<Frame>> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(frame) = self.codec.decode(&mut self.buf)? {
+                    return Ok(Some(frame));
+                }
+                match self.recv.read_chunk(65536, true).await? {
+                    Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                    None if self.buf.is_empty() => return Ok(None),
+                    None => bail!("stream ended inside a frame"),
+                }
+            }
+        })
+        .await
+        .context("no frame within 10 s")?
+    }
+
+    /// The next frame, which must be an ERROR; returns its request id and code.
+    pub async fn expect_error(&mut self) -> Result<(RequestId, u32)> {
+        let frame = self.next_frame().await?.context("expected ERROR, stream ended")?;
+        let error: pb::Error = frame.decode_body()?;
+        Ok((frame.request_id(), error.code))
+    }
+
+    /// Waits for the connection to close and returns the application error code.
+    pub async fn closed_code(&self) -> Result<u64> {
+        closed_code(&self.conn).await
+    }
+}
+
+pub async fn closed_code(conn: &quinn::Connection) -> Result<u64> {
+    match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await? {
+        quinn::ConnectionError::ApplicationClosed(close) => Ok(close.error_code.into_inner()),
+        other => bail!("closed without an application code: {other}"),
+    }
+}
+
+pub fn hello(token: String) -> pb::Hello {
+    pb::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        token,
+        device_id: "raw-1".into(),
+        client_name: "raw-test".into(),
+        client_version: "0".into(),
+    }
+}
+
+fn client_endpoint(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Endpoint> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(broker.certificate())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    Ok(endpoint)
+}
