@@ -32,6 +32,29 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Storage and sharding.
+    pub storage: StorageConfig,
+}
+
+/// How conversations are spread over shards and how their writes reach the disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Shard threads; 0 means one per core.
+    pub shards: usize,
+    /// `true`: each batch's WAL is synced before anyone is acknowledged (survives power loss).
+    /// `false`: written to the OS only (survives a broker crash, not a machine crash).
+    pub sync_writes: bool,
+    /// Most commands a shard serves between two commits.
+    pub max_batch: usize,
+    /// Commands queued per shard before senders get OVERLOADED.
+    pub shard_queue: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { shards: 0, sync_writes: true, max_batch: 512, shard_queue: 8192 }
+    }
 }
 
 impl Default for Config {
@@ -44,6 +67,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -103,6 +127,10 @@ pub struct LimitsConfig {
     /// How long a connection may be silent before QUIC closes it.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Most devices one user may have online at once.
+    pub max_devices_per_user: usize,
+    /// Bytes of deliveries queued per session before it is told to resync instead.
+    pub push_queue_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -115,6 +143,8 @@ impl Default for LimitsConfig {
             max_inflight_requests: 256,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            max_devices_per_user: 10,
+            push_queue_bytes: 4 * 1024 * 1024,
         }
     }
 }

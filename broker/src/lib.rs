@@ -24,9 +24,12 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conversation;
+pub mod fanout;
 mod fs;
 mod server;
 pub mod session;
+pub mod shard;
 pub mod store;
 pub mod tls;
 

@@ -15,8 +15,10 @@ use tracing::{info, warn};
 use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
-use crate::session::{SessionContext, serve_connection};
-use crate::store::{RocksStore, StoreError};
+use crate::fanout::SessionRegistry;
+use crate::session::{Services, SessionContext, serve_connection};
+use crate::shard::{ShardConfig, ShardLimits, Shards};
+use crate::store::{LogStore, RocksStore, StoreError};
 use crate::tls::{ServerIdentity, TlsError};
 
 /// UDP socket buffer size. The kernel default (208 KiB) drops packets under fan-out and handshake
@@ -61,6 +63,9 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// The shard threads could not be started.
+    #[error("cannot start shard threads")]
+    Shards(#[source] std::io::Error),
     /// The accept loop's task failed.
     #[error("broker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -88,7 +93,7 @@ impl RunningBroker {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| BrokerError::DataDir { path: config.data_dir.clone(), source })?;
-        let store = RocksStore::open(&config.db_path())?;
+        let store = Arc::new(RocksStore::open(&config.db_path())?);
         store.ensure_orgs(&config.orgs)?;
         let orgs = store.orgs()?;
 
@@ -101,12 +106,14 @@ impl RunningBroker {
             leeway: config.auth.leeway,
         };
         let verifier = TokenVerifier::new(&trusted, settings).map_err(BrokerError::TokenKeys)?;
-        let ctx = Arc::new(SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits));
+        let registry = Arc::new(SessionRegistry::new());
+        let ctx = Arc::new(SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone()));
+        let services = Arc::new(start_services(&config, store.clone(), registry)?);
 
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(endpoint, ctx, store, shutdown.clone()));
+        let task = tokio::spawn(accept_loop(endpoint, ctx, services, store, shutdown.clone()));
         info!(%local_addr, "broker listening");
         let certificate = identity.chain.first().cloned().ok_or_else(|| {
             BrokerError::Tls(TlsError::Pem { path: identity.cert_path.clone(), reason: "empty chain".into() })
@@ -173,6 +180,33 @@ fn trusted_token_keys(config: &Config) -> Result<(Vec<String>, Option<SigningKey
     Ok((pems, None))
 }
 
+fn start_services(
+    config: &Config,
+    store: Arc<RocksStore>,
+    registry: Arc<SessionRegistry>,
+) -> Result<Services, BrokerError> {
+    let shard_count = match config.storage.shards {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let limits = ShardLimits {
+        max_group_members: usize::try_from(config.limits.max_group_members).unwrap_or(usize::MAX),
+        // Room for the page's own fields within the frame limit.
+        max_page_bytes: usize::try_from(config.limits.max_frame_bytes).unwrap_or(usize::MAX).saturating_sub(64),
+    };
+    let shard_config = ShardConfig {
+        limits,
+        sync_writes: config.storage.sync_writes,
+        max_batch: config.storage.max_batch,
+        queue_len: config.storage.shard_queue,
+    };
+    let log: Arc<dyn LogStore> = store;
+    let shards =
+        Shards::start(shard_count, shard_config, log.clone(), registry.clone()).map_err(BrokerError::Shards)?;
+    info!(shards = shard_count, sync_writes = config.storage.sync_writes, "shards started");
+    Ok(Services { shards, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes })
+}
+
 fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, BrokerError> {
     let bind_err = |source| BrokerError::Bind { addr, source };
     let socket =
@@ -198,7 +232,8 @@ fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     ctx: Arc<SessionContext>,
-    store: RocksStore,
+    services: Arc<Services>,
+    store: Arc<RocksStore>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
     let sessions = TaskTracker::new();
@@ -209,7 +244,8 @@ async fn accept_loop(
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 next_id = next_id.wrapping_add(1);
-                sessions.spawn(serve_connection(incoming, ctx.clone(), SessionId::new(next_id), shutdown.clone()));
+                let session = serve_connection(incoming, ctx.clone(), services.clone(), SessionId::new(next_id), shutdown.clone());
+                sessions.spawn(session);
             }
             () = shutdown.cancelled() => break,
         }
@@ -222,6 +258,9 @@ async fn accept_loop(
     }
     endpoint.close(quinn::VarInt::from_u32(ErrorCode::SHUTTING_DOWN.get()), b"shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    // Shards finish what is queued (committing it) before the store is flushed.
+    let stopping = services.clone();
+    tokio::task::spawn_blocking(move || stopping.shards.stop()).await?;
     store.flush()?;
     info!("stopped");
     Ok(())

@@ -12,12 +12,14 @@ use tracing::debug;
 
 use crate::driver::{Command, Driver};
 use crate::reader::FrameReader;
-use crate::{ClientConfig, ClientError, tls};
+use crate::{ClientConfig, ClientError, Event, tls};
 
 /// Largest frame the client accepts from the broker, in bytes.
 const MAX_RECEIVED_FRAME: u32 = 16 * 1024 * 1024;
 /// Requests queued for the driver before `request` waits for room.
 const COMMAND_QUEUE: usize = 1024;
+/// Pushed events buffered before the push reader waits for the app.
+const EVENT_QUEUE: usize = 4096;
 
 /// The limits the broker announced in WELCOME.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,8 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     /// Why the driver stopped, set before it stops taking commands.
     terminal: Arc<OnceLock<ClientError>>,
+    /// Pushed events, until the app takes them.
+    events: std::sync::Mutex<Option<mpsc::Receiver<Event>>>,
     session: SessionInfo,
     remote: SocketAddr,
     request_timeout: Duration,
@@ -123,6 +127,13 @@ impl Client {
     /// The session as the broker described it in WELCOME.
     pub fn session(&self) -> &SessionInfo {
         &self.inner.session
+    }
+
+    /// The stream of pushed events (deliveries, resync notices). The first call takes it;
+    /// later calls get `None`. Read it steadily: a client that stops reading is eventually told
+    /// to resync instead of being buffered for.
+    pub fn events(&self) -> Option<mpsc::Receiver<Event>> {
+        self.inner.events.lock().ok()?.take()
     }
 
     /// The broker's address.
@@ -234,11 +245,13 @@ async fn handshake(endpoint: quinn::Endpoint, config: &ClientConfig) -> Result<C
         close_error: None,
     };
     tokio::spawn(driver.run());
-    tokio::spawn(crate::push::read_push_streams(conn.clone(), session.session_id));
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(crate::push::read_push_streams(conn.clone(), session.session_id, events_tx));
     Ok(Client {
         inner: Arc::new(Inner {
             commands,
             terminal,
+            events: std::sync::Mutex::new(Some(events_rx)),
             remote: conn.remote_address(),
             session,
             request_timeout: config.request_timeout,

@@ -20,13 +20,16 @@
 //! # }
 //! ```
 //!
-//! What it is not (yet): reconnection, offline queues and messaging arrive with the messaging
-//! core; this version covers the session handshake and liveness.
+//! Messaging: [`Client::create_group`], [`Client::send`] (resolves once durable), the pushed
+//! [`Event`]s from [`Client::events`], [`Client::history`] and [`Client::sync`] for catching up.
+//! Not yet: automatic reconnection and offline send queues.
 
 mod client;
 mod config;
 mod driver;
 mod error;
+mod event;
+mod messaging;
 mod push;
 mod reader;
 mod tls;
@@ -34,4 +37,7 @@ mod tls;
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;
+pub use event::{Entry, EntryKind, Event};
+pub use herald_protocol::pb;
 pub use herald_protocol::{ErrorCode, SessionId};
+pub use messaging::{Conversation, HistoryPage, MemberPage, Role, SendAck, SyncState, new_client_msg_id};

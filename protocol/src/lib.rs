@@ -35,6 +35,8 @@ mod frame_type;
 mod ids;
 mod version;
 
+pub mod raw;
+
 pub mod pb;
 
 pub use body::{Body, BodyError, FrameBody};

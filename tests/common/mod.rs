@@ -134,7 +134,20 @@ impl RawPeer {
     }
 
     pub async fn connect(broker: &TestBroker) -> Result<Self> {
-        let endpoint = client_endpoint(broker, herald_protocol::ALPN)?;
+        Self::connect_with_window(broker, None).await
+    }
+
+    /// Connects with a given per-stream receive window, to make a reader that falls behind
+    /// stall the broker's writes quickly.
+    pub async fn connect_with_window(broker: &TestBroker, stream_window: Option<u32>) -> Result<Self> {
+        let mut endpoint = client_endpoint(broker, herald_protocol::ALPN)?;
+        if let Some(window) = stream_window {
+            let mut transport = quinn::TransportConfig::default();
+            transport.stream_receive_window(window.into());
+            let mut config = client_config(broker, herald_protocol::ALPN)?;
+            config.transport_config(Arc::new(transport));
+            endpoint.set_default_client_config(config);
+        }
         let conn = endpoint.connect(broker.addr(), "localhost")?.await?;
         let (send, recv) = conn.open_bi().await?;
         Ok(Self { endpoint, conn, send, recv, buf: BytesMut::new(), codec: FrameCodec::new(16 << 20) })
@@ -209,6 +222,12 @@ pub fn hello(token: String) -> pb::Hello {
 }
 
 fn client_endpoint(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Endpoint> {
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    endpoint.set_default_client_config(client_config(broker, alpn)?);
+    Ok(endpoint)
+}
+
+fn client_config(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(broker.certificate())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -218,7 +237,5 @@ fn client_endpoint(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Endpoint> 
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    Ok(endpoint)
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }

@@ -5,12 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_protocol::{ErrorCode, Frame, FrameCodec, SessionId};
+use herald_protocol::{ErrorCode, Frame, FrameCodec, RequestId, SessionId, pb};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Action, SessionContext, SessionMachine};
+use super::requests::Routed;
+use super::{Action, Services, SessionContext, SessionMachine, directory};
+use crate::auth::Identity;
 use crate::clock::Now;
+use crate::fanout::{DeviceSession, ReplyTo, push_queue};
+use crate::shard::{Command, Origin};
 
 /// Largest chunk read from the control stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -23,6 +28,7 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 pub(crate) async fn serve_connection(
     incoming: quinn::Incoming,
     ctx: Arc<SessionContext>,
+    services: Arc<Services>,
     id: SessionId,
     shutdown: CancellationToken,
 ) {
@@ -36,10 +42,24 @@ pub(crate) async fn serve_connection(
         match conn {
             Ok(conn) => {
                 let codec = FrameCodec::new(ctx.limits.max_frame_bytes);
-                let machine = SessionMachine::new(ctx, id, Now::system());
-                ConnectionLoop { conn, machine, codec, control: None, push: None, out: BytesMut::new() }
-                    .run(shutdown)
-                    .await;
+                let max_inflight = usize::try_from(ctx.limits.max_inflight_requests).unwrap_or(usize::MAX);
+                let machine = SessionMachine::new(ctx, id, Now::system(), rand::random());
+                let (reply_to, replies) = ReplyTo::channel();
+                let mut session = ConnectionLoop {
+                    conn,
+                    machine,
+                    codec,
+                    services,
+                    control: None,
+                    out: BytesMut::new(),
+                    reply_to,
+                    replies,
+                    inflight: 0,
+                    max_inflight,
+                    registered: None,
+                };
+                session.run(shutdown).await;
+                session.unregister();
             }
             Err(e) => debug!(error = %e, "QUIC handshake failed"),
         }
@@ -58,15 +78,23 @@ struct ConnectionLoop {
     conn: quinn::Connection,
     machine: SessionMachine,
     codec: FrameCodec,
+    services: Arc<Services>,
     control: Option<quinn::SendStream>,
-    /// The push stream, kept open for the session's lifetime; pushed events are written here.
-    push: Option<quinn::SendStream>,
     /// Frames queued for the control stream, written in one call per batch of input.
     out: BytesMut,
+    /// Where shards and readers send this session's answers.
+    reply_to: ReplyTo,
+    replies: mpsc::UnboundedReceiver<Frame>,
+    /// Requests dispatched and not yet answered. At the limit the loop stops reading requests,
+    /// so a client that pipelines too much is slowed by flow control, not by errors.
+    inflight: usize,
+    max_inflight: usize,
+    /// The identity under which this session is in the registry.
+    registered: Option<Identity>,
 }
 
 impl ConnectionLoop {
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(&mut self, shutdown: CancellationToken) {
         let Some(mut recv) = self.accept_control_stream(&shutdown).await else {
             self.perform_actions().await;
             return;
@@ -84,8 +112,17 @@ impl ConnectionLoop {
                     self.machine.handle_shutdown();
                 }
                 () = sleep_until(deadline) => self.machine.handle_timeout(Now::system()),
+                // Cancel safety: recv on an mpsc channel loses nothing.
+                Some(reply) = self.replies.recv() => {
+                    self.inflight = self.inflight.saturating_sub(1);
+                    self.queue(&reply);
+                    while let Ok(reply) = self.replies.try_recv() {
+                        self.inflight = self.inflight.saturating_sub(1);
+                        self.queue(&reply);
+                    }
+                }
                 // Cancel safety: read_chunk loses no data when another branch wins.
-                chunk = recv.read_chunk(READ_CHUNK, true) => match chunk {
+                chunk = recv.read_chunk(READ_CHUNK, true), if self.inflight < self.max_inflight => match chunk {
                     Ok(Some(chunk)) => {
                         inbuf.extend_from_slice(&chunk.bytes);
                         self.handle_input(&mut inbuf);
@@ -143,14 +180,14 @@ impl ConnectionLoop {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Send(frame) => self.queue(&frame),
+                // Registered for fan-out before WELCOME leaves: a client that has its WELCOME
+                // misses no delivery sequenced after it.
                 Action::OpenPushStream(frame) => {
-                    if self.flush().await.is_err() || self.open_push_stream(&frame).await.is_err() {
+                    if self.open_push_stream(&frame).await.is_err() {
                         return Flow::Closed;
                     }
-                    if let Some(identity) = self.machine.identity() {
-                        info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
-                    }
                 }
+                Action::Dispatch { request_id, routed } => self.dispatch(request_id, routed),
                 Action::Close { code, reason } => {
                     self.close(code, &reason).await;
                     return Flow::Closed;
@@ -175,13 +212,69 @@ impl ConnectionLoop {
         control.write_chunk(bytes).await.map_err(|e| debug!(error = %e, "control stream write failed"))
     }
 
+    /// Opens the push stream, starts its writer and registers the session for fan-out.
     async fn open_push_stream(&mut self, stream_open: &Frame) -> Result<(), ()> {
         let mut push = self.conn.open_uni().await.map_err(|e| debug!(error = %e, "cannot open push stream"))?;
         let mut bytes = BytesMut::new();
         encode_or_warn(&self.codec, stream_open, &mut bytes);
         push.write_chunk(bytes.freeze()).await.map_err(|e| debug!(error = %e, "push stream write failed"))?;
-        self.push = Some(push);
+        let Some(identity) = self.machine.identity().cloned() else { return Err(()) };
+        let (queue, receiver) = push_queue(self.services.push_queue_bytes);
+        tokio::spawn(super::push_writer::write_pushes(push, receiver));
+        let device = DeviceSession { session: self.machine.id(), device: identity.device.clone(), push: queue };
+        self.services.registry.register(&identity.org, &identity.user, device);
+        info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
+        self.registered = Some(identity);
         Ok(())
+    }
+
+    fn unregister(&mut self) {
+        if let Some(identity) = self.registered.take() {
+            self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
+        }
+    }
+
+    /// Hands a request to its shard, or to a blocking reader for index queries. The answer comes
+    /// back through `replies`.
+    fn dispatch(&mut self, request_id: RequestId, routed: Routed) {
+        let Some(identity) = self.machine.identity().cloned() else { return };
+        self.inflight += 1;
+        let reply = self.reply_to.clone();
+        match routed {
+            Routed::Shard(request) => {
+                let origin = Origin {
+                    session: self.machine.id(),
+                    org: identity.org,
+                    user: identity.user,
+                    device: identity.device,
+                    request_id,
+                    reply: reply.clone(),
+                };
+                if self.services.shards.route(Command { origin, request }).is_err() {
+                    let error = pb::Error {
+                        code: ErrorCode::OVERLOADED.get(),
+                        message: "the conversation's shard is busy".into(),
+                        retry_after_ms: 50,
+                        supported_versions: vec![],
+                    };
+                    reply.send(Frame::from_body(request_id, &error));
+                }
+            }
+            Routed::ListConversations { after, limit } => {
+                let store = self.services.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let answer = directory::list_conversations(&*store, &identity, after, limit);
+                    reply.send(answer_or_unavailable(request_id, answer));
+                });
+            }
+            Routed::Sync { cursors } => {
+                let store = self.services.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let answer = directory::sync(&*store, &identity, &cursors);
+                    reply.send(answer_or_unavailable(request_id, answer));
+                });
+            }
+        }
     }
 
     /// Sends what is queued, waits briefly for the client to acknowledge it, then closes.
@@ -193,6 +286,19 @@ impl ConnectionLoop {
         }
         debug!(%code, reason, "closing connection");
         self.conn.close(quinn::VarInt::from_u32(code.get()), reason.as_bytes());
+    }
+}
+
+fn answer_or_unavailable<B: herald_protocol::FrameBody>(
+    request_id: RequestId,
+    answer: Result<B, crate::store::StoreError>,
+) -> Frame {
+    match answer {
+        Ok(body) => Frame::from_body(request_id, &body),
+        Err(e) => {
+            let error = pb::Error { code: ErrorCode::UNAVAILABLE.get(), message: e.to_string(), ..Default::default() };
+            Frame::from_body(request_id, &error)
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! What every session of one broker shares, read-only.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::{OrgId, pb};
 
 use crate::auth::TokenVerifier;
 use crate::config::LimitsConfig;
+use crate::fanout::SessionRegistry;
 
 /// Immutable per-broker inputs of the session state machine.
 #[derive(Debug)]
@@ -21,6 +23,10 @@ pub struct SessionContext {
     pub handshake_timeout: Duration,
     /// Clock skew tolerated on token expiry, also when closing an open session.
     pub token_leeway: Duration,
+    /// Live sessions, to enforce the per-user device limit at HELLO.
+    pub registry: Arc<SessionRegistry>,
+    /// Most devices one user may have online at once.
+    pub max_devices_per_user: usize,
 }
 
 impl SessionContext {
@@ -30,6 +36,7 @@ impl SessionContext {
         token_leeway: Duration,
         orgs: impl IntoIterator<Item = OrgId>,
         limits: &LimitsConfig,
+        registry: Arc<SessionRegistry>,
     ) -> Self {
         Self {
             verifier,
@@ -43,6 +50,8 @@ impl SessionContext {
             },
             handshake_timeout: limits.handshake_timeout,
             token_leeway,
+            registry,
+            max_devices_per_user: limits.max_devices_per_user,
         }
     }
 }

@@ -27,6 +27,7 @@ use herald_protocol::{
 };
 
 use super::SessionContext;
+use super::requests::{self, Routed};
 use crate::auth::{AuthError, Identity};
 use crate::clock::Now;
 
@@ -40,6 +41,13 @@ pub enum Action {
     Send(Frame),
     /// Open the push stream (the broker's first unidirectional stream) and write this frame on it.
     OpenPushStream(Frame),
+    /// Serve a parsed messaging request; its answer arrives later with the same request id.
+    Dispatch {
+        /// The request's id, for the answer.
+        request_id: RequestId,
+        /// Where it goes and what it asks.
+        routed: Routed,
+    },
     /// Flush the control stream, then close the connection with this code and reason.
     Close {
         /// The QUIC application error code.
@@ -63,13 +71,24 @@ pub struct SessionMachine {
     id: SessionId,
     state: State,
     actions: VecDeque<Action>,
+    /// splitmix64 state: new group ids, unpredictable in production, reproducible in tests.
+    random: u64,
 }
 
 impl SessionMachine {
-    /// A session for a connection accepted at `now`, waiting for HELLO.
-    pub fn new(ctx: Arc<SessionContext>, id: SessionId, now: Now) -> Self {
+    /// A session for a connection accepted at `now`, waiting for HELLO. `seed` seeds the ids
+    /// the session chooses (new groups).
+    pub fn new(ctx: Arc<SessionContext>, id: SessionId, now: Now, seed: u64) -> Self {
         let deadline = now.instant + ctx.handshake_timeout;
-        Self { ctx, id, state: State::AwaitingHello { deadline }, actions: VecDeque::new() }
+        Self { ctx, id, state: State::AwaitingHello { deadline }, actions: VecDeque::new(), random: seed }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// The session's id.
@@ -131,9 +150,20 @@ impl SessionMachine {
             (State::Open { .. }, Body::Hello(_)) => {
                 self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, "the session is already open".into());
             }
-            (State::Open { .. }, _) => {
-                let message = format!("{} is sent by the broker, not the client", frame.frame_type());
-                self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, message);
+            (State::Open { identity, .. }, body) => {
+                let max_payload = usize::try_from(self.ctx.limits.max_payload_bytes).unwrap_or(usize::MAX);
+                let identity = identity.clone();
+                let random = self.next_random();
+                match requests::parse(body, &identity, max_payload, random) {
+                    Some(Ok(routed)) => {
+                        self.actions.push_back(Action::Dispatch { request_id: frame.request_id(), routed })
+                    }
+                    Some(Err((code, message))) => self.refuse(&frame, code, message),
+                    None => {
+                        let message = format!("{} is sent by the broker, not the client", frame.frame_type());
+                        self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, message);
+                    }
+                }
             }
         }
     }
@@ -206,6 +236,12 @@ impl SessionMachine {
         let identity = self.ctx.verifier.verify(&hello.token, &device, now.unix_ms).map_err(auth_failure)?;
         if !self.ctx.orgs.contains(&identity.org) {
             return Err(auth_failure(AuthError::UnknownOrg(identity.org)));
+        }
+        let online = self.ctx.registry.device_count(&identity.org, &identity.user);
+        if online >= self.ctx.max_devices_per_user {
+            let message =
+                format!("{online} devices of this user are online; the limit is {}", self.ctx.max_devices_per_user);
+            return Err((ErrorCode::LIMIT_EXCEEDED, message));
         }
         Ok(identity)
     }
@@ -288,9 +324,11 @@ mod tests {
             let settings = VerifierSettings { issuer: None, audience: None, leeway: Duration::ZERO };
             let verifier = TokenVerifier::new(&[pair.public_pem().to_owned()], settings.clone()).expect("verifier");
             let orgs = [OrgId::new("acme").expect("valid")];
-            let ctx = Arc::new(SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default()));
+            let registry = Arc::new(crate::fanout::SessionRegistry::new());
+            let ctx =
+                Arc::new(SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default(), registry));
             let start = Instant::now();
-            let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS });
+            let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS }, 1);
             Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start }
         }
 

@@ -3,8 +3,14 @@
 
 mod connection;
 mod context;
+mod directory;
 mod machine;
+mod push_writer;
+mod requests;
+mod services;
 
 pub(crate) use connection::serve_connection;
 pub use context::SessionContext;
 pub use machine::{Action, SessionMachine};
+pub use requests::Routed;
+pub use services::Services;

@@ -1,5 +1,16 @@
 //! Durable state. RocksDB is used only inside [`rocks`]; nothing else names a rocksdb type.
+//!
+//! [`LogStore`] is the seam the rest of the broker uses; it is implemented once over the ordered
+//! key-value layer in [`kv`], which RocksDB and the in-memory twin provide.
 
+mod keys;
+mod kv;
+mod log;
+mod memory;
+mod records;
 mod rocks;
 
+pub use kv::{Cf, KvBackend, KvPair, KvWrite};
+pub use log::{ConversationSummary, LogStore, WriteOp};
+pub use memory::MemoryStore;
 pub use rocks::{RocksStore, StoreError};

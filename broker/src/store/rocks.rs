@@ -3,19 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use herald_protocol::OrgId;
-use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+
+use super::kv::{Cf, KvBackend, KvPair, KvWrite};
 
 /// The on-disk format this code writes. A database with another version is refused at open,
 /// so an old binary never misreads a newer layout.
 const FORMAT_VERSION: u32 = 1;
-
-/// Column family of store-wide metadata (`format_version`).
-const CF_META: &str = "meta";
-/// Column family of served organisations: key = org id, value = empty.
-const CF_ORGS: &str = "orgs";
-/// Every column family this version uses.
-const COLUMN_FAMILIES: &[&str] = &[CF_META, CF_ORGS];
 
 const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 
@@ -39,6 +36,10 @@ pub enum StoreError {
         /// The version found on disk.
         found: String,
     },
+    /// A write failed earlier; the store refuses every write until the broker restarts and
+    /// recovers from its log, rather than carry on with state it cannot vouch for.
+    #[error("store refuses writes after a failed write: {0}")]
+    Poisoned(String),
     /// A stored record does not decode.
     #[error("database {path}: corrupt record in {cf}: {reason}")]
     Corrupt {
@@ -55,6 +56,8 @@ pub enum StoreError {
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
+    /// Set by the first failed write; see [`StoreError::Poisoned`].
+    poisoned: AtomicBool,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -77,10 +80,10 @@ impl RocksStore {
         // records: an acknowledged write must come back or the operator must be told.
         options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
         options.set_paranoid_checks(true);
-        let descriptors = COLUMN_FAMILIES.iter().map(|cf| ColumnFamilyDescriptor::new(*cf, Options::default()));
+        let descriptors = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
         let db = DB::open_cf_descriptors(&options, path, descriptors)
             .map_err(|source| StoreError::Rocks { path: path.to_owned(), source })?;
-        let store = Self { db, path: path.to_owned() };
+        let store = Self { db, path: path.to_owned(), poisoned: AtomicBool::new(false) };
         store.check_format_version()?;
         Ok(store)
     }
@@ -89,32 +92,40 @@ impl RocksStore {
         |source| StoreError::Rocks { path: self.path.clone(), source }
     }
 
-    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db.cf_handle(name).ok_or_else(|| StoreError::Corrupt {
+    fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt {
             path: self.path.clone(),
-            cf: name,
+            cf: cf.name(),
             reason: "column family missing".into(),
         })
     }
 
     fn check_format_version(&self) -> Result<(), StoreError> {
-        let meta = self.cf(CF_META)?;
+        let meta = self.cf(Cf::Meta)?;
         match self.db.get_cf(meta, KEY_FORMAT_VERSION).map_err(self.rocks_err())? {
             None => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, KEY_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
-                self.write(batch)
+                self.write_batch(batch, true)
             }
             Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
             Some(v) => Err(StoreError::FormatVersion { path: self.path.clone(), found: format!("{v:02x?}") }),
         }
     }
 
-    /// Writes `batch` atomically and syncs the WAL before returning: durable on return.
-    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    /// Writes `batch` atomically; with `sync`, the WAL is on disk before this returns. The first
+    /// failure poisons the store: a failed fsync may have left the WAL in an unknown state, and
+    /// retrying could acknowledge writes that a crash would then lose.
+    fn write_batch(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned(format!("database {}", self.path.display())));
+        }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options).map_err(self.rocks_err())
+        options.set_sync(sync);
+        self.db.write_opt(batch, &options).map_err(|source| {
+            self.poisoned.store(true, Ordering::Release);
+            StoreError::Rocks { path: self.path.clone(), source }
+        })
     }
 
     /// Records that the broker serves each of `orgs` (idempotent).
@@ -122,12 +133,12 @@ impl RocksStore {
     /// # Errors
     /// [`StoreError::Rocks`] if the write fails.
     pub fn ensure_orgs(&self, orgs: &[OrgId]) -> Result<(), StoreError> {
-        let cf = self.cf(CF_ORGS)?;
+        let cf = self.cf(Cf::Orgs)?;
         let mut batch = WriteBatch::default();
         for org in orgs {
             batch.put_cf(cf, org.as_str().as_bytes(), []);
         }
-        self.write(batch)
+        self.write_batch(batch, true)
     }
 
     /// Every organisation the broker serves.
@@ -135,12 +146,12 @@ impl RocksStore {
     /// # Errors
     /// [`StoreError`] if reading fails or a key is not a valid organisation id.
     pub fn orgs(&self) -> Result<Vec<OrgId>, StoreError> {
-        let cf = self.cf(CF_ORGS)?;
+        let cf = self.cf(Cf::Orgs)?;
         self.db
             .iterator_cf(cf, rocksdb::IteratorMode::Start)
             .map(|item| {
                 let (key, _) = item.map_err(self.rocks_err())?;
-                let corrupt = |reason: String| StoreError::Corrupt { path: self.path.clone(), cf: CF_ORGS, reason };
+                let corrupt = |reason: String| self.corrupt(Cf::Orgs, reason);
                 let id = String::from_utf8(key.into_vec()).map_err(|e| corrupt(e.to_string()))?;
                 OrgId::new(id).map_err(|e| corrupt(e.to_string()))
             })
@@ -153,11 +164,69 @@ impl RocksStore {
     /// [`StoreError::Rocks`] if the flush fails.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(self.rocks_err())?;
-        for name in COLUMN_FAMILIES {
-            self.db.flush_cf(self.cf(name)?).map_err(self.rocks_err())?;
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf)?).map_err(self.rocks_err())?;
         }
         Ok(())
     }
+}
+
+impl KvBackend for RocksStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(self.rocks_err())
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        let mut options = ReadOptions::default();
+        // Bound the iterator to the prefix so RocksDB never reads past it (or into tombstones
+        // beyond it), whichever way it walks.
+        options.set_iterate_lower_bound(prefix.to_vec());
+        if let Some(upper) = prefix_successor(prefix) {
+            options.set_iterate_upper_bound(upper);
+        }
+        let direction = if reverse { Direction::Reverse } else { Direction::Forward };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(cf)?, options, IteratorMode::From(start, direction)).take(limit) {
+            let (key, value) = item.map_err(self.rocks_err())?;
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn write(&self, writes: Vec<KvWrite>, sync: bool) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (cf, key, value) in writes {
+            let handle = self.cf(cf)?;
+            match value {
+                Some(value) => batch.put_cf(handle, key, value),
+                None => batch.delete_cf(handle, key),
+            }
+        }
+        self.write_batch(batch, sync)
+    }
+
+    fn corrupt(&self, cf: Cf, reason: String) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), cf: cf.name(), reason }
+    }
+}
+
+/// The smallest key greater than every key with `prefix`, or `None` if there is none (all 0xff).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -194,8 +263,8 @@ mod tests {
         {
             let store = RocksStore::open(dir.path()).expect("open");
             let mut batch = WriteBatch::default();
-            batch.put_cf(store.cf(CF_META).expect("cf"), KEY_FORMAT_VERSION, 99u32.to_be_bytes());
-            store.write(batch).expect("write");
+            batch.put_cf(store.cf(Cf::Meta).expect("cf"), KEY_FORMAT_VERSION, 99u32.to_be_bytes());
+            store.write_batch(batch, true).expect("write");
         }
         assert!(matches!(RocksStore::open(dir.path()), Err(StoreError::FormatVersion { .. })));
     }

@@ -1,4 +1,12 @@
 //! `herald`: the Herald command-line client.
+//!
+//! Every subcommand opens one session with the connection options, does its work and closes the
+//! session. Results go to stdout, one item a line, so they can be piped; diagnostics go to stderr;
+//! failures exit non-zero with the broker's error code in the message.
+
+mod format;
+mod listen;
+mod messaging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +16,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use herald_client::{Client, ClientConfig, Trust};
 
+use crate::listen::ListenArgs;
+use crate::messaging::{GroupCommand, HistoryArgs, SendArgs};
+
 /// Talk to a Herald broker from the command line.
+///
+/// Conversations are named by the numeric ids the broker chose (see `herald conversations`);
+/// users by their ids in your organisation.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -52,13 +66,45 @@ enum Command {
         #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         interval: Duration,
     },
+    /// Send a text message to a conversation; prints `sent seq=N`.
+    Send(SendArgs),
+    /// Print new entries of all your conversations as they arrive, one a line.
+    ///
+    /// Each line reads `conv=<id> seq=<n> from=<user>/<device> <body>`. The body of a message is
+    /// its text (invalid UTF-8 replaced, control characters escaped); a membership event is
+    /// summarised in brackets: `[created alice(owner) bob(member)]`, `[added carol(member)]`,
+    /// `[removed dave(member)]`, `[renamed "New name"]` or `[roles carol(admin)]`. A `resync` line
+    /// means the broker dropped deliveries because this client read too slowly.
+    Listen(ListenArgs),
+    /// Create groups and manage their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Print entries of a conversation's log, in the format of `listen`.
+    ///
+    /// Forward (the default) prints oldest first from --from; --backward prints newest first.
+    /// Any member may read the whole log, including entries from before they joined.
+    History(HistoryArgs),
+    /// List your conversations: id, kind, member count, newest seq, your role and name.
+    Conversations,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Ping { count, interval } => ping(&cli.connection, count, interval).await,
+    let client = connect(&cli.connection).await?;
+    let result = run(&client, cli.command).await;
+    client.close().await;
+    result
+}
+
+async fn run(client: &Client, command: Command) -> Result<()> {
+    match command {
+        Command::Ping { count, interval } => ping(client, count, interval).await,
+        Command::Send(args) => messaging::send(client, args).await,
+        Command::Listen(args) => listen::listen(client, &args).await,
+        Command::Group(command) => messaging::group(client, command).await,
+        Command::History(args) => messaging::history(client, &args).await,
+        Command::Conversations => messaging::conversations(client).await,
     }
 }
 
@@ -77,18 +123,17 @@ async fn connect(args: &ConnectionArgs) -> Result<Client> {
         .with_trust(trust)
         .with_device_id(args.device.clone())
         .with_client_info("herald-cli", env!("CARGO_PKG_VERSION"));
-    let client = Client::connect(config).await.with_context(|| format!("connecting to {}", args.server))?;
-    let s = client.session();
-    println!("connected to {} as {}/{} (device {}), session {}", args.server, s.org, s.user, s.device, s.session_id);
-    Ok(client)
+    Client::connect(config).await.with_context(|| format!("connecting to {}", args.server))
 }
 
-async fn ping(args: &ConnectionArgs, count: u32, interval: Duration) -> Result<()> {
-    let client = connect(args).await?;
+async fn ping(client: &Client, count: u32, interval: Duration) -> Result<()> {
+    let s = client.session();
+    let remote = client.remote_address();
+    println!("connected to {remote} as {}/{} (device {}), session {}", s.org, s.user, s.device, s.session_id);
     let mut rtts = Vec::new();
     for seq in 1..=count {
         let rtt = client.ping().await.context("ping")?;
-        println!("pong from {}: seq={seq} time={:.3} ms", client.remote_address(), rtt.as_secs_f64() * 1e3);
+        println!("pong from {remote}: seq={seq} time={:.3} ms", rtt.as_secs_f64() * 1e3);
         rtts.push(rtt);
         if seq < count {
             tokio::time::sleep(interval).await;
@@ -104,6 +149,5 @@ async fn ping(args: &ConnectionArgs, count: u32, interval: Duration) -> Result<(
             max.as_secs_f64() * 1e3
         );
     }
-    client.close().await;
     Ok(())
 }

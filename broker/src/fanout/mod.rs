@@ -1,0 +1,29 @@
+//! Getting frames to sessions: the registry of live device sessions, their byte-bounded push
+//! queues, and the reply channel of each session's control stream.
+
+mod push;
+mod registry;
+
+pub use push::{PushBatch, PushQueue, PushReceiver, push_queue};
+pub use registry::{DeviceSession, SessionRegistry};
+
+use herald_protocol::Frame;
+use tokio::sync::mpsc;
+
+/// Where a request's answer goes: its session's control-stream writer. Each session has at most
+/// `max_inflight_requests` answers outstanding, which bounds this channel.
+#[derive(Debug, Clone)]
+pub struct ReplyTo(mpsc::UnboundedSender<Frame>);
+
+impl ReplyTo {
+    /// A reply channel and its receiving end.
+    pub fn channel() -> (ReplyTo, mpsc::UnboundedReceiver<Frame>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ReplyTo(tx), rx)
+    }
+
+    /// Sends an answer; if the session is gone, the answer is dropped.
+    pub fn send(&self, frame: Frame) {
+        let _ = self.0.send(frame);
+    }
+}

@@ -1,0 +1,104 @@
+//! Which devices of which users are online, per organisation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use herald_protocol::{DeviceId, OrgId, SessionId, UserId};
+
+use super::PushQueue;
+
+/// One live device session as fan-out sees it.
+#[derive(Debug, Clone)]
+pub struct DeviceSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its device.
+    pub device: DeviceId,
+    /// Its push queue.
+    pub push: PushQueue,
+}
+
+type UserSessions = DashMap<UserId, Vec<DeviceSession>>;
+
+/// user → live device sessions, per organisation. Two levels so a fan-out looks up the
+/// organisation once and each member by reference, without building a key per member.
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    orgs: DashMap<OrgId, Arc<UserSessions>>,
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a device session.
+    pub fn register(&self, org: &OrgId, user: &UserId, session: DeviceSession) {
+        let users = self.orgs.entry(org.clone()).or_default().clone();
+        users.entry(user.clone()).or_default().push(session);
+    }
+
+    /// Removes a device session.
+    pub fn unregister(&self, org: &OrgId, user: &UserId, session: SessionId) {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return };
+        users.remove_if_mut(user, |_, sessions| {
+            sessions.retain(|s| s.session != session);
+            sessions.is_empty()
+        });
+    }
+
+    /// How many device sessions `user` has open.
+    pub fn device_count(&self, org: &OrgId, user: &UserId) -> usize {
+        self.orgs.get(org).and_then(|users| users.get(user).map(|s| s.len())).unwrap_or(0)
+    }
+
+    /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
+    pub fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize) {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
+        let (mut queued, mut dropped) = (0, 0);
+        for user in recipients {
+            if let Some(sessions) = users.get(user) {
+                for session in sessions.iter() {
+                    if session.push.push(frame) {
+                        queued += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        (queued, dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fanout::push_queue;
+
+    fn id<T: std::str::FromStr>(s: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        s.parse().expect("valid")
+    }
+
+    #[test]
+    fn fan_out_reaches_every_device_of_every_recipient_in_the_org_only() {
+        let registry = SessionRegistry::new();
+        let (acme, globex): (OrgId, OrgId) = (id("acme"), id("globex"));
+        let mut receivers = Vec::new();
+        for (org, user, n) in [(&acme, "alice", 1), (&acme, "alice", 2), (&acme, "bob", 3), (&globex, "alice", 4)] {
+            let (push, rx) = push_queue(1 << 20);
+            registry.register(org, &id(user), DeviceSession { session: SessionId::new(n), device: id("d"), push });
+            receivers.push(rx);
+        }
+        let frame = Bytes::from_static(b"hello");
+        assert_eq!(registry.fan_out(&acme, &[id("alice"), id("bob"), id("carol")], &frame), (3, 0));
+        registry.unregister(&acme, &id("alice"), SessionId::new(1));
+        assert_eq!(registry.device_count(&acme, &id("alice")), 1);
+        assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame), (1, 0));
+    }
+}

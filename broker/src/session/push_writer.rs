@@ -1,0 +1,34 @@
+//! The push stream's writer: one task per session that drains its push queue in batches, so a
+//! burst of deliveries costs one stream write, and turns an overflow into RESYNC.
+
+use bytes::{Bytes, BytesMut};
+use herald_protocol::{Frame, FrameCodec, RequestId, pb};
+use tracing::debug;
+
+use crate::fanout::{PushBatch, PushReceiver};
+
+/// Most bytes taken from the queue for one write.
+const MAX_WRITE: usize = 256 * 1024;
+
+/// Writes queued deliveries to the push stream until the queue's producers are gone or the
+/// stream fails.
+pub(crate) async fn write_pushes(mut stream: quinn::SendStream, mut queue: PushReceiver) {
+    while let Some(batch) = queue.next_batch(MAX_WRITE).await {
+        let mut chunks = match batch {
+            PushBatch::Frames(frames) => frames,
+            PushBatch::Resync { dropped_bytes } => vec![resync_frame(dropped_bytes)],
+        };
+        if let Err(e) = stream.write_all_chunks(&mut chunks).await {
+            debug!(error = %e, "push stream closed");
+            return;
+        }
+    }
+}
+
+fn resync_frame(dropped_bytes: u64) -> Bytes {
+    let mut buf = BytesMut::new();
+    let frame = Frame::from_body(RequestId::NONE, &pb::Resync { dropped_bytes });
+    // RESYNC is a few bytes; it always fits.
+    let _ = FrameCodec::default().encode(&frame, &mut buf);
+    buf.freeze()
+}

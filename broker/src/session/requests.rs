@@ -1,0 +1,158 @@
+//! Parsing messaging requests: wire messages in, validated domain requests out. Everything that
+//! can be checked without a conversation's state is checked here, so shards see only
+//! well-formed requests.
+
+use bytes::Bytes;
+use herald_protocol::{Body, ErrorCode, UserId, pb};
+
+use crate::auth::Identity;
+use crate::conversation::{ConversationId, Role};
+use crate::shard::Request;
+
+/// Longest group name, in bytes.
+const MAX_NAME_LEN: usize = 256;
+/// Longest client message id, in bytes.
+const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+/// Largest page a client may ask for.
+const MAX_PAGE: usize = 1000;
+/// The page size when a client asks for 0.
+const DEFAULT_PAGE: usize = 100;
+
+/// Where a parsed request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// To the conversation's shard.
+    Shard(Request),
+    /// Read from the caller's conversation index.
+    ListConversations { after: ConversationId, limit: usize },
+    /// Compare the caller's cursors with its conversations.
+    Sync { cursors: Vec<(ConversationId, u64)> },
+}
+
+/// A refusal: the code and the message the caller sees.
+pub(super) type Refusal = (ErrorCode, String);
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    (ErrorCode::INVALID_ARGUMENT, message.into())
+}
+
+fn user_id(raw: &str) -> Result<UserId, Refusal> {
+    UserId::new(raw).map_err(|e| invalid(e.to_string()))
+}
+
+fn user_ids(raw: &[String]) -> Result<Vec<UserId>, Refusal> {
+    raw.iter().map(|u| user_id(u)).collect()
+}
+
+fn conversation(raw: u64) -> Result<ConversationId, Refusal> {
+    if raw == 0 {
+        return Err(invalid("conversation_id is required"));
+    }
+    Ok(ConversationId::new(raw))
+}
+
+fn name(raw: String) -> Result<String, Refusal> {
+    if raw.is_empty() || raw.len() > MAX_NAME_LEN {
+        return Err(invalid(format!("a group name is 1 to {MAX_NAME_LEN} bytes")));
+    }
+    Ok(raw)
+}
+
+fn page(limit: u32) -> Result<usize, Refusal> {
+    match usize::try_from(limit).unwrap_or(usize::MAX) {
+        0 => Ok(DEFAULT_PAGE),
+        n if n <= MAX_PAGE => Ok(n),
+        _ => Err(invalid(format!("limit is at most {MAX_PAGE}"))),
+    }
+}
+
+/// Parses a messaging request. `None` if `body` is not one; `random` supplies new group ids.
+///
+/// # Errors
+/// The refusal to send back, for a request that cannot be valid whatever the state.
+pub(super) fn parse(
+    body: Body,
+    identity: &Identity,
+    max_payload: usize,
+    random: u64,
+) -> Option<Result<Routed, Refusal>> {
+    let routed = match body {
+        Body::CreateGroup(r) => create_group(r, random),
+        Body::OpenDirect(r) => open_direct(&r, identity),
+        Body::UpdateMembers(r) => (|| {
+            let request = Request::UpdateMembers {
+                id: conversation(r.conversation_id)?,
+                add: user_ids(&r.add)?,
+                remove: user_ids(&r.remove)?,
+            };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::Leave(r) => conversation(r.conversation_id).map(|id| Routed::Shard(Request::Leave { id })),
+        Body::Rename(r) => {
+            (|| Ok(Routed::Shard(Request::Rename { id: conversation(r.conversation_id)?, name: name(r.name)? })))()
+        }
+        Body::SetRole(r) => set_role(&r),
+        Body::Send(r) => send(r, max_payload),
+        Body::History(r) => (|| {
+            let request = Request::History {
+                id: conversation(r.conversation_id)?,
+                from_seq: r.from_seq,
+                backward: r.backward,
+                limit: page(r.limit)?,
+            };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::ListMembers(r) => (|| {
+            let after = if r.after_user_id.is_empty() { None } else { Some(user_id(&r.after_user_id)?) };
+            let request = Request::ListMembers { id: conversation(r.conversation_id)?, after, limit: page(r.limit)? };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::ListConversations(r) => page(r.limit)
+            .map(|limit| Routed::ListConversations { after: ConversationId::new(r.after_conversation_id), limit }),
+        Body::Sync(r) => Ok(Routed::Sync {
+            cursors: r.cursors.iter().map(|c| (ConversationId::new(c.conversation_id), c.seq)).collect(),
+        }),
+        _ => return None,
+    };
+    Some(routed)
+}
+
+fn create_group(r: pb::CreateGroup, random: u64) -> Result<Routed, Refusal> {
+    let request = Request::CreateGroup {
+        id: ConversationId::group_from_random(random),
+        name: name(r.name)?,
+        members: user_ids(&r.member_ids)?,
+    };
+    Ok(Routed::Shard(request))
+}
+
+fn open_direct(r: &pb::OpenDirect, identity: &Identity) -> Result<Routed, Refusal> {
+    let peer = user_id(&r.peer_user_id)?;
+    if peer == identity.user {
+        return Err(invalid("a direct conversation needs another user"));
+    }
+    let id = ConversationId::direct(&identity.org, &identity.user, &peer);
+    Ok(Routed::Shard(Request::OpenDirect { id, peer }))
+}
+
+fn set_role(r: &pb::SetRole) -> Result<Routed, Refusal> {
+    let role = Role::from_pb(r.role).ok_or_else(|| invalid("role must be member, admin or owner"))?;
+    let request = Request::SetRole { id: conversation(r.conversation_id)?, user: user_id(&r.user_id)?, role };
+    Ok(Routed::Shard(request))
+}
+
+fn send(r: pb::Send, max_payload: usize) -> Result<Routed, Refusal> {
+    if r.client_msg_id.is_empty() || r.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+        return Err(invalid(format!("client_msg_id is 1 to {MAX_CLIENT_MSG_ID_LEN} bytes")));
+    }
+    if r.payload.len() > max_payload {
+        let message = format!("payload of {} bytes exceeds the limit of {max_payload}", r.payload.len());
+        return Err((ErrorCode::PAYLOAD_TOO_LARGE, message));
+    }
+    let request = Request::Send {
+        id: conversation(r.conversation_id)?,
+        client_msg_id: r.client_msg_id,
+        payload: Bytes::from(r.payload),
+    };
+    Ok(Routed::Shard(request))
+}

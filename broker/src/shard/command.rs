@@ -1,0 +1,94 @@
+//! What sessions ask of shards: validated requests, each tied to who asked and where the answer
+//! goes.
+
+use bytes::Bytes;
+use herald_protocol::{DeviceId, OrgId, RequestId, SessionId, UserId};
+
+use crate::conversation::{ConvKey, ConversationId, Role};
+use crate::fanout::ReplyTo;
+
+/// Who sent a request and where its answer goes.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The sending session.
+    pub session: SessionId,
+    /// The caller's organisation: every conversation the request names is in it.
+    pub org: OrgId,
+    /// The caller.
+    pub user: UserId,
+    /// The caller's device.
+    pub device: DeviceId,
+    /// The request's id, echoed in the answer.
+    pub request_id: RequestId,
+    /// The session's answer channel.
+    pub reply: ReplyTo,
+}
+
+/// A request a shard serves. Every field was checked when the frame was parsed (ids valid,
+/// lengths in range); what remains to check needs the conversation's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Create a group with a broker-chosen id.
+    CreateGroup { id: ConversationId, name: String, members: Vec<UserId> },
+    /// Open (create on first use) the direct conversation with `peer`; `id` is derived from the pair.
+    OpenDirect { id: ConversationId, peer: UserId },
+    /// Add and remove group members.
+    UpdateMembers { id: ConversationId, add: Vec<UserId>, remove: Vec<UserId> },
+    /// Leave a group.
+    Leave { id: ConversationId },
+    /// Rename a group.
+    Rename { id: ConversationId, name: String },
+    /// Change a member's role, or transfer ownership.
+    SetRole { id: ConversationId, user: UserId, role: Role },
+    /// Post a message.
+    Send { id: ConversationId, client_msg_id: String, payload: Bytes },
+    /// Read a page of the log.
+    History { id: ConversationId, from_seq: u64, backward: bool, limit: usize },
+    /// Read a page of the member list.
+    ListMembers { id: ConversationId, after: Option<UserId>, limit: usize },
+}
+
+impl Request {
+    /// The conversation the request is about.
+    pub fn conversation(&self) -> ConversationId {
+        match self {
+            Request::CreateGroup { id, .. }
+            | Request::OpenDirect { id, .. }
+            | Request::UpdateMembers { id, .. }
+            | Request::Leave { id }
+            | Request::Rename { id, .. }
+            | Request::SetRole { id, .. }
+            | Request::Send { id, .. }
+            | Request::History { id, .. }
+            | Request::ListMembers { id, .. } => *id,
+        }
+    }
+}
+
+/// A request on its way to a shard.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// Who asked.
+    pub origin: Origin,
+    /// What they asked.
+    pub request: Request,
+}
+
+impl Command {
+    /// The conversation's key: the caller's organisation and the named conversation.
+    pub fn conv_key(&self) -> ConvKey {
+        ConvKey { org: self.origin.org.clone(), id: self.request.conversation() }
+    }
+}
+
+/// A message already stored under the same client message id, found by the shard's loop before
+/// the command reaches the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorSend {
+    /// The sequence number it got.
+    pub seq: u64,
+    /// Its payload, to tell a retry from a conflicting reuse of the id.
+    pub payload: Bytes,
+    /// When it was sequenced.
+    pub timestamp_ms: u64,
+}

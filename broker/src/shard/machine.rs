@@ -1,0 +1,767 @@
+//! The shard's state machine: commands in, store writes, answers and deliveries out.
+//!
+//! # Calling contract
+//! The shard loop (`runner`) owns one `ShardMachine` and feeds it batches:
+//! 1. For each command, if [`ShardMachine::is_loaded`] says its conversation is not in memory,
+//!    load it from the store and hand it over with [`ShardMachine::insert`]. For a SEND, look up
+//!    a prior message with the same client message id and pass it to `handle`.
+//! 2. Call [`ShardMachine::handle`] for each command, in arrival order.
+//! 3. Take the batch's [`Effects`] with [`ShardMachine::take_effects`], commit `writes` in one
+//!    atomic batch, and only then send `replies`, fan out `deliveries` and serve `reads`.
+//! 4. If the commit fails, call [`ShardMachine::forget`] with the effects' `touched`
+//!    conversations (their in-memory state ran ahead of the disk) and fail the replies.
+//!
+//! The machine does no I/O and reads no clock, so every rule below is unit-tested without disks.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb, raw};
+use prost::Message;
+
+use super::command::{Command, Origin, PriorSend, Request};
+use crate::conversation::{ConvKey, ConversationState, Kind, Role};
+use crate::fanout::ReplyTo;
+use crate::store::{ConversationSummary, WriteOp};
+
+/// Limits the shard enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardLimits {
+    /// Most members a group may have.
+    pub max_group_members: usize,
+    /// Largest HISTORY_PAGE body, so a page always fits in a frame.
+    pub max_page_bytes: usize,
+}
+
+/// A delivery to fan out after commit: one encoded frame for every online device of `recipients`.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// The organisation the recipients are in.
+    pub org: OrgId,
+    /// Who gets it (a shared snapshot of the member list).
+    pub recipients: Arc<[UserId]>,
+    /// The whole DELIVERY frame, encoded once.
+    pub frame: Bytes,
+}
+
+/// A log read to serve after commit, so it sees the batch's own writes.
+#[derive(Debug, Clone)]
+pub struct HistoryRead {
+    /// Where the page goes.
+    pub reply: ReplyTo,
+    /// The request being answered.
+    pub request_id: herald_protocol::RequestId,
+    /// Whose log.
+    pub conv: ConvKey,
+    /// First sequence number to read.
+    pub from_seq: u64,
+    /// Newest first.
+    pub backward: bool,
+    /// Most entries.
+    pub limit: usize,
+    /// The conversation's newest sequence number after this batch.
+    pub last_seq: u64,
+    /// Largest page body.
+    pub max_bytes: usize,
+}
+
+/// Everything one batch produced, in the order it must happen.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Written atomically before anything else happens.
+    pub writes: Vec<WriteOp>,
+    /// Answers, sent after the writes are durable.
+    pub replies: Vec<(ReplyTo, Frame)>,
+    /// Deliveries, fanned out after the writes are durable, in sequence order.
+    pub deliveries: Vec<Fanout>,
+    /// History pages to read and send after the writes.
+    pub reads: Vec<HistoryRead>,
+    /// Conversations whose state this batch changed.
+    pub touched: Vec<ConvKey>,
+}
+
+/// Identifies a message for idempotency: conversation, sender, client message id.
+type SendKey = (ConvKey, UserId, String);
+
+/// One shard's conversations and the logic that changes them.
+#[derive(Debug)]
+pub struct ShardMachine {
+    limits: ShardLimits,
+    conversations: HashMap<ConvKey, ConversationState>,
+    effects: Effects,
+    dirty: BTreeSet<ConvKey>,
+    /// Sends sequenced in the current batch: their idempotency keys are not in the store yet.
+    batch_sends: HashMap<SendKey, PriorSend>,
+}
+
+/// A refusal: the code and the message the caller sees.
+type Refusal = (ErrorCode, String);
+
+fn not_found() -> Refusal {
+    (ErrorCode::NOT_FOUND, "no such conversation, or you are not a member".into())
+}
+
+impl ShardMachine {
+    /// An empty shard.
+    pub fn new(limits: ShardLimits) -> Self {
+        Self {
+            limits,
+            conversations: HashMap::new(),
+            effects: Effects::default(),
+            dirty: BTreeSet::new(),
+            batch_sends: HashMap::new(),
+        }
+    }
+
+    /// Whether the conversation's state is in memory (or known not to matter).
+    pub fn is_loaded(&self, conv: &ConvKey) -> bool {
+        self.conversations.contains_key(conv)
+    }
+
+    /// Hands over a conversation loaded from the store.
+    pub fn insert(&mut self, conv: ConvKey, state: ConversationState) {
+        self.conversations.insert(conv, state);
+    }
+
+    /// Drops conversations whose in-memory state may be ahead of the store.
+    pub fn forget(&mut self, touched: &[ConvKey]) {
+        for conv in touched {
+            self.conversations.remove(conv);
+        }
+    }
+
+    /// A conversation's state, if loaded.
+    pub fn conversation(&self, conv: &ConvKey) -> Option<&ConversationState> {
+        self.conversations.get(conv)
+    }
+
+    /// The batch's effects; the machine starts a new batch.
+    pub fn take_effects(&mut self) -> Effects {
+        for conv in std::mem::take(&mut self.dirty) {
+            if let Some(state) = self.conversations.get(&conv) {
+                let summary = ConversationSummary::of(state);
+                self.effects.writes.push(WriteOp::PutConversation { conv: conv.clone(), summary });
+                self.effects.touched.push(conv);
+            }
+        }
+        self.batch_sends.clear();
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Serves one command. `prior` is the stored message with the same client message id, for
+    /// a SEND whose id the store already knows.
+    pub fn handle(&mut self, command: Command, prior: Option<PriorSend>, now_ms: u64) {
+        let conv = command.conv_key();
+        let Command { origin, request } = command;
+        let result = match request {
+            Request::CreateGroup { name, members, .. } => self.create_group(&conv, &origin, name, members, now_ms),
+            Request::OpenDirect { peer, .. } => self.open_direct(&conv, &origin, peer, now_ms),
+            Request::UpdateMembers { add, remove, .. } => self.update_members(&conv, &origin, add, remove, now_ms),
+            Request::Leave { .. } => self.leave(&conv, &origin, now_ms),
+            Request::Rename { name, .. } => self.rename(&conv, &origin, name, now_ms),
+            Request::SetRole { user, role, .. } => self.set_role(&conv, &origin, user, role, now_ms),
+            Request::Send { client_msg_id, payload, .. } => {
+                self.send(&conv, &origin, client_msg_id, payload, prior, now_ms)
+            }
+            Request::History { from_seq, backward, limit, .. } => {
+                self.history(&conv, &origin, from_seq, backward, limit)
+            }
+            Request::ListMembers { after, limit, .. } => self.list_members(&conv, &origin, after, limit),
+        };
+        if let Err((code, message)) = result {
+            let error = pb::Error { code: code.get(), message, retry_after_ms: 0, supported_versions: vec![] };
+            self.reply(&origin, Frame::from_body(origin.request_id, &error));
+        }
+    }
+
+    fn reply(&mut self, origin: &Origin, frame: Frame) {
+        self.effects.replies.push((origin.reply.clone(), frame));
+    }
+
+    fn member_state(&self, conv: &ConvKey, user: &UserId) -> Result<(&ConversationState, Role), Refusal> {
+        let state = self.conversations.get(conv).ok_or_else(not_found)?;
+        let role = state.role(user).ok_or_else(not_found)?;
+        Ok((state, role))
+    }
+
+    fn group_role(&self, conv: &ConvKey, user: &UserId) -> Result<Role, Refusal> {
+        let (state, role) = self.member_state(conv, user)?;
+        if state.kind == Kind::Direct {
+            return Err((ErrorCode::FORBIDDEN, "direct conversations have fixed members and no name".into()));
+        }
+        Ok(role)
+    }
+
+    fn state_mut(&mut self, conv: &ConvKey) -> Result<&mut ConversationState, Refusal> {
+        self.conversations.get_mut(conv).ok_or_else(not_found)
+    }
+
+    fn conversation_frame(&self, conv: &ConvKey, origin: &Origin) -> Result<Frame, Refusal> {
+        let (state, role) = self.member_state(conv, &origin.user)?;
+        let info = pb::Conversation {
+            conversation_id: conv.id.get(),
+            kind: state.kind.to_pb().into(),
+            name: state.name.clone(),
+            member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
+            last_seq: state.last_seq,
+            role: role.to_pb().into(),
+            created_at_ms: state.created_at_ms,
+        };
+        Ok(Frame::from_body(origin.request_id, &info))
+    }
+
+    fn sequenced(&mut self, conv: &ConvKey, origin: &Origin, seq: u64, now_ms: u64) {
+        let ack = pb::Sequenced { conversation_id: conv.id.get(), seq, timestamp_ms: now_ms };
+        self.reply(origin, Frame::from_body(origin.request_id, &ack));
+    }
+
+    /// Sequences a log entry: takes the next number, encodes the entry once, stores it and queues
+    /// its delivery to `recipients`.
+    fn append(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        body: pb::log_entry::Body,
+        recipients: Arc<[UserId]>,
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let state = self.state_mut(conv)?;
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        let entry = pb::LogEntry {
+            conversation_id: conv.id.get(),
+            seq,
+            timestamp_ms: now_ms,
+            sender_user_id: origin.user.to_string(),
+            sender_device_id: origin.device.to_string(),
+            body: Some(body),
+        };
+        let encoded = entry.encode_to_vec();
+        let frame = raw::delivery_frame(&encoded);
+        let entry_bytes = frame.slice(frame.len() - encoded.len()..);
+        self.effects.writes.push(WriteOp::PutEntry { conv: conv.clone(), seq, entry: entry_bytes });
+        self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame });
+        self.dirty.insert(conv.clone());
+        Ok(seq)
+    }
+
+    fn event(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        kind: pb::event::Kind,
+        recipients: Arc<[UserId]>,
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let body = pb::log_entry::Body::Event(pb::Event { kind: Some(kind) });
+        self.append(conv, origin, body, recipients, now_ms)
+    }
+
+    fn create_group(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        name: String,
+        members: Vec<UserId>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        if self.conversations.contains_key(conv) {
+            // A 63-bit random id collided; the client retries and gets another.
+            return Err((ErrorCode::CONFLICT, "conversation id collision; retry".into()));
+        }
+        let mut roster: Vec<(UserId, Role)> = vec![(origin.user.clone(), Role::Owner)];
+        let mut seen = HashSet::from([origin.user.clone()]);
+        roster.extend(members.into_iter().filter(|m| seen.insert(m.clone())).map(|m| (m, Role::Member)));
+        if roster.len() > self.limits.max_group_members {
+            let message = format!("{} members exceed the limit of {}", roster.len(), self.limits.max_group_members);
+            return Err((ErrorCode::LIMIT_EXCEEDED, message));
+        }
+        self.create(conv, origin, Kind::Group, name, roster, now_ms)?;
+        let frame = self.conversation_frame(conv, origin)?;
+        self.reply(origin, frame);
+        Ok(())
+    }
+
+    fn open_direct(&mut self, conv: &ConvKey, origin: &Origin, peer: UserId, now_ms: u64) -> Result<(), Refusal> {
+        match self.conversations.get(conv) {
+            Some(state) if state.role(&origin.user).is_some() && state.role(&peer).is_some() => {}
+            // Another pair hashing to the same id: astronomically unlikely, never merged.
+            Some(_) => return Err((ErrorCode::CONFLICT, "direct conversation id collision".into())),
+            None => {
+                let roster = vec![(origin.user.clone(), Role::Member), (peer, Role::Member)];
+                self.create(conv, origin, Kind::Direct, String::new(), roster, now_ms)?;
+            }
+        }
+        let frame = self.conversation_frame(conv, origin)?;
+        self.reply(origin, frame);
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        kind: Kind,
+        name: String,
+        roster: Vec<(UserId, Role)>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let members = roster.iter().cloned().collect();
+        let state = ConversationState::new(kind, name, now_ms, 0, members);
+        let recipients = state.recipients();
+        self.conversations.insert(conv.clone(), state);
+        for (user, role) in &roster {
+            self.effects.writes.push(WriteOp::PutMember { conv: conv.clone(), user: user.clone(), role: *role });
+        }
+        let created = pb::event::Kind::Created(member_list(&roster));
+        self.event(conv, origin, created, recipients, now_ms)?;
+        Ok(())
+    }
+
+    fn update_members(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let caller = self.group_role(conv, &origin.user)?;
+        if caller < Role::Admin {
+            return Err((ErrorCode::FORBIDDEN, "only the owner and admins manage members".into()));
+        }
+        let state = self.conversations.get(conv).ok_or_else(not_found)?;
+        let mut seen = HashSet::new();
+        let added: Vec<UserId> =
+            add.into_iter().filter(|u| state.role(u).is_none() && seen.insert(u.clone())).collect();
+        let mut removed = Vec::new();
+        for user in remove.into_iter().filter(|u| seen.insert(u.clone())) {
+            let Some(role) = state.role(&user) else { continue };
+            if user == origin.user {
+                return Err((ErrorCode::FORBIDDEN, "use LEAVE to leave a group".into()));
+            }
+            if role >= caller {
+                return Err((ErrorCode::FORBIDDEN, format!("a {caller:?} cannot remove a {role:?}")));
+            }
+            removed.push((user, role));
+        }
+        let resulting = state.member_count() + added.len() - removed.len();
+        if resulting > self.limits.max_group_members {
+            let message = format!("{resulting} members would exceed the limit of {}", self.limits.max_group_members);
+            return Err((ErrorCode::LIMIT_EXCEEDED, message));
+        }
+        let mut seq = state.last_seq;
+        if !added.is_empty() {
+            let state = self.state_mut(conv)?;
+            for user in &added {
+                state.set_member(user.clone(), Role::Member);
+            }
+            let recipients = state.recipients();
+            for user in &added {
+                self.effects.writes.push(WriteOp::PutMember {
+                    conv: conv.clone(),
+                    user: user.clone(),
+                    role: Role::Member,
+                });
+            }
+            let roster: Vec<_> = added.into_iter().map(|u| (u, Role::Member)).collect();
+            seq = self.event(conv, origin, pb::event::Kind::MembersAdded(member_list(&roster)), recipients, now_ms)?;
+        }
+        if !removed.is_empty() {
+            seq = self.remove_members(conv, origin, &removed, now_ms)?;
+        }
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    /// Removes members with one event, which the removed users receive too.
+    fn remove_members(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        removed: &[(UserId, Role)],
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let state = self.state_mut(conv)?;
+        let before = state.recipients();
+        for (user, _) in removed {
+            state.remove_member(user);
+        }
+        for (user, _) in removed {
+            self.effects.writes.push(WriteOp::DeleteMember { conv: conv.clone(), user: user.clone() });
+        }
+        self.event(conv, origin, pb::event::Kind::MembersRemoved(member_list(removed)), before, now_ms)
+    }
+
+    fn leave(&mut self, conv: &ConvKey, origin: &Origin, now_ms: u64) -> Result<(), Refusal> {
+        let role = self.group_role(conv, &origin.user)?;
+        let alone = self.conversations.get(conv).is_some_and(|s| s.member_count() == 1);
+        if role == Role::Owner && !alone {
+            return Err((ErrorCode::FORBIDDEN, "the owner must transfer ownership before leaving".into()));
+        }
+        let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], now_ms)?;
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    fn rename(&mut self, conv: &ConvKey, origin: &Origin, name: String, now_ms: u64) -> Result<(), Refusal> {
+        if self.group_role(conv, &origin.user)? < Role::Admin {
+            return Err((ErrorCode::FORBIDDEN, "only the owner and admins rename a group".into()));
+        }
+        let state = self.state_mut(conv)?;
+        if state.name == name {
+            let seq = state.last_seq;
+            self.sequenced(conv, origin, seq, now_ms);
+            return Ok(());
+        }
+        state.name.clone_from(&name);
+        let recipients = state.recipients();
+        let seq = self.event(conv, origin, pb::event::Kind::Renamed(name), recipients, now_ms)?;
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    fn set_role(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        user: UserId,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        if self.group_role(conv, &origin.user)? != Role::Owner {
+            return Err((ErrorCode::FORBIDDEN, "only the owner changes roles".into()));
+        }
+        if user == origin.user {
+            return Err((
+                ErrorCode::INVALID_ARGUMENT,
+                "the owner changes its own role by transferring ownership".into(),
+            ));
+        }
+        let state = self.state_mut(conv)?;
+        let Some(current) = state.role(&user) else {
+            return Err((ErrorCode::INVALID_ARGUMENT, format!("{user} is not a member")));
+        };
+        if current == role {
+            let seq = state.last_seq;
+            self.sequenced(conv, origin, seq, now_ms);
+            return Ok(());
+        }
+        let mut changes = vec![(user.clone(), role)];
+        if role == Role::Owner {
+            changes.push((origin.user.clone(), Role::Admin));
+        }
+        for (member, new_role) in &changes {
+            state.set_member(member.clone(), *new_role);
+        }
+        let recipients = state.recipients();
+        for (member, new_role) in &changes {
+            self.effects.writes.push(WriteOp::PutMember { conv: conv.clone(), user: member.clone(), role: *new_role });
+        }
+        let seq = self.event(conv, origin, pb::event::Kind::RolesChanged(member_list(&changes)), recipients, now_ms)?;
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        client_msg_id: String,
+        payload: Bytes,
+        prior: Option<PriorSend>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let (state, _) = self.member_state(conv, &origin.user)?;
+        let recipients = state.recipients();
+        let key = (conv.clone(), origin.user.clone(), client_msg_id);
+        if let Some(prior) = prior.or_else(|| self.batch_sends.get(&key).cloned()) {
+            if prior.payload != payload {
+                return Err((ErrorCode::CONFLICT, "client_msg_id was already used for another payload".into()));
+            }
+            let ack = pb::SendAck {
+                conversation_id: conv.id.get(),
+                seq: prior.seq,
+                timestamp_ms: prior.timestamp_ms,
+                duplicate: true,
+            };
+            self.reply(origin, Frame::from_body(origin.request_id, &ack));
+            return Ok(());
+        }
+        let body =
+            pb::log_entry::Body::Message(pb::UserMessage { client_msg_id: key.2.clone(), payload: payload.to_vec() });
+        let seq = self.append(conv, origin, body, recipients, now_ms)?;
+        self.effects.writes.push(WriteOp::PutIdempotency {
+            conv: conv.clone(),
+            sender: origin.user.clone(),
+            client_msg_id: key.2.clone(),
+            seq,
+        });
+        self.batch_sends.insert(key, PriorSend { seq, payload, timestamp_ms: now_ms });
+        let ack = pb::SendAck { conversation_id: conv.id.get(), seq, timestamp_ms: now_ms, duplicate: false };
+        self.reply(origin, Frame::from_body(origin.request_id, &ack));
+        Ok(())
+    }
+
+    fn history(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        from_seq: u64,
+        backward: bool,
+        limit: usize,
+    ) -> Result<(), Refusal> {
+        let (state, _) = self.member_state(conv, &origin.user)?;
+        let last_seq = state.last_seq;
+        let from_seq = match (from_seq, backward) {
+            (0, false) => 1,
+            (0, true) => last_seq,
+            (seq, _) => seq,
+        };
+        self.effects.reads.push(HistoryRead {
+            reply: origin.reply.clone(),
+            request_id: origin.request_id,
+            conv: conv.clone(),
+            from_seq,
+            backward,
+            limit,
+            last_seq,
+            max_bytes: self.limits.max_page_bytes,
+        });
+        Ok(())
+    }
+
+    fn list_members(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<(), Refusal> {
+        let (state, _) = self.member_state(conv, &origin.user)?;
+        let range = match &after {
+            Some(after) => {
+                state.members().range::<UserId, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
+            None => state.members().range::<UserId, _>(..),
+        };
+        let mut members: Vec<pb::Member> =
+            range.take(limit + 1).map(|(u, r)| pb::Member { user_id: u.to_string(), role: r.to_pb().into() }).collect();
+        let more = members.len() > limit;
+        members.truncate(limit);
+        let page = pb::MemberPage { conversation_id: conv.id.get(), members, more };
+        self.reply(origin, Frame::from_body(origin.request_id, &page));
+        Ok(())
+    }
+}
+
+fn member_list(members: &[(UserId, Role)]) -> pb::MemberList {
+    pb::MemberList {
+        members: members.iter().map(|(u, r)| pb::Member { user_id: u.to_string(), role: r.to_pb().into() }).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::ConversationId;
+    use crate::shard::Command;
+    use herald_protocol::{Body, DeviceId, RequestId, SessionId};
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn user(u: &str) -> UserId {
+        UserId::new(u).expect("valid")
+    }
+
+    fn origin(u: &str) -> Origin {
+        let (reply, _rx) = ReplyTo::channel();
+        Origin {
+            session: SessionId::new(1),
+            org: OrgId::new("acme").expect("valid"),
+            user: user(u),
+            device: DeviceId::new("d1").expect("valid"),
+            request_id: RequestId::new(7),
+            reply,
+        }
+    }
+
+    fn machine(max_group_members: usize) -> ShardMachine {
+        ShardMachine::new(ShardLimits { max_group_members, max_page_bytes: 1 << 20 })
+    }
+
+    const GROUP: ConversationId = ConversationId::new(42);
+
+    fn run(m: &mut ShardMachine, who: &str, request: Request) -> Effects {
+        run_with(m, who, request, None)
+    }
+
+    fn run_with(m: &mut ShardMachine, who: &str, request: Request, prior: Option<PriorSend>) -> Effects {
+        m.handle(Command { origin: origin(who), request }, prior, NOW);
+        m.take_effects()
+    }
+
+    fn reply(effects: &Effects) -> Body {
+        let [(_, frame)] = effects.replies.as_slice() else { panic!("one reply expected: {effects:?}") };
+        Body::decode(frame).expect("valid body")
+    }
+
+    fn error_code(effects: &Effects) -> Option<ErrorCode> {
+        match reply(effects) {
+            Body::Error(e) => Some(ErrorCode::from_u32(e.code)),
+            _ => None,
+        }
+    }
+
+    fn group(m: &mut ShardMachine, members: &[&str]) -> Effects {
+        let request =
+            Request::CreateGroup { id: GROUP, name: "ops".into(), members: members.iter().map(|u| user(u)).collect() };
+        run(m, "alice", request)
+    }
+
+    fn send(id: &str, payload: &'static [u8]) -> Request {
+        Request::Send { id: GROUP, client_msg_id: id.into(), payload: Bytes::from_static(payload) }
+    }
+
+    #[test]
+    fn creating_a_group_writes_members_the_created_event_and_the_summary() {
+        let mut m = machine(10);
+        let effects = group(&mut m, &["bob", "carol", "bob", "alice"]);
+        let Body::Conversation(info) = reply(&effects) else { panic!("CONVERSATION expected") };
+        assert_eq!((info.member_count, info.last_seq, info.role()), (3, 1, pb::Role::Owner));
+        let members = effects.writes.iter().filter(|w| matches!(w, WriteOp::PutMember { .. })).count();
+        assert_eq!(members, 3, "duplicates and the creator are folded");
+        assert!(effects.writes.iter().any(|w| matches!(w, WriteOp::PutEntry { seq: 1, .. })));
+        assert!(
+            matches!(effects.writes.last(), Some(WriteOp::PutConversation { summary, .. }) if summary.last_seq == 1)
+        );
+        assert_eq!(effects.deliveries.len(), 1);
+        assert_eq!(effects.deliveries[0].recipients.len(), 3);
+    }
+
+    #[test]
+    fn sends_get_gapless_sequence_numbers_and_one_shared_frame_per_message() {
+        let mut m = machine(5000);
+        let members: Vec<String> = (0..4999).map(|i| format!("u{i}")).collect();
+        let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+        group(&mut m, &refs);
+        for id in ["a", "b", "c"] {
+            m.handle(Command { origin: origin("alice"), request: send(id, b"x") }, None, NOW);
+        }
+        let effects = m.take_effects();
+        let seqs: Vec<u64> = effects
+            .writes
+            .iter()
+            .filter_map(|w| if let WriteOp::PutEntry { seq, .. } = w { Some(*seq) } else { None })
+            .collect();
+        assert_eq!(seqs, [2, 3, 4]);
+        assert_eq!(effects.deliveries.len(), 3);
+        for delivery in &effects.deliveries {
+            assert_eq!(delivery.recipients.len(), 5000);
+        }
+        // Every delivery of one message shares one member snapshot: no per-member copies.
+        assert!(Arc::ptr_eq(&effects.deliveries[0].recipients, &effects.deliveries[1].recipients));
+    }
+
+    #[test]
+    fn retries_are_recognised_in_the_batch_and_from_the_store_and_conflicts_refused() {
+        let mut m = machine(10);
+        group(&mut m, &["bob"]);
+        m.handle(Command { origin: origin("alice"), request: send("m1", b"hi") }, None, NOW);
+        m.handle(Command { origin: origin("alice"), request: send("m1", b"hi") }, None, NOW);
+        let effects = m.take_effects();
+        assert_eq!(effects.deliveries.len(), 1, "the in-batch retry delivers nothing");
+        let acks: Vec<(u64, bool)> = effects
+            .replies
+            .iter()
+            .map(|(_, f)| f.decode_body::<pb::SendAck>().expect("ack"))
+            .map(|a| (a.seq, a.duplicate))
+            .collect();
+        assert_eq!(acks, [(2, false), (2, true)]);
+
+        let prior = PriorSend { seq: 2, payload: Bytes::from_static(b"hi"), timestamp_ms: NOW };
+        let effects = run_with(&mut m, "alice", send("m1", b"hi"), Some(prior.clone()));
+        assert!(effects.writes.is_empty() && effects.deliveries.is_empty());
+        let effects = run_with(&mut m, "alice", send("m1", b"other"), Some(prior));
+        assert_eq!(error_code(&effects), Some(ErrorCode::CONFLICT));
+        assert!(effects.writes.is_empty());
+    }
+
+    #[test]
+    fn outsiders_get_not_found_and_nothing_is_written() {
+        let mut m = machine(10);
+        group(&mut m, &["bob"]);
+        for request in [
+            send("x", b"x"),
+            Request::History { id: GROUP, from_seq: 0, backward: false, limit: 10 },
+            Request::ListMembers { id: GROUP, after: None, limit: 10 },
+            Request::Rename { id: GROUP, name: "mine".into() },
+        ] {
+            let effects = run(&mut m, "mallory", request);
+            assert_eq!(error_code(&effects), Some(ErrorCode::NOT_FOUND));
+            assert!(effects.writes.is_empty());
+        }
+        let effects = run(&mut m, "alice", Request::Leave { id: ConversationId::new(7) });
+        assert_eq!(error_code(&effects), Some(ErrorCode::NOT_FOUND), "unknown and foreign look alike");
+    }
+
+    #[test]
+    fn roles_gate_membership_changes() {
+        let mut m = machine(10);
+        group(&mut m, &["bob", "carol", "dave"]);
+        let set = |u: &str, role| Request::SetRole { id: GROUP, user: user(u), role };
+        let update = |add: &[&str], remove: &[&str]| Request::UpdateMembers {
+            id: GROUP,
+            add: add.iter().map(|u| user(u)).collect(),
+            remove: remove.iter().map(|u| user(u)).collect(),
+        };
+        assert_eq!(error_code(&run(&mut m, "bob", update(&["erin"], &[]))), Some(ErrorCode::FORBIDDEN));
+        assert_eq!(error_code(&run(&mut m, "alice", set("bob", Role::Admin))), None);
+        assert_eq!(error_code(&run(&mut m, "alice", set("carol", Role::Admin))), None);
+        assert_eq!(
+            error_code(&run(&mut m, "bob", update(&[], &["carol"]))),
+            Some(ErrorCode::FORBIDDEN),
+            "admin vs admin"
+        );
+        assert_eq!(error_code(&run(&mut m, "bob", update(&["erin"], &["dave"]))), None);
+        assert_eq!(error_code(&run(&mut m, "alice", Request::Leave { id: GROUP })), Some(ErrorCode::FORBIDDEN));
+        assert_eq!(error_code(&run(&mut m, "alice", set("alice", Role::Member))), Some(ErrorCode::INVALID_ARGUMENT));
+        let effects = run(&mut m, "alice", set("bob", Role::Owner));
+        let Body::Sequenced(s) = reply(&effects) else { panic!("SEQUENCED expected") };
+        let state = m.conversation(&ConvKey { org: OrgId::new("acme").expect("valid"), id: GROUP }).expect("loaded");
+        assert_eq!((state.role(&user("bob")), state.role(&user("alice"))), (Some(Role::Owner), Some(Role::Admin)));
+        assert_eq!(s.seq, state.last_seq);
+        assert_eq!(error_code(&run(&mut m, "alice", Request::Leave { id: GROUP })), None);
+    }
+
+    #[test]
+    fn the_member_limit_counts_the_creator_and_every_addition() {
+        let mut m = machine(3);
+        assert_eq!(error_code(&group(&mut m, &["b", "c", "d"])), Some(ErrorCode::LIMIT_EXCEEDED));
+        assert_eq!(error_code(&group(&mut m, &["b"])), None);
+        let add =
+            |u: &[&str]| Request::UpdateMembers { id: GROUP, add: u.iter().map(|x| user(x)).collect(), remove: vec![] };
+        assert_eq!(error_code(&run(&mut m, "alice", add(&["c", "d"]))), Some(ErrorCode::LIMIT_EXCEEDED));
+        assert_eq!(error_code(&run(&mut m, "alice", add(&["c"]))), None);
+    }
+
+    #[test]
+    fn forgetting_drops_state_that_ran_ahead_of_a_failed_commit() {
+        let mut m = machine(10);
+        let effects = group(&mut m, &["bob"]);
+        m.forget(&effects.touched);
+        let key = ConvKey { org: OrgId::new("acme").expect("valid"), id: GROUP };
+        assert!(!m.is_loaded(&key));
+    }
+
+    #[test]
+    fn history_is_served_after_commit_with_defaults_resolved() {
+        let mut m = machine(10);
+        group(&mut m, &["bob"]);
+        let effects = run(&mut m, "bob", Request::History { id: GROUP, from_seq: 0, backward: true, limit: 5 });
+        let [read] = effects.reads.as_slice() else { panic!("one read") };
+        assert_eq!((read.from_seq, read.backward, read.limit, read.last_seq), (1, true, 5, 1));
+        assert!(effects.replies.is_empty(), "the page is the answer");
+    }
+}

@@ -1,0 +1,241 @@
+//! The thin loop around each [`ShardMachine`]: drain a batch, load what it needs, commit its
+//! writes in one atomic batch (group commit), then answer and fan out.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use herald_protocol::{ErrorCode, Flags, Frame, FrameType, pb, raw};
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use super::command::{Command, PriorSend, Request};
+use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
+use crate::clock::Now;
+use crate::conversation::ConvKey;
+use crate::fanout::SessionRegistry;
+use crate::store::{LogStore, StoreError};
+
+/// How a shard runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardConfig {
+    /// The rules it enforces.
+    pub limits: ShardLimits,
+    /// Sync the WAL before acknowledging (durable against power loss), or leave it to the OS
+    /// (durable against a broker crash only).
+    pub sync_writes: bool,
+    /// Most commands per batch: the work budget between two commits.
+    pub max_batch: usize,
+    /// Commands queued per shard before senders are told OVERLOADED.
+    pub queue_len: usize,
+}
+
+enum Input {
+    Command(Box<Command>),
+    Stop,
+}
+
+/// The shard threads and their inboxes.
+#[derive(Debug)]
+pub struct Shards {
+    inboxes: Vec<mpsc::Sender<Input>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Command(c) => c.fmt(f),
+            Input::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl Shards {
+    /// Starts `count` shard threads.
+    ///
+    /// # Errors
+    /// The I/O error if a thread cannot be spawned.
+    pub fn start(
+        count: usize,
+        config: ShardConfig,
+        store: Arc<dyn LogStore>,
+        registry: Arc<SessionRegistry>,
+    ) -> std::io::Result<Self> {
+        let mut inboxes = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..count.max(1) {
+            let (tx, rx) = mpsc::channel(config.queue_len.max(1));
+            let (store, registry) = (store.clone(), registry.clone());
+            let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
+                ShardLoop { machine: ShardMachine::new(config.limits), config, store, registry }.run(rx)
+            })?;
+            inboxes.push(tx);
+            threads.push(thread);
+        }
+        Ok(Self { inboxes, threads: std::sync::Mutex::new(threads) })
+    }
+
+    /// Hands a command to its conversation's shard without waiting.
+    ///
+    /// # Errors
+    /// Gives the command back if the shard's inbox is full (the caller answers OVERLOADED) or
+    /// the shard has stopped.
+    pub fn route(&self, command: Command) -> Result<(), Box<Command>> {
+        let index = self.shard_of(&command.conv_key());
+        match self.inboxes.get(index).map(mpsc::Sender::try_reserve) {
+            Some(Ok(permit)) => {
+                permit.send(Input::Command(Box::new(command)));
+                Ok(())
+            }
+            _ => Err(Box::new(command)),
+        }
+    }
+
+    fn shard_of(&self, conv: &ConvKey) -> usize {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        conv.hash(&mut hasher);
+        usize::try_from(hasher.finish() % self.inboxes.len().max(1) as u64).unwrap_or(0)
+    }
+
+    /// Stops every shard after it has finished what is queued, and waits for the threads.
+    /// Blocking: call it from a blocking context.
+    pub fn stop(&self) {
+        for inbox in &self.inboxes {
+            let _ = inbox.blocking_send(Input::Stop);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct ShardLoop {
+    machine: ShardMachine,
+    config: ShardConfig,
+    store: Arc<dyn LogStore>,
+    registry: Arc<SessionRegistry>,
+}
+
+impl ShardLoop {
+    fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+        let mut batch = Vec::with_capacity(self.config.max_batch);
+        while let Some(first) = inbox.blocking_recv() {
+            let mut stopping = false;
+            for input in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+                match input {
+                    Input::Command(command) => batch.push(*command),
+                    Input::Stop => stopping = true,
+                }
+                if batch.len() >= self.config.max_batch || stopping {
+                    break;
+                }
+            }
+            self.serve_batch(std::mem::take(&mut batch));
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    fn serve_batch(&mut self, commands: Vec<Command>) {
+        let now = Now::system();
+        for command in commands {
+            match self.prepare(&command) {
+                Ok(prior) => self.machine.handle(command, prior, now.unix_ms),
+                Err(e) => {
+                    error!(error = %e, "store read failed");
+                    command.origin.reply.send(error_frame(command.origin.request_id, ErrorCode::UNAVAILABLE, &e));
+                }
+            }
+        }
+        let effects = self.machine.take_effects();
+        self.publish(effects);
+    }
+
+    /// Loads the command's conversation if needed and finds a prior send with its id.
+    fn prepare(&mut self, command: &Command) -> Result<Option<PriorSend>, StoreError> {
+        let conv = command.conv_key();
+        if !self.machine.is_loaded(&conv)
+            && let Some(state) = self.store.load_conversation(&conv)?
+        {
+            self.machine.insert(conv.clone(), state);
+        }
+        let Request::Send { client_msg_id, .. } = &command.request else { return Ok(None) };
+        if self.machine.conversation(&conv).and_then(|s| s.role(&command.origin.user)).is_none() {
+            return Ok(None);
+        }
+        let Some(seq) = self.store.idempotent_seq(&conv, &command.origin.user, client_msg_id)? else {
+            return Ok(None);
+        };
+        let entry = self.store.read_log(&conv, seq, false, 1)?.into_iter().next();
+        let entry = entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq);
+        Ok(entry.map(|entry| PriorSend {
+            seq,
+            timestamp_ms: entry.timestamp_ms,
+            payload: match entry.body {
+                Some(pb::log_entry::Body::Message(m)) => Bytes::from(m.payload),
+                _ => Bytes::new(),
+            },
+        }))
+    }
+
+    /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
+    /// forgets the state that ran ahead and tells every caller the store is unavailable.
+    fn publish(&mut self, effects: Effects) {
+        let Effects { writes, replies, deliveries, reads, touched } = effects;
+        if !writes.is_empty()
+            && let Err(e) = self.store.commit(&writes, self.config.sync_writes)
+        {
+            error!(error = %e, writes = writes.len(), "commit failed; the batch is refused");
+            self.machine.forget(&touched);
+            for (reply, frame) in replies {
+                reply.send(error_frame(frame.request_id(), ErrorCode::UNAVAILABLE, &e));
+            }
+            for read in reads {
+                read.reply.send(error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e));
+            }
+            return;
+        }
+        for (reply, frame) in replies {
+            reply.send(frame);
+        }
+        for delivery in &deliveries {
+            let (_, dropped) = self.registry.fan_out(&delivery.org, &delivery.recipients, &delivery.frame);
+            if dropped > 0 {
+                warn!(dropped, "deliveries dropped for slow sessions; they will resync");
+            }
+        }
+        for read in reads {
+            let frame = match self.read_page(&read) {
+                Ok(frame) => frame,
+                Err(e) => error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e),
+            };
+            read.reply.send(frame);
+        }
+    }
+
+    fn read_page(&self, read: &HistoryRead) -> Result<Frame, StoreError> {
+        let entries = self.store.read_log(&read.conv, read.from_seq, read.backward, read.limit)?;
+        let mut size = 32;
+        let mut page = Vec::with_capacity(entries.len());
+        for entry in entries {
+            size += raw::history_entry_overhead(entry.len());
+            // A page always holds at least one entry; entries are smaller than a frame.
+            if size > read.max_bytes && !page.is_empty() {
+                break;
+            }
+            page.push(entry);
+        }
+        let body = raw::history_page_body(read.conv.id.get(), &page, read.last_seq);
+        Ok(Frame::new(FrameType::HISTORY_PAGE, Flags::EMPTY, read.request_id, body))
+    }
+}
+
+fn error_frame(request_id: herald_protocol::RequestId, code: ErrorCode, cause: &dyn std::fmt::Display) -> Frame {
+    let error = pb::Error { code: code.get(), message: format!("store unavailable: {cause}"), ..Default::default() };
+    Frame::from_body(request_id, &error)
+}

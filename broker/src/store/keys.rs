@@ -1,0 +1,131 @@
+//! Key encodings. Every key starts with the organisation, so every scan is tenant-scoped by
+//! construction. Strings end with a 0x00 terminator (ids cannot contain it) and numbers are
+//! big-endian, so byte order equals logical order and no key is a prefix of another's field.
+
+use herald_protocol::{OrgId, UserId};
+
+use crate::conversation::{ConvKey, ConversationId};
+
+fn push_str(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(s.as_bytes());
+    key.push(0);
+}
+
+/// `org \0 conversation_id`: the conversation's record, and the prefix of its members, log
+/// entries and idempotency keys.
+pub(crate) fn conversation(conv: &ConvKey) -> Vec<u8> {
+    let mut key = Vec::with_capacity(conv.org.as_str().len() + 9 + 8 + 24);
+    push_str(&mut key, conv.org.as_str());
+    key.extend_from_slice(&conv.id.get().to_be_bytes());
+    key
+}
+
+/// `conversation · user \0`: one member.
+pub(crate) fn member(conv: &ConvKey, user: &UserId) -> Vec<u8> {
+    let mut key = conversation(conv);
+    push_str(&mut key, user.as_str());
+    key
+}
+
+/// `conversation · seq`: one log entry.
+pub(crate) fn entry(conv: &ConvKey, seq: u64) -> Vec<u8> {
+    let mut key = conversation(conv);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `conversation · sender \0 client_msg_id`: the sequence number a client message id got.
+pub(crate) fn idempotency(conv: &ConvKey, sender: &UserId, client_msg_id: &str) -> Vec<u8> {
+    let mut key = conversation(conv);
+    push_str(&mut key, sender.as_str());
+    key.extend_from_slice(client_msg_id.as_bytes());
+    key
+}
+
+/// `org \0 user \0`: the prefix of a user's conversation index.
+pub(crate) fn user_prefix(org: &OrgId, user: &UserId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.as_str().len() + user.as_str().len() + 2 + 8);
+    push_str(&mut key, org.as_str());
+    push_str(&mut key, user.as_str());
+    key
+}
+
+/// `org \0 user \0 conversation_id`: the user is a member of the conversation.
+pub(crate) fn user_conversation(org: &OrgId, user: &UserId, id: ConversationId) -> Vec<u8> {
+    let mut key = user_prefix(org, user);
+    key.extend_from_slice(&id.get().to_be_bytes());
+    key
+}
+
+/// The conversation id at the end of a user-index key.
+pub(crate) fn conversation_id_suffix(key: &[u8]) -> Option<ConversationId> {
+    let start = key.len().checked_sub(8)?;
+    let bytes: [u8; 8] = key.get(start..)?.try_into().ok()?;
+    Some(ConversationId::new(u64::from_be_bytes(bytes)))
+}
+
+/// The user id at the end of a member key, given the conversation prefix's length.
+pub(crate) fn member_suffix(key: &[u8], prefix_len: usize) -> Option<&str> {
+    let rest = key.get(prefix_len..)?;
+    let (last, user) = rest.split_last()?;
+    if *last != 0 {
+        return None;
+    }
+    std::str::from_utf8(user).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._:@-]{1,12}"
+    }
+
+    fn conv(org: &str, id: u64) -> ConvKey {
+        ConvKey { org: OrgId::new(org).expect("valid"), id: ConversationId::new(id) }
+    }
+
+    proptest! {
+        /// Entry keys sort exactly as (org, conversation, seq) do.
+        #[test]
+        fn entry_keys_preserve_order(a in (id(), any::<u64>(), any::<u64>()), b in (id(), any::<u64>(), any::<u64>())) {
+            let ka = entry(&conv(&a.0, a.1), a.2);
+            let kb = entry(&conv(&b.0, b.1), b.2);
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        }
+
+        /// Member keys sort as (org, conversation, user), so members page in user order.
+        #[test]
+        fn member_keys_preserve_order(a in (id(), any::<u64>(), id()), b in (id(), any::<u64>(), id())) {
+            let ka = member(&conv(&a.0, a.1), &UserId::new(a.2.clone()).expect("valid"));
+            let kb = member(&conv(&b.0, b.1), &UserId::new(b.2.clone()).expect("valid"));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        }
+
+        /// A conversation's keys all start with its prefix; another org's or conversation's never do.
+        #[test]
+        fn prefixes_scope_exactly(org in id(), other in id(), c in any::<u64>(), d in any::<u64>(), seq in any::<u64>()) {
+            let mine = conv(&org, c);
+            prop_assert!(entry(&mine, seq).starts_with(&conversation(&mine)));
+            let theirs = conv(&other, d);
+            if (org.as_str(), c) != (other.as_str(), d) {
+                prop_assert!(!entry(&theirs, seq).starts_with(&conversation(&mine)));
+            }
+        }
+
+        /// Suffixes decode back to what was encoded.
+        #[test]
+        fn suffixes_round_trip(org in id(), user in id(), c in any::<u64>()) {
+            let org = OrgId::new(org).expect("valid");
+            let user = UserId::new(user).expect("valid");
+            let key = user_conversation(&org, &user, ConversationId::new(c));
+            prop_assert_eq!(conversation_id_suffix(&key), Some(ConversationId::new(c)));
+            let conv = ConvKey { org, id: ConversationId::new(c) };
+            let prefix = conversation(&conv);
+            let key = member(&conv, &user);
+            prop_assert_eq!(member_suffix(&key, prefix.len()), Some(user.as_str()));
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The ordered key-value layer under [`LogStore`]: column families, point reads, prefix scans and
+//! atomic batches. The log logic is written once against it; RocksDB and the in-memory twin each
+//! implement only this.
+
+use bytes::Bytes;
+use herald_protocol::{OrgId, UserId};
+
+use super::log::{ConversationSummary, LogStore, WriteOp};
+use super::{StoreError, keys, records};
+use crate::conversation::{ConvKey, ConversationId, ConversationState, Role};
+
+/// A column family: one kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// Store-wide metadata (`format_version`).
+    Meta,
+    /// Served organisations.
+    Orgs,
+    /// Conversation summaries, by conversation.
+    Conversations,
+    /// Members and roles, by conversation then user.
+    Members,
+    /// Log entries, by conversation then sequence number.
+    Entries,
+    /// Client message ids, by conversation, sender and id.
+    Idempotency,
+    /// The per-user index of conversations, by organisation, user, conversation.
+    UserConversations,
+}
+
+impl Cf {
+    /// Every column family.
+    pub const ALL: [Cf; 7] =
+        [Cf::Meta, Cf::Orgs, Cf::Conversations, Cf::Members, Cf::Entries, Cf::Idempotency, Cf::UserConversations];
+
+    /// The column family's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Orgs => "orgs",
+            Cf::Conversations => "conversations",
+            Cf::Members => "members",
+            Cf::Entries => "entries",
+            Cf::Idempotency => "idempotency",
+            Cf::UserConversations => "user_conversations",
+        }
+    }
+}
+
+/// One key-value change; `None` deletes.
+pub type KvWrite = (Cf, Vec<u8>, Option<Vec<u8>>);
+
+/// A key and its value, as a scan returns them.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// An ordered key-value store with column families.
+pub trait KvBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// The value at `key`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` pairs whose keys start with `prefix`, from `start` (inclusive) in key order,
+    /// or downwards from `start` (inclusive) when `reverse`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn scan(&self, cf: Cf, prefix: &[u8], start: &[u8], reverse: bool, limit: usize)
+    -> Result<Vec<KvPair>, StoreError>;
+
+    /// Applies every write or none; with `sync`, durable on return.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the write fails.
+    fn write(&self, writes: Vec<KvWrite>, sync: bool) -> Result<(), StoreError>;
+
+    /// Describes where corruption was found, for errors.
+    fn corrupt(&self, cf: Cf, reason: String) -> StoreError;
+}
+
+impl<B: KvBackend> LogStore for B {
+    fn load_conversation(&self, conv: &ConvKey) -> Result<Option<ConversationState>, StoreError> {
+        let Some(summary) = self.conversation_summary(conv)? else { return Ok(None) };
+        let prefix = keys::conversation(conv);
+        let mut members = std::collections::BTreeMap::new();
+        for (key, value) in self.scan(Cf::Members, &prefix, &prefix, false, usize::MAX)? {
+            let user = keys::member_suffix(&key, prefix.len())
+                .and_then(|u| UserId::new(u).ok())
+                .ok_or_else(|| self.corrupt(Cf::Members, format!("bad member key {key:02x?}")))?;
+            let role = records::decode_role(&value).map_err(|e| self.corrupt(Cf::Members, e))?;
+            members.insert(user, role);
+        }
+        Ok(Some(ConversationState::new(summary.kind, summary.name, summary.created_at_ms, summary.last_seq, members)))
+    }
+
+    fn conversation_summary(&self, conv: &ConvKey) -> Result<Option<ConversationSummary>, StoreError> {
+        self.get(Cf::Conversations, &keys::conversation(conv))?
+            .map(|bytes| records::decode_summary(&bytes).map_err(|e| self.corrupt(Cf::Conversations, e)))
+            .transpose()
+    }
+
+    fn idempotent_seq(&self, conv: &ConvKey, sender: &UserId, client_msg_id: &str) -> Result<Option<u64>, StoreError> {
+        self.get(Cf::Idempotency, &keys::idempotency(conv, sender, client_msg_id))?
+            .map(|bytes| records::decode_seq(&bytes).map_err(|e| self.corrupt(Cf::Idempotency, e)))
+            .transpose()
+    }
+
+    fn read_log(&self, conv: &ConvKey, from: u64, backward: bool, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        let prefix = keys::conversation(conv);
+        let start = keys::entry(conv, from);
+        Ok(self.scan(Cf::Entries, &prefix, &start, backward, limit)?.into_iter().map(|(_, v)| Bytes::from(v)).collect())
+    }
+
+    fn user_conversations(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, StoreError> {
+        let prefix = keys::user_prefix(org, user);
+        let Some(first) = after.get().checked_add(1) else { return Ok(Vec::new()) };
+        let start = keys::user_conversation(org, user, ConversationId::new(first));
+        self.scan(Cf::UserConversations, &prefix, &start, false, limit)?
+            .into_iter()
+            .map(|(key, _)| {
+                keys::conversation_id_suffix(&key)
+                    .ok_or_else(|| self.corrupt(Cf::UserConversations, format!("bad key {key:02x?}")))
+            })
+            .collect()
+    }
+
+    fn member_role(&self, conv: &ConvKey, user: &UserId) -> Result<Option<Role>, StoreError> {
+        self.get(Cf::Members, &keys::member(conv, user))?
+            .map(|bytes| records::decode_role(&bytes).map_err(|e| self.corrupt(Cf::Members, e)))
+            .transpose()
+    }
+
+    fn commit(&self, ops: &[WriteOp], sync: bool) -> Result<(), StoreError> {
+        let writes = ops.iter().flat_map(kv_writes).collect();
+        self.write(writes, sync)
+    }
+}
+
+/// The key-value writes of one log operation. Membership writes keep the per-user index in the
+/// same batch, so the two can never disagree.
+fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
+    match op {
+        WriteOp::PutConversation { conv, summary } => {
+            vec![(Cf::Conversations, keys::conversation(conv), Some(records::encode_summary(summary)))]
+        }
+        WriteOp::PutMember { conv, user, role } => vec![
+            (Cf::Members, keys::member(conv, user), Some(records::encode_role(*role).to_vec())),
+            (Cf::UserConversations, keys::user_conversation(&conv.org, user, conv.id), Some(Vec::new())),
+        ],
+        WriteOp::DeleteMember { conv, user } => vec![
+            (Cf::Members, keys::member(conv, user), None),
+            (Cf::UserConversations, keys::user_conversation(&conv.org, user, conv.id), None),
+        ],
+        WriteOp::PutEntry { conv, seq, entry } => vec![(Cf::Entries, keys::entry(conv, *seq), Some(entry.to_vec()))],
+        WriteOp::PutIdempotency { conv, sender, client_msg_id, seq } => {
+            vec![(Cf::Idempotency, keys::idempotency(conv, sender, client_msg_id), Some(seq.to_be_bytes().to_vec()))]
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The log store seam: everything the shards and sessions need from durable storage, as one
+//! small trait. RocksDB implements it in production, [`super::MemoryStore`] in tests, and a
+//! cluster mode can later put it on a replicated engine without touching the shard logic.
+
+use bytes::Bytes;
+use herald_protocol::{OrgId, UserId};
+
+use super::StoreError;
+use crate::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role};
+
+/// One change in an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// The conversation's summary (kind, name, counts, newest sequence number).
+    PutConversation { conv: ConvKey, summary: ConversationSummary },
+    /// A member joined or changed role.
+    PutMember { conv: ConvKey, user: UserId, role: Role },
+    /// A member left or was removed.
+    DeleteMember { conv: ConvKey, user: UserId },
+    /// A log entry: the encoded `LogEntry`, stored as delivered.
+    PutEntry { conv: ConvKey, seq: u64, entry: Bytes },
+    /// The sequence number a sender's client message id got.
+    PutIdempotency { conv: ConvKey, sender: UserId, client_msg_id: String, seq: u64 },
+}
+
+/// What a conversation looks like without its members: enough to list and sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    /// Direct or group.
+    pub kind: Kind,
+    /// The group's name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: u64,
+    /// The newest sequence number.
+    pub last_seq: u64,
+    /// How many members.
+    pub member_count: u32,
+}
+
+impl ConversationSummary {
+    /// The summary of a conversation's current state.
+    pub fn of(state: &ConversationState) -> Self {
+        Self {
+            kind: state.kind,
+            name: state.name.clone(),
+            created_at_ms: state.created_at_ms,
+            last_seq: state.last_seq,
+            member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Durable storage for conversations and their logs.
+///
+/// Writes come only from the shard that owns the conversation, in batches; reads may come from
+/// anywhere and see only committed batches.
+pub trait LogStore: Send + Sync + std::fmt::Debug + 'static {
+    /// A conversation's full state (summary and members), if it exists.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails or a record is corrupt.
+    fn load_conversation(&self, conv: &ConvKey) -> Result<Option<ConversationState>, StoreError>;
+
+    /// A conversation's summary, if it exists.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails or the record is corrupt.
+    fn conversation_summary(&self, conv: &ConvKey) -> Result<Option<ConversationSummary>, StoreError>;
+
+    /// The sequence number a sender's client message id got, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn idempotent_seq(&self, conv: &ConvKey, sender: &UserId, client_msg_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Log entries from `from` (inclusive), ascending or descending, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn read_log(&self, conv: &ConvKey, from: u64, backward: bool, limit: usize) -> Result<Vec<Bytes>, StoreError>;
+
+    /// The user's conversations with ids above `after`, ascending, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn user_conversations(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, StoreError>;
+
+    /// The user's role in a conversation, if a member.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn member_role(&self, conv: &ConvKey, user: &UserId) -> Result<Option<Role>, StoreError>;
+
+    /// Applies `ops` atomically; with `sync`, the write-ahead log is on disk before this returns.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the write fails; then none of `ops` is applied, and the store may refuse
+    /// every later write (it is poisoned) until restarted.
+    fn commit(&self, ops: &[WriteOp], sync: bool) -> Result<(), StoreError>;
+}

@@ -1,0 +1,198 @@
+//! The `herald` messaging subcommands against a real in-process broker.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use herald_broker::auth::TokenMinter;
+use herald_broker::{Config, RunningBroker};
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A broker in a temp directory and a way to mint tokens for its `demo` organisation.
+struct Fixture {
+    broker: RunningBroker,
+    minter: TokenMinter,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.auth.leeway = Duration::ZERO;
+        let broker = RunningBroker::start(config).await?;
+        let minter = TokenMinter::new(broker.dev_signing_key().context("dev key")?)?;
+        Ok(Fixture { broker, minter, _dir: dir })
+    }
+
+    /// `herald` as `user`, not yet run.
+    fn command(&self, user: &str, args: &[&str]) -> Result<Command> {
+        let token = self.minter.mint_for("demo", user, None, &[], now_s(), Duration::from_secs(600))?;
+        let mut command = Command::new(HERALD);
+        command
+            .arg("--server")
+            .arg(self.broker.local_addr().to_string())
+            .arg("--cert")
+            .arg(self.broker.cert_path())
+            .args(["--token", &token])
+            .args(args);
+        Ok(command)
+    }
+
+    /// Runs `herald` as `user` to completion (blocking: call it inside `block_in_place`).
+    fn run(&self, user: &str, args: &[&str]) -> Result<Output> {
+        Ok(self.command(user, args)?.output()?)
+    }
+
+    /// Runs `herald` as `user`, requires success and returns its stdout.
+    fn ok(&self, user: &str, args: &[&str]) -> Result<String> {
+        let out = self.run(user, args)?;
+        let stdout = String::from_utf8(out.stdout)?;
+        ensure!(out.status.success(), "herald {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        Ok(stdout)
+    }
+
+    async fn shutdown(self) -> Result<()> {
+        Ok(self.broker.shutdown().await?)
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Starts `herald listen` as `user` and waits until it reports that it is listening.
+fn spawn_listener(fx: &Fixture, user: &str, args: &[&str]) -> Result<(Child, BufReader<std::process::ChildStderr>)> {
+    let mut child = fx.command(user, args)?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    while stderr.read_line(&mut line)? > 0 {
+        if line.contains("listening as") {
+            return Ok((child, stderr));
+        }
+    }
+    let status = child.wait()?;
+    bail!("listener exited ({status}) before listening:\n{line}")
+}
+
+/// Waits for `child` to exit, killing it after `limit`; returns its exit status and stdout.
+fn finish(mut child: Child, limit: Duration) -> Result<(std::process::ExitStatus, String)> {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("herald listen did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().context("stdout")?.read_to_string(&mut stdout)?;
+    Ok((status, stdout))
+}
+
+/// The index of the first line of `text` that contains `needle`.
+fn line_with(text: &str, needle: &str) -> Result<usize> {
+    text.lines().position(|l| l.contains(needle)).with_context(|| format!("no line with {needle:?} in:\n{text}"))
+}
+
+fn create_group(fx: &Fixture) -> Result<u64> {
+    let stdout = fx.ok("alice", &["group", "create", "Team", "bob"])?;
+    stdout.trim().parse().with_context(|| format!("a conversation id in {stdout:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_reach_history_listeners_and_member_lists() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let conv = create_group(&fx)?;
+        let id = conv.to_string();
+        assert_eq!(fx.ok("alice", &["send", &id, "hello bob"])?.trim(), "sent seq=2");
+        assert_eq!(fx.ok("alice", &["send", &id, "second"])?.trim(), "sent seq=3");
+
+        let history = fx.ok("bob", &["history", &id])?;
+        let created =
+            line_with(&history, &format!("conv={conv} seq=1 from=alice/cli [created alice(owner) bob(member)]"))?;
+        let first = line_with(&history, &format!("conv={conv} seq=2 from=alice/cli hello bob"))?;
+        let second = line_with(&history, &format!("conv={conv} seq=3 from=alice/cli second"))?;
+        assert!(created < first && first < second, "{history}");
+        let newest = fx.ok("bob", &["history", &id, "--backward", "--limit", "1"])?;
+        assert_eq!(newest.trim(), format!("conv={conv} seq=3 from=alice/cli second"));
+
+        let (listener, mut stderr) = spawn_listener(&fx, "bob", &["listen", "--count", "1"])?;
+        assert_eq!(fx.ok("alice", &["send", &id, "live one"])?.trim(), "sent seq=4");
+        let (status, stdout) = finish(listener, Duration::from_secs(30))?;
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest)?;
+        assert!(status.success(), "{status}\n{stdout}\n{rest}");
+        assert_eq!(stdout.trim(), format!("conv={conv} seq=4 from=alice/cli live one"));
+
+        let members = fx.ok("alice", &["group", "members", &id])?;
+        assert_eq!(members.lines().collect::<Vec<_>>(), ["alice owner", "bob member"]);
+        Ok(())
+    })?;
+    fx.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_members_are_refused_with_not_found() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let id = create_group(&fx)?.to_string();
+        let out = fx.run("mallory", &["send", &id, "let me in"])?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("NOT_FOUND"), "{stderr}");
+        assert!(stderr.contains(&format!("sending to conversation {id}")), "{stderr}");
+        let out = fx.run("mallory", &["group", "members", &id])?;
+        assert!(!out.status.success());
+        assert!(String::from_utf8(out.stderr)?.contains("NOT_FOUND"));
+        Ok(())
+    })?;
+    fx.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_direct_sends_and_conversation_lists() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let group = create_group(&fx)?;
+        let id = group.to_string();
+        assert_eq!(fx.ok("alice", &["group", "add", &id, "carol", "dave"])?.trim(), "updated seq=2");
+        assert_eq!(fx.ok("alice", &["group", "remove", &id, "dave"])?.trim(), "updated seq=3");
+        let history = fx.ok("carol", &["history", &id, "--from", "2"])?;
+        let lines: Vec<&str> = history.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("conv={group} seq=2 from=alice/cli [added carol(member) dave(member)]"),
+                format!("conv={group} seq=3 from=alice/cli [removed dave(member)]"),
+            ]
+        );
+
+        let args = ["send", "--direct", "bob", "hi\nthere", "--id", "m-1"];
+        assert_eq!(fx.ok("alice", &args)?.trim(), "sent seq=2");
+        assert_eq!(fx.ok("alice", &args)?.trim(), "sent seq=2 (duplicate)");
+
+        let listing = fx.ok("bob", &["conversations"])?;
+        let group_line = format!("conv={group} kind=group members=3 last_seq=3 role=member name=\"Team\"");
+        line_with(&listing, &group_line)?;
+        let direct = line_with(&listing, "kind=direct members=2 last_seq=2 role=member name=\"\"")?;
+        let direct_id = listing.lines().nth(direct).and_then(|l| l.strip_prefix("conv=")?.split(' ').next());
+        let direct_id = direct_id.context("direct conversation id")?;
+        let history = fx.ok("bob", &["history", direct_id])?;
+        assert!(history.ends_with(&format!("conv={direct_id} seq=2 from=alice/cli hi\\nthere\n")), "{history}");
+        Ok(())
+    })?;
+    fx.shutdown().await
+}

@@ -1,0 +1,645 @@
+//! Crash safety: the real `herald-broker` binary, killed with SIGKILL at seeded random points.
+//!
+//! Each round, several clients send to one group, one message at a time, until the broker
+//! process is killed without warning. The broker is then restarted on the same data directory
+//! and address, and every sender first retries the message it was waiting on, with the same
+//! client message id and payload: the broker must answer with the sequence number it stored
+//! (`duplicate`), or store it now if the crash came first. After the last round the whole log is
+//! read back and audited against what the senders were told: every acknowledged message at its
+//! sequence number with its payload, sequence numbers gapless from 1, no message stored twice,
+//! nothing nobody sent, and each sender's messages in the order it sent them.
+//!
+//! The seed fixes the kill schedule, not thread timing, so a failing seed usually but not
+//! always fails again. Environment:
+//! - `HERALD_CRASH_SEED`: the seed (default [`DEFAULT_SEED`]); every failure names it.
+//! - `HERALD_CRASH_ROUNDS`: how many kills (default [`DEFAULT_ROUNDS`]).
+//!
+//! The binary is the one cargo built for the broker package's own integration tests; run this
+//! test with `--workspace` and `--test cli` so that it is rebuilt from the current sources.
+
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::io::{self, BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use herald_client::{Client, ClientConfig, ClientError, Entry, EntryKind, Trust};
+use tokio::sync::{oneshot, watch};
+
+/// The organisation a broker started without a configuration file serves.
+const ORG: &str = "demo";
+/// The group's creator, who also reads the log back at the end.
+const OWNER: &str = "owner";
+/// Clients sending concurrently, each on its own session.
+const SENDERS: usize = 4;
+/// Members of the group, creator included; only the owner and the senders ever connect, but
+/// every message is fanned out against the full member list.
+const GROUP_SIZE: usize = 100;
+/// The seed used when `HERALD_CRASH_SEED` is not set.
+const DEFAULT_SEED: u64 = 0x4845_5241_4c44; // "HERALD"
+/// The number of kills when `HERALD_CRASH_ROUNDS` is not set.
+const DEFAULT_ROUNDS: u32 = 10;
+/// How long after the senders start the broker is killed, in milliseconds.
+const KILL_AFTER_MS: RangeInclusive<u64> = 50..=400;
+/// How long a (re)started broker may take to print its banner: opening RocksDB replays the WAL.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to keep retrying a connection to a broker that should be up.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// The cap on the backoff between connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a request to a live broker may take; sends take milliseconds.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// What `ExitStatus::signal` reports for a process killed by SIGKILL.
+const SIGKILL: i32 = 9;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_sigkill_at_random_points() -> Result<()> {
+    let seed = env_or("HERALD_CRASH_SEED", DEFAULT_SEED)?;
+    let rounds = env_or("HERALD_CRASH_ROUNDS", DEFAULT_ROUNDS)?;
+    ensure!(rounds > 0, "HERALD_CRASH_ROUNDS must be at least 1");
+    println!("crash test: HERALD_CRASH_SEED={seed} HERALD_CRASH_ROUNDS={rounds}");
+    crash_test(seed, rounds).await.with_context(|| format!("crash test failed with HERALD_CRASH_SEED={seed}"))
+}
+
+async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
+    let mut rng = SplitMix64(seed);
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("herald-data");
+    let binary = broker_binary()?;
+    let listen = unused_udp_address()?;
+    let mut broker = BrokerProcess::start(&binary, &data_dir, listen).await?;
+
+    // The certificate is pinned once: a restarted broker must present the same one.
+    let connector = Connector { addr: listen, trust: Trust::pem_file(&data_dir.join("tls/cert.pem"))? };
+    let users: Vec<String> = std::iter::once(OWNER.to_owned()).chain((1..=SENDERS).map(sender_name)).collect();
+    let mut tokens = mint_tokens(&binary, &data_dir, users).await?;
+    let owner_token = tokens.remove(OWNER).context("owner token")?;
+    let owner = connector.connect(&owner_token).await?;
+    let conv = create_group(&owner).await?;
+    owner.close().await;
+    let mut senders = (1..=SENDERS)
+        .map(|i| {
+            let user = sender_name(i);
+            let token = tokens.remove(&user).context("sender token")?;
+            Ok(Sender::new(user, token))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut restarts = Vec::new();
+    for round in 1..=rounds {
+        let kill_after = Duration::from_millis(rng.in_range(KILL_AFTER_MS));
+        senders = crash_round(broker, &connector, conv, senders, kill_after).await?;
+        let started = Instant::now();
+        broker = BrokerProcess::start(&binary, &data_dir, listen).await?;
+        connector.connect(&owner_token).await?.ping().await?;
+        let accepting_after = started.elapsed();
+        restarts.push(accepting_after);
+        let tally = Tally::of(&senders);
+        println!(
+            "round {round:>2}/{rounds}: killed after {:>3} ms; {} acked so far, {} in doubt; accepting again after {} ms",
+            kill_after.as_millis(),
+            tally.acked,
+            tally.messages - tally.acked,
+            accepting_after.as_millis(),
+        );
+    }
+
+    // The last restart is clean: nothing kills it while the doubts are resolved and the log read.
+    for sender in &mut senders {
+        let client = connector.connect(&sender.token).await?;
+        sender.resolve_in_doubt(&client, conv).await?;
+        client.close().await;
+    }
+    let reader = connector.connect(&owner_token).await?;
+    let log = reader.catch_up(conv, 0).await?;
+    let last_seq = reader.history(conv, 0, true, 1).await?.last_seq;
+    reader.close().await;
+    drop(broker);
+
+    let audit = Audit::of(&log, last_seq, &senders);
+    let tally = Tally::of(&senders);
+    report(seed, rounds, last_seq, &tally, &audit, &restarts);
+    assert!(audit.is_clean(), "HERALD_CRASH_SEED={seed}: the log disagrees with what senders were told:\n{audit}");
+    assert_eq!(tally.acked, tally.messages, "HERALD_CRASH_SEED={seed}: every message is acknowledged in the end");
+    Ok(())
+}
+
+/// One round: the senders connect and send until the broker is killed `kill_after` later.
+/// Returns the senders with what they learnt; the message each was waiting on is in doubt.
+async fn crash_round(
+    broker: BrokerProcess,
+    connector: &Connector,
+    conv: u64,
+    senders: Vec<Sender>,
+    kill_after: Duration,
+) -> Result<Vec<Sender>> {
+    let mut clients = Vec::with_capacity(senders.len());
+    for sender in &senders {
+        clients.push(connector.connect(&sender.token).await?);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .zip(clients)
+        .map(|(mut sender, client)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                // Biased towards the stop signal: an ack that races the kill counts as lost,
+                // which the next round's retry resolves.
+                let outcome = tokio::select! {
+                    biased;
+                    _ = stopped.changed() => Ok(()),
+                    result = sender.send_until_stopped(&client, conv) => result.map(|never| match never {}),
+                };
+                (sender, outcome)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(kill_after).await;
+    broker.kill()?;
+    // A killed broker sends nothing more, so requests in flight would hang until they time out;
+    // stopping the senders abandons them instead.
+    stop.send_replace(true);
+    let mut senders = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (sender, outcome) = task.await?;
+        outcome.with_context(|| format!("{} failed while the broker was up", sender.user))?;
+        senders.push(sender);
+    }
+    Ok(senders)
+}
+
+/// Creates the group: the owner, the senders, and enough silent members to make `GROUP_SIZE`.
+async fn create_group(owner: &Client) -> Result<u64> {
+    let members: Vec<String> =
+        (1..=SENDERS).map(sender_name).chain((SENDERS + 1..GROUP_SIZE).map(|i| format!("member-{i:03}"))).collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let group = owner.create_group("crash-test", &members).await?;
+    ensure!(group.member_count as usize == GROUP_SIZE, "group has {} members", group.member_count);
+    ensure!(group.last_seq == 1, "a new group's log holds only its creation, not {}", group.last_seq);
+    Ok(group.conversation_id)
+}
+
+fn sender_name(i: usize) -> String {
+    format!("sender-{i}")
+}
+
+/// A client that sends one message at a time, and everything it sent, in order.
+///
+/// Because it waits for each ack before sending the next message, at most its last message is
+/// in doubt: sent, but the broker died before the ack arrived.
+#[derive(Debug)]
+struct Sender {
+    user: String,
+    token: String,
+    sent: Vec<Sent>,
+    /// Retries answered as duplicates: stored before the crash, only the ack was lost.
+    recovered: usize,
+    /// Retries that stored the message: the crash came before the commit (or before the send).
+    stored_on_retry: usize,
+}
+
+/// A message as its sender knows it.
+#[derive(Debug)]
+struct Sent {
+    client_msg_id: String,
+    payload: Bytes,
+    /// The sequence number the broker acknowledged, if an ack arrived.
+    seq: Option<u64>,
+    /// How many times it was handed to the SDK, counting sends a kill interrupted.
+    attempts: u32,
+}
+
+impl Sender {
+    fn new(user: String, token: String) -> Self {
+        Self { user, token, sent: Vec::new(), recovered: 0, stored_on_retry: 0 }
+    }
+
+    fn in_doubt(&self) -> bool {
+        self.sent.last().is_some_and(|m| m.seq.is_none())
+    }
+
+    /// Retries the message in doubt, if any, then sends new ones until the future is dropped.
+    async fn send_until_stopped(&mut self, client: &Client, conv: u64) -> Result<Infallible> {
+        loop {
+            if !self.in_doubt() {
+                let n = self.sent.len();
+                let client_msg_id = format!("{}-{n}", self.user);
+                let payload = Bytes::from(format!("message {n} from {}", self.user));
+                self.sent.push(Sent { client_msg_id, payload, seq: None, attempts: 0 });
+            }
+            self.send_last(client, conv).await?;
+        }
+    }
+
+    /// Retries the message in doubt, if any.
+    async fn resolve_in_doubt(&mut self, client: &Client, conv: u64) -> Result<()> {
+        if self.in_doubt() {
+            self.send_last(client, conv).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the last message (again: same id, same payload) and records its ack. It is
+    /// recorded as sent before the request goes out, so a kill mid-request leaves it in doubt.
+    async fn send_last(&mut self, client: &Client, conv: u64) -> Result<()> {
+        let message = self.sent.last_mut().context("no message to send")?;
+        message.attempts += 1;
+        let ack = match client.send_with_id(conv, &message.client_msg_id, message.payload.clone()).await {
+            Ok(ack) => ack,
+            Err(e @ ClientError::Request { .. }) => {
+                return Err(e).with_context(|| format!("the broker refused {}", message.client_msg_id));
+            }
+            // The broker is up (a killed broker falls silent; it does not fail requests), so a
+            // lost connection or a timeout is a finding too.
+            Err(e) => return Err(e).with_context(|| format!("sending {}", message.client_msg_id)),
+        };
+        ensure!(ack.conversation_id == conv, "the ack for {} names another conversation", message.client_msg_id);
+        match (message.attempts, ack.duplicate) {
+            (1, true) => bail!("the first send of {} was answered as a duplicate", message.client_msg_id),
+            (1, false) => {}
+            (_, true) => self.recovered += 1,
+            (_, false) => self.stored_on_retry += 1,
+        }
+        message.seq = Some(ack.seq);
+        Ok(())
+    }
+}
+
+/// Totals over every sender.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Distinct messages (client message ids) sent.
+    messages: usize,
+    /// Messages with an ack.
+    acked: usize,
+    /// Messages sent more than once because a kill interrupted them.
+    retried: usize,
+    recovered: usize,
+    stored_on_retry: usize,
+}
+
+impl Tally {
+    fn of(senders: &[Sender]) -> Self {
+        let mut tally = Self::default();
+        for sender in senders {
+            tally.messages += sender.sent.len();
+            tally.acked += sender.sent.iter().filter(|m| m.seq.is_some()).count();
+            tally.retried += sender.sent.iter().filter(|m| m.attempts > 1).count();
+            tally.recovered += sender.recovered;
+            tally.stored_on_retry += sender.stored_on_retry;
+        }
+        tally
+    }
+}
+
+/// Where the log read back disagrees with what the senders sent and were told.
+#[derive(Debug, Default)]
+struct Audit {
+    /// Sequence numbers that are not exactly 1..=last_seq.
+    sequence: Vec<String>,
+    /// Acknowledged messages missing from the log, or at another seq, or with another payload.
+    acked_lost: Vec<String>,
+    /// Messages stored more than once.
+    duplicates: Vec<String>,
+    /// Stored messages nobody sent, or with a payload their sender did not send.
+    unexpected: Vec<String>,
+    /// Senders whose messages the log holds out of send order.
+    reordered: Vec<String>,
+}
+
+impl Audit {
+    fn of(log: &[Entry], last_seq: u64, senders: &[Sender]) -> Self {
+        let mut audit = Self::default();
+        audit.check_sequence(log, last_seq);
+
+        // Messages are identified by sender and client message id, as the broker does.
+        let mut stored: HashMap<(&str, &str), Vec<(u64, &Bytes)>> = HashMap::new();
+        for entry in log {
+            if let EntryKind::Message { client_msg_id, payload } = &entry.kind {
+                let key = (entry.sender_user.as_str(), client_msg_id.as_str());
+                stored.entry(key).or_default().push((entry.seq, payload));
+            }
+        }
+        let sent: HashMap<(&str, &str), &Sent> = senders
+            .iter()
+            .flat_map(|s| s.sent.iter().map(move |m| ((s.user.as_str(), m.client_msg_id.as_str()), m)))
+            .collect();
+
+        for (&(user, id), copies) in &stored {
+            let seqs: Vec<u64> = copies.iter().map(|&(seq, _)| seq).collect();
+            if copies.len() > 1 {
+                audit.duplicates.push(format!("{user}/{id} stored at seqs {seqs:?}"));
+            }
+            match sent.get(&(user, id)) {
+                None => audit.unexpected.push(format!("{user}/{id} at seqs {seqs:?} was never sent")),
+                Some(m) if copies.iter().any(|&(_, payload)| *payload != m.payload) => {
+                    audit.unexpected.push(format!("{user}/{id} at seqs {seqs:?} has another payload"));
+                }
+                Some(_) => {}
+            }
+        }
+        for (&(user, id), m) in &sent {
+            let Some(acked) = m.seq else { continue };
+            let copies = stored.get(&(user, id)).map(Vec::as_slice).unwrap_or_default();
+            if !copies.iter().any(|&(seq, payload)| seq == acked && *payload == m.payload) {
+                let seqs: Vec<u64> = copies.iter().map(|&(seq, _)| seq).collect();
+                audit.acked_lost.push(format!("{user}/{id} acked at seq {acked}, the log has it at {seqs:?}"));
+            }
+        }
+        for sender in senders {
+            audit.check_order(log, sender);
+        }
+        for problems in [&mut audit.acked_lost, &mut audit.duplicates, &mut audit.unexpected] {
+            problems.sort();
+        }
+        audit
+    }
+
+    /// The seqs must be exactly 1..=last_seq: no gap, no repeat.
+    fn check_sequence(&mut self, log: &[Entry], last_seq: u64) {
+        if let Some((expected, entry)) = (1u64..).zip(log).find(|(expected, entry)| entry.seq != *expected) {
+            self.sequence.push(format!("seq {expected} expected, found {} (a gap or a repeat)", entry.seq));
+        }
+        if log.len() as u64 != last_seq {
+            self.sequence.push(format!("{} entries read, but the broker reports last_seq {last_seq}", log.len()));
+        }
+    }
+
+    /// A sender's messages must appear in the log in the order it sent them.
+    fn check_order(&mut self, log: &[Entry], sender: &Sender) {
+        let position: HashMap<&str, usize> =
+            sender.sent.iter().enumerate().map(|(n, m)| (m.client_msg_id.as_str(), n)).collect();
+        let order: Vec<usize> = log
+            .iter()
+            .filter(|entry| entry.sender_user == sender.user)
+            .filter_map(|entry| match &entry.kind {
+                EntryKind::Message { client_msg_id, .. } => position.get(client_msg_id.as_str()).copied(),
+                _ => None,
+            })
+            .collect();
+        let misplaced = order.windows(2).find_map(|pair| match *pair {
+            [earlier, later] if earlier >= later => Some((earlier, later)),
+            _ => None,
+        });
+        if let Some((earlier, later)) = misplaced {
+            self.reordered.push(format!("{}: message {later} is logged after message {earlier}", sender.user));
+        }
+    }
+
+    fn sections(&self) -> [(&'static str, &[String]); 5] {
+        [
+            ("sequence", &self.sequence),
+            ("acked_lost", &self.acked_lost),
+            ("duplicates", &self.duplicates),
+            ("unexpected", &self.unexpected),
+            ("reordered", &self.reordered),
+        ]
+    }
+
+    fn is_clean(&self) -> bool {
+        self.sections().iter().all(|(_, problems)| problems.is_empty())
+    }
+}
+
+impl fmt::Display for Audit {
+    /// Each kind of problem with its count and its first few instances.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 10;
+        for (name, problems) in self.sections().into_iter().filter(|(_, problems)| !problems.is_empty()) {
+            writeln!(f, "{name}: {}", problems.len())?;
+            for problem in problems.iter().take(SHOWN) {
+                writeln!(f, "  {problem}")?;
+            }
+            if problems.len() > SHOWN {
+                writeln!(f, "  ...")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, audit: &Audit, restarts: &[Duration]) {
+    let mut restarts = restarts.to_vec();
+    restarts.sort();
+    let ms = |d: Option<&Duration>| d.map_or(0, Duration::as_millis);
+    println!("crash test, HERALD_CRASH_SEED={seed}: {rounds} rounds, {SENDERS} senders, group of {GROUP_SIZE}");
+    println!("  sends:       {} messages, log last_seq {last_seq}", tally.messages);
+    println!("  acked:       {}", tally.acked);
+    println!(
+        "  retried:     {} after a kill: {} recovered (stored, ack lost), {} stored on retry",
+        tally.retried, tally.recovered, tally.stored_on_retry
+    );
+    println!(
+        "  acked_lost:  {}, dups: {}, unexpected: {}, reordered: {}, sequence errors: {}",
+        audit.acked_lost.len(),
+        audit.duplicates.len(),
+        audit.unexpected.len(),
+        audit.reordered.len(),
+        audit.sequence.len()
+    );
+    println!(
+        "  restart to first accept: p50 {} ms, max {} ms",
+        ms(restarts.get(restarts.len() / 2)),
+        ms(restarts.last())
+    );
+}
+
+/// A `herald-broker serve` child process. Dropping it kills the process, so a failing test
+/// leaves no broker behind.
+#[derive(Debug)]
+struct BrokerProcess {
+    child: Child,
+}
+
+impl BrokerProcess {
+    /// Starts the broker and waits for the first line of its banner, which it prints once it
+    /// listens; a broker that exits instead is reported with its exit status.
+    async fn start(binary: &Path, data_dir: &Path, listen: SocketAddr) -> Result<Self> {
+        let mut child = Command::new(binary)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", &listen.to_string(), "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("the broker's stdout")?;
+        let mut broker = Self { child };
+        let first_line = tokio::time::timeout(READY_TIMEOUT, read_first_line(stdout))
+            .await
+            .with_context(|| format!("the broker printed no banner within {READY_TIMEOUT:?}"))?
+            .context("the stdout reader stopped")?
+            .context("reading the broker's stdout")?;
+        let Some(banner) = first_line else {
+            let status = broker.child.wait()?;
+            bail!("the broker exited before listening: {status}");
+        };
+        let announced = banner_address(&banner)?;
+        ensure!(announced == listen, "the broker listens on {announced}, not on {listen}");
+        Ok(broker)
+    }
+
+    /// Kills the broker with SIGKILL (what `Child::kill` sends on Unix) and reaps it, so the
+    /// port and the database lock are free for the next start. Fails if the broker had already
+    /// exited on its own.
+    fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        // Reaping a process that SIGKILL has ended does not block.
+        let status = self.child.wait()?;
+        ensure!(status.signal() == Some(SIGKILL), "the broker had exited by itself before the kill: {status}");
+        Ok(())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the first line of the broker's stdout on a thread (`None` if it closed first), then
+/// keeps draining the pipe until the process exits, so the broker never blocks writing to it.
+fn read_first_line(stdout: ChildStdout) -> oneshot::Receiver<io::Result<Option<String>>> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let first = reader.read_line(&mut line).map(|n| (n > 0).then_some(line));
+        let _ = tx.send(first);
+        let _ = io::copy(&mut reader, &mut io::sink());
+    });
+    rx
+}
+
+/// The address in the banner's first line: `Herald broker 0.1.0 listening on 127.0.0.1:7443 (...)`.
+fn banner_address(banner: &str) -> Result<SocketAddr> {
+    let address = banner.split_whitespace().skip_while(|w| *w != "on").nth(1);
+    let address = address.with_context(|| format!("no address in the banner: {banner}"))?;
+    address.parse().with_context(|| format!("bad address in the banner: {banner}"))
+}
+
+/// How clients reach the broker: its fixed address and its pinned certificate.
+#[derive(Debug)]
+struct Connector {
+    addr: SocketAddr,
+    trust: Trust,
+}
+
+impl Connector {
+    /// Opens a session, retrying with a short backoff for at most [`CONNECT_DEADLINE`]: the
+    /// broker prints its banner once it listens, so the first attempt normally succeeds.
+    async fn connect(&self, token: &str) -> Result<Client> {
+        let deadline = Instant::now() + CONNECT_DEADLINE;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let config = ClientConfig::new(self.addr, token)
+                .with_trust(self.trust.clone())
+                .with_device_id("crash-test")
+                .with_connect_timeout(Duration::from_secs(2))
+                .with_request_timeout(REQUEST_TIMEOUT);
+            match Client::connect(config).await {
+                Ok(client) => return Ok(client),
+                // A refusal (a bad token, say) will not change by retrying.
+                Err(e @ ClientError::Refused { .. }) => return Err(e).context("the broker refused the session"),
+                Err(e) if Instant::now() + backoff > deadline => {
+                    return Err(e).with_context(|| format!("connecting to {} for {CONNECT_DEADLINE:?}", self.addr));
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// The `herald-broker` binary. Cargo builds it next to the `deps` directory that holds this
+/// test when it builds the broker package's integration tests (`cargo test --workspace`);
+/// `CARGO_BIN_EXE_*` is only set for tests in the broker package itself.
+fn broker_binary() -> Result<PathBuf> {
+    let test_exe = std::env::current_exe()?;
+    let target_dir = test_exe.parent().and_then(Path::parent).context("the test binary is not in target/*/deps")?;
+    let binary = target_dir.join(format!("herald-broker{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        binary.is_file(),
+        "{} does not exist: build it with `cargo test --workspace` (add `--test cli` when selecting \
+         tests, so cargo builds the broker package's binaries)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// A loopback address with a port nobody uses now, fixed for the whole test so that restarts
+/// come back where clients expect them, as a real broker does.
+fn unused_udp_address() -> Result<SocketAddr> {
+    Ok(UdpSocket::bind(("127.0.0.1", 0))?.local_addr()?)
+}
+
+/// Mints a one-hour token per user with the binary's `token` command, signed by the data
+/// directory's development key; the key survives restarts, so each token serves every round.
+async fn mint_tokens(binary: &Path, data_dir: &Path, users: Vec<String>) -> Result<HashMap<String, String>> {
+    let (binary, data_dir) = (binary.to_owned(), data_dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        users
+            .into_iter()
+            .map(|user| -> Result<(String, String)> {
+                let out = Command::new(&binary)
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .args(["token", "--org", ORG, "--user", &user, "--ttl", "1h"])
+                    .output()?;
+                ensure!(out.status.success(), "token for {user}: {}", String::from_utf8_lossy(&out.stderr));
+                let token = String::from_utf8(out.stdout)?.trim().to_owned();
+                Ok((user, token))
+            })
+            .collect()
+    })
+    .await?
+}
+
+/// A setting from the environment, or its default when unset.
+fn env_or<T>(name: &str, default: T) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match std::env::var(name) {
+        Ok(value) => value.trim().parse().with_context(|| format!("{name}={value}")),
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(e).context(name.to_owned()),
+    }
+}
+
+/// SplitMix64: a few lines of seeded randomness, enough for a kill schedule.
+#[derive(Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `range` (with a modulo bias too small to matter here).
+    fn in_range(&mut self, range: RangeInclusive<u64>) -> u64 {
+        let span = range.end() - range.start() + 1;
+        range.start() + self.next_u64() % span
+    }
+}
