@@ -7,8 +7,23 @@ mod registry;
 pub use push::{PushBatch, PushQueue, PushReceiver, push_queue};
 pub use registry::{DeviceSession, SessionRegistry};
 
-use herald_protocol::Frame;
+use bytes::Bytes;
+use herald_protocol::{Frame, OrgId, UserId};
 use tokio::sync::mpsc;
+
+/// The fan-out seam: shards hand every committed entry's frame to this, once. The broker's own
+/// implementation is the local [`SessionRegistry`]; a cluster mode can put one in front of a
+/// message bus that reaches sessions on other nodes, without touching the shards.
+pub trait FanOut: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
+    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize);
+}
+
+impl FanOut for SessionRegistry {
+    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize) {
+        SessionRegistry::fan_out(self, org, recipients, frame)
+    }
+}
 
 /// Where a request's answer goes: its session's control-stream writer. Each session has at most
 /// `max_inflight_requests` answers outstanding, which bounds this channel.

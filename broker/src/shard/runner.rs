@@ -15,7 +15,7 @@ use super::command::{Command, PriorSend, Request};
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
 use crate::clock::Now;
 use crate::conversation::ConvKey;
-use crate::fanout::SessionRegistry;
+use crate::fanout::FanOut;
 use crate::store::{LogStore, StoreError};
 
 /// How a shard runs.
@@ -62,15 +62,15 @@ impl Shards {
         count: usize,
         config: ShardConfig,
         store: Arc<dyn LogStore>,
-        registry: Arc<SessionRegistry>,
+        fan_out: Arc<dyn FanOut>,
     ) -> std::io::Result<Self> {
         let mut inboxes = Vec::new();
         let mut threads = Vec::new();
         for index in 0..count.max(1) {
             let (tx, rx) = mpsc::channel(config.queue_len.max(1));
-            let (store, registry) = (store.clone(), registry.clone());
+            let (store, fan_out) = (store.clone(), fan_out.clone());
             let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
-                ShardLoop { machine: ShardMachine::new(config.limits), config, store, registry }.run(rx)
+                ShardLoop { machine: ShardMachine::new(config.limits), config, store, fan_out }.run(rx)
             })?;
             inboxes.push(tx);
             threads.push(thread);
@@ -117,7 +117,7 @@ struct ShardLoop {
     machine: ShardMachine,
     config: ShardConfig,
     store: Arc<dyn LogStore>,
-    registry: Arc<SessionRegistry>,
+    fan_out: Arc<dyn FanOut>,
 }
 
 impl ShardLoop {
@@ -204,7 +204,7 @@ impl ShardLoop {
             reply.send(frame);
         }
         for delivery in &deliveries {
-            let (_, dropped) = self.registry.fan_out(&delivery.org, &delivery.recipients, &delivery.frame);
+            let (_, dropped) = self.fan_out.fan_out(&delivery.org, &delivery.recipients, &delivery.frame);
             if dropped > 0 {
                 warn!(dropped, "deliveries dropped for slow sessions; they will resync");
             }
