@@ -37,11 +37,21 @@ enum Input {
     Stop,
 }
 
-/// The shard threads and their inboxes.
+/// The shard threads and their inboxes. Dropping it closes the inboxes and joins the threads,
+/// so the store they hold is released before the drop returns (RocksDB must be closed before the
+/// process exits, not raced against it).
 #[derive(Debug)]
 pub struct Shards {
     inboxes: Vec<mpsc::Sender<Input>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        // Closing every inbox ends each shard's loop once it has served what is queued.
+        self.inboxes.clear();
+        self.join();
+    }
 }
 
 impl std::fmt::Debug for Input {
@@ -106,6 +116,10 @@ impl Shards {
         for inbox in &self.inboxes {
             let _ = inbox.blocking_send(Input::Stop);
         }
+        self.join();
+    }
+
+    fn join(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for thread in threads {
             let _ = thread.join();
