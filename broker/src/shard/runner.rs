@@ -253,3 +253,59 @@ fn error_frame(request_id: herald_protocol::RequestId, code: ErrorCode, cause: &
     let error = pb::Error { code: code.get(), message: format!("store unavailable: {cause}"), ..Default::default() };
     Frame::from_body(request_id, &error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::ConversationId;
+    use crate::fanout::{ReplyTo, SessionRegistry};
+    use crate::shard::Origin;
+    use crate::store::MemoryStore;
+    use herald_protocol::{Body, DeviceId, OrgId, RequestId, SessionId, UserId};
+
+    fn config() -> ShardConfig {
+        let limits = ShardLimits { max_group_members: 100, max_page_bytes: 1 << 20 };
+        ShardConfig { limits, sync_writes: true, max_batch: 64, queue_len: 64 }
+    }
+
+    fn command(reply: &ReplyTo, n: u32, request: Request) -> Command {
+        let origin = Origin {
+            session: SessionId::new(1),
+            org: OrgId::new("acme").expect("valid"),
+            user: UserId::new("alice").expect("valid"),
+            device: DeviceId::new("d").expect("valid"),
+            request_id: RequestId::new(n),
+            reply: reply.clone(),
+        };
+        Command { origin, request }
+    }
+
+    async fn answer(replies: &mut mpsc::UnboundedReceiver<Frame>) -> Body {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), replies.recv()).await.expect("in time");
+        Body::decode(&frame.expect("open")).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_batch_and_the_state_is_reloaded_from_the_store() {
+        let store = Arc::new(MemoryStore::new());
+        let shards = Shards::start(1, config(), store.clone(), Arc::new(SessionRegistry::new())).expect("start");
+        let (reply, mut replies) = ReplyTo::channel();
+        let id = ConversationId::new(9);
+        let create = Request::CreateGroup { id, name: "g".into(), members: vec![] };
+        shards.route(command(&reply, 1, create)).expect("routed");
+        assert!(matches!(answer(&mut replies).await, Body::Conversation(c) if c.last_seq == 1));
+
+        store.fail_writes();
+        let send = |n: u32| Request::Send { id, client_msg_id: format!("m{n}"), payload: Bytes::from_static(b"x") };
+        shards.route(command(&reply, 2, send(2))).expect("routed");
+        let Body::Error(error) = answer(&mut replies).await else { panic!("an error") };
+        assert_eq!(ErrorCode::from_u32(error.code), ErrorCode::UNAVAILABLE);
+
+        // The shard forgot the seq it handed out: the next send reloads and reuses it.
+        let history = Request::History { id, from_seq: 0, backward: true, limit: 10 };
+        shards.route(command(&reply, 3, history)).expect("routed");
+        let Body::HistoryPage(page) = answer(&mut replies).await else { panic!("a page") };
+        assert_eq!((page.last_seq, page.entries.len()), (1, 1), "nothing of the failed batch is visible");
+        drop(shards);
+    }
+}

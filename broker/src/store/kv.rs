@@ -164,3 +164,92 @@ fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One conformance suite, run against both backends, so the in-memory twin used by tests
+    //! behaves exactly like RocksDB where the log logic can tell.
+
+    use super::*;
+    use crate::conversation::Kind;
+    use crate::store::{MemoryStore, RocksStore};
+
+    fn conv(org: &str, id: u64) -> ConvKey {
+        ConvKey { org: OrgId::new(org).expect("valid"), id: ConversationId::new(id) }
+    }
+
+    fn user(u: &str) -> UserId {
+        UserId::new(u).expect("valid")
+    }
+
+    fn summary(last_seq: u64) -> ConversationSummary {
+        ConversationSummary { kind: Kind::Group, name: "g".into(), created_at_ms: 5, last_seq, member_count: 2 }
+    }
+
+    fn entries(c: &ConvKey, seqs: std::ops::RangeInclusive<u64>) -> Vec<WriteOp> {
+        seqs.map(|seq| WriteOp::PutEntry { conv: c.clone(), seq, entry: Bytes::from(seq.to_be_bytes().to_vec()) })
+            .collect()
+    }
+
+    fn seqs(read: Vec<Bytes>) -> Vec<u64> {
+        read.iter().map(|b| u64::from_be_bytes(b.as_ref().try_into().expect("8 bytes"))).collect()
+    }
+
+    fn conformance(store: &dyn LogStore) {
+        let (a, b, other_org) = (conv("acme", 1), conv("acme", 2), conv("acmex", 1));
+        let mut ops = vec![
+            WriteOp::PutConversation { conv: a.clone(), summary: summary(5) },
+            WriteOp::PutMember { conv: a.clone(), user: user("alice"), role: Role::Owner },
+            WriteOp::PutMember { conv: a.clone(), user: user("bob"), role: Role::Member },
+            WriteOp::PutMember { conv: b.clone(), user: user("alice"), role: Role::Member },
+            WriteOp::PutIdempotency { conv: a.clone(), sender: user("alice"), client_msg_id: "m1".into(), seq: 2 },
+        ];
+        ops.extend(entries(&a, 1..=5));
+        ops.extend(entries(&b, 1..=3));
+        ops.extend(entries(&other_org, 1..=3));
+        store.commit(&ops, true).expect("commit");
+
+        let state = store.load_conversation(&a).expect("read").expect("exists");
+        assert_eq!((state.last_seq, state.member_count()), (5, 2));
+        assert_eq!(state.role(&user("alice")), Some(Role::Owner));
+        assert!(
+            store.load_conversation(&other_org).expect("read").is_none(),
+            "another org's id is another conversation"
+        );
+        assert_eq!(store.idempotent_seq(&a, &user("alice"), "m1").expect("read"), Some(2));
+        assert_eq!(store.idempotent_seq(&a, &user("bob"), "m1").expect("read"), None);
+
+        assert_eq!(seqs(store.read_log(&a, 2, false, 10).expect("read")), [2, 3, 4, 5], "stops at its prefix");
+        assert_eq!(seqs(store.read_log(&a, 4, true, 10).expect("read")), [4, 3, 2, 1], "backward stops too");
+        assert_eq!(seqs(store.read_log(&b, 1, false, 2).expect("read")), [1, 2]);
+        assert!(store.read_log(&a, 6, false, 10).expect("read").is_empty());
+
+        let alices = store.user_conversations(&a.org, &user("alice"), ConversationId::new(0), 10).expect("read");
+        assert_eq!(alices, [a.id, b.id]);
+        assert_eq!(store.user_conversations(&a.org, &user("alice"), a.id, 10).expect("read"), [b.id]);
+
+        store.commit(&[WriteOp::DeleteMember { conv: a.clone(), user: user("bob") }], true).expect("commit");
+        assert_eq!(store.member_role(&a, &user("bob")).expect("read"), None);
+        assert!(store.user_conversations(&a.org, &user("bob"), ConversationId::new(0), 10).expect("read").is_empty());
+    }
+
+    #[test]
+    fn memory_store_conforms() {
+        conformance(&MemoryStore::new());
+    }
+
+    #[test]
+    fn rocks_store_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance(&RocksStore::open(dir.path()).expect("open"));
+    }
+
+    #[test]
+    fn a_failed_write_applies_nothing() {
+        let store = MemoryStore::new();
+        store.fail_writes();
+        let c = conv("acme", 1);
+        assert!(store.commit(&entries(&c, 1..=2), true).is_err());
+        assert!(store.read_log(&c, 1, false, 10).expect("read").is_empty());
+    }
+}
