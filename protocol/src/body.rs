@@ -177,6 +177,14 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// An ERROR frame answering `request_id` (or, with [`RequestId::NONE`], announcing a close).
+    pub fn error(request_id: RequestId, code: crate::ErrorCode, message: impl Into<String>) -> Frame {
+        let error = pb::Error { code: code.get(), message: message.into(), ..Default::default() };
+        Frame::from_body(request_id, &error)
+    }
+}
+
 fn decode_as<B: FrameBody>(body: Bytes) -> Result<B, BodyError> {
     B::decode(body).map_err(|e| BodyError::Malformed { frame_type: B::FRAME_TYPE, reason: e.to_string() })
 }

@@ -5,22 +5,30 @@
 //! of protobuf framing around them, which is exactly what prost would emit for the same message.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use crate::{Flags, FrameType, HEADER_LEN, RequestId};
+use crate::{Flags, FrameType, HEADER_LEN, RequestId, pb};
 
-/// A whole DELIVERY frame (header included) around one encoded `LogEntry`, ready to be queued
-/// to any number of connections.
-pub fn delivery_frame(entry: &[u8]) -> Bytes {
-    let body_len = 1 + encoded_len_varint(entry.len() as u64) + entry.len();
+/// Encodes a `LogEntry` straight into a whole DELIVERY frame (header included), in one buffer.
+///
+/// Returns the frame, ready to be queued to any number of connections, and the entry's own
+/// encoding, which is the frame's tail (a view, not a copy): the bytes to store.
+pub fn delivery_frame(entry: &pb::LogEntry) -> (Bytes, Bytes) {
+    let entry_len = entry.encoded_len();
+    let body_len = 1 + encoded_len_varint(entry_len as u64) + entry_len;
     let mut buf = BytesMut::with_capacity(HEADER_LEN + body_len);
     // Entries are bounded by the payload limit, far below u32::MAX.
     buf.put_u32(u32::try_from(body_len).unwrap_or(u32::MAX));
     buf.put_u16(FrameType::DELIVERY.get());
     buf.put_u16(Flags::EMPTY.bits());
     buf.put_u32(RequestId::NONE.get());
-    put_bytes_field(1, entry, &mut buf);
-    buf.freeze()
+    encode_key(1, WireType::LengthDelimited, &mut buf);
+    encode_varint(entry_len as u64, &mut buf);
+    entry.encode_raw(&mut buf);
+    let frame = buf.freeze();
+    let stored = frame.slice(frame.len() - entry_len..);
+    (frame, stored)
 }
 
 /// A HISTORY_PAGE body around encoded `LogEntry`s.
@@ -72,8 +80,10 @@ mod tests {
                 let frame = Frame::from_body(RequestId::NONE, &pb::Delivery { entry: Some(entry.clone()) });
                 let mut wire = BytesMut::new();
                 FrameCodec::default().encode(&frame, &mut wire).expect("fits");
-                prop_assert_eq!(delivery_frame(bytes), wire.freeze());
-                let decoded = FrameCodec::default().decode(&mut BytesMut::from(&delivery_frame(bytes)[..])).expect("ok").expect("whole");
+                let (built, stored) = delivery_frame(entry);
+                prop_assert_eq!(&built, &wire.freeze());
+                prop_assert_eq!(&stored, bytes);
+                let decoded = FrameCodec::default().decode(&mut BytesMut::from(&built[..])).expect("ok").expect("whole");
                 prop_assert!(matches!(Body::decode(&decoded), Ok(Body::Delivery(_))));
             }
         }

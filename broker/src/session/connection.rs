@@ -295,10 +295,7 @@ fn answer_or_unavailable<B: herald_protocol::FrameBody>(
 ) -> Frame {
     match answer {
         Ok(body) => Frame::from_body(request_id, &body),
-        Err(e) => {
-            let error = pb::Error { code: ErrorCode::UNAVAILABLE.get(), message: e.to_string(), ..Default::default() };
-            Frame::from_body(request_id, &error)
-        }
+        Err(e) => Frame::error(request_id, ErrorCode::UNAVAILABLE, e.to_string()),
     }
 }
 

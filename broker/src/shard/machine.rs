@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb, raw};
-use prost::Message;
 
 use super::command::{Command, Origin, PriorSend, Request};
 use crate::conversation::{ConvKey, ConversationState, Kind, Role};
@@ -170,8 +169,7 @@ impl ShardMachine {
             Request::ListMembers { after, limit, .. } => self.list_members(&conv, &origin, after, limit),
         };
         if let Err((code, message)) = result {
-            let error = pb::Error { code: code.get(), message, retry_after_ms: 0, supported_versions: vec![] };
-            self.reply(&origin, Frame::from_body(origin.request_id, &error));
+            self.reply(&origin, Frame::error(origin.request_id, code, message));
         }
     }
 
@@ -237,9 +235,7 @@ impl ShardMachine {
             sender_device_id: origin.device.to_string(),
             body: Some(body),
         };
-        let encoded = entry.encode_to_vec();
-        let frame = raw::delivery_frame(&encoded);
-        let entry_bytes = frame.slice(frame.len() - encoded.len()..);
+        let (frame, entry_bytes) = raw::delivery_frame(&entry);
         self.effects.writes.push(WriteOp::PutEntry { conv: conv.clone(), seq, entry: entry_bytes });
         self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame });
         self.dirty.insert(conv.clone());

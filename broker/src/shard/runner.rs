@@ -250,8 +250,7 @@ impl ShardLoop {
 }
 
 fn error_frame(request_id: herald_protocol::RequestId, code: ErrorCode, cause: &dyn std::fmt::Display) -> Frame {
-    let error = pb::Error { code: code.get(), message: format!("store unavailable: {cause}"), ..Default::default() };
-    Frame::from_body(request_id, &error)
+    Frame::error(request_id, code, format!("store unavailable: {cause}"))
 }
 
 #[cfg(test)]
