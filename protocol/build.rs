@@ -8,7 +8,15 @@ fn main() -> Result<()> {
     config.protoc_executable(protoc);
     // Unit tests derive strategies and JSON views of every message (property tests, test vectors).
     config.type_attribute(".", "#[cfg_attr(test, derive(::proptest_derive::Arbitrary, ::serde::Serialize))]");
-    config.compile_protos(&["proto/herald/v1/session.proto", "proto/herald/v1/messaging.proto"], &["proto"])?;
+    config.compile_protos(
+        &[
+            "proto/herald/v1/session.proto",
+            "proto/herald/v1/messaging.proto",
+            "proto/herald/v1/receipts.proto",
+            "proto/herald/v1/recall.proto",
+        ],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

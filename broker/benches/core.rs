@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use herald_broker::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role};
+use herald_broker::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
 use herald_broker::fanout::{DeviceSession, PushReceiver, ReplyTo, SessionRegistry, push_queue};
 use herald_broker::shard::{Command, Origin, Request, ShardLimits, ShardMachine};
 use herald_broker::store::{ConversationSummary, LogStore, RocksStore, WriteOp};
@@ -113,6 +113,7 @@ fn append(c: &mut Criterion) {
                                 created_at_ms: 0,
                                 last_seq: seq,
                                 member_count: 2,
+                                settings: Settings::default(),
                             },
                         },
                     ]

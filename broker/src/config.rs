@@ -131,6 +131,9 @@ pub struct LimitsConfig {
     pub max_devices_per_user: usize,
     /// Bytes of deliveries queued per session before it is told to resync instead.
     pub push_queue_bytes: usize,
+    /// How far ahead a message may be scheduled or set to expire.
+    #[serde(with = "humantime_serde")]
+    pub max_schedule: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -145,6 +148,7 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(30),
             max_devices_per_user: 10,
             push_queue_bytes: 4 * 1024 * 1024,
+            max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
         }
     }
 }

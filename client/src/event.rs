@@ -43,7 +43,7 @@ impl From<pb::LogEntry> for Entry {
                 EntryKind::Message { client_msg_id: m.client_msg_id, payload: Bytes::from(m.payload) }
             }
             Some(pb::log_entry::Body::Event(event)) => EntryKind::Membership(event),
-            None => EntryKind::Unknown,
+            Some(pb::log_entry::Body::Tombstone(_)) | None => EntryKind::Unknown,
         };
         Entry {
             conversation_id: e.conversation_id,

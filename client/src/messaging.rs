@@ -122,7 +122,12 @@ impl Client {
         payload: impl Into<Bytes>,
     ) -> Result<SendAck, ClientError> {
         let payload: Bytes = payload.into();
-        let request = pb::Send { conversation_id, client_msg_id: client_msg_id.to_owned(), payload: payload.to_vec() };
+        let request = pb::Send {
+            conversation_id,
+            client_msg_id: client_msg_id.to_owned(),
+            payload: payload.to_vec(),
+            ..Default::default()
+        };
         self.call(request).await
     }
 

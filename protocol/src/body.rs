@@ -137,6 +137,8 @@ frame_types! {
     SET_ROLE = 0x0107 => SetRole(pb::SetRole),
     /// Broker to client: a membership change is durable with this sequence number.
     SEQUENCED = 0x0108 => Sequenced(pb::Sequenced),
+    /// Client to broker: change a conversation's settings (receipts, retention).
+    UPDATE_SETTINGS = 0x0109 => UpdateSettings(pb::UpdateSettings),
     /// Client to broker: post a message.
     SEND = 0x0110 => Send(pb::Send),
     /// Broker to client: the message is durable with this sequence number.
@@ -161,6 +163,24 @@ frame_types! {
     LIST_MEMBERS = 0x011a => ListMembers(pb::ListMembers),
     /// Broker to client: a page of members.
     MEMBER_PAGE = 0x011b => MemberPage(pb::MemberPage),
+    /// Client to broker: move this device's delivered and read cursors.
+    MARK = 0x0120 => Mark(pb::Mark),
+    /// Broker to client: the cursors after a MARK.
+    CURSORS = 0x0121 => Cursors(pb::Cursors),
+    /// Broker to client (push stream): coalesced receipt counts for the user's messages.
+    RECEIPTS = 0x0122 => Receipts(pb::Receipts),
+    /// Client to broker: a message's receipt counts and who has or has not read it.
+    RECEIPT_QUERY = 0x0123 => ReceiptQuery(pb::ReceiptQuery),
+    /// Broker to client: counts and a page of users.
+    RECEIPT_PAGE = 0x0124 => ReceiptPage(pb::ReceiptPage),
+    /// Client to broker: recall a message.
+    RECALL = 0x0130 => Recall(pb::Recall),
+    /// Broker to client (urgent stream): a message was recalled; delete it now.
+    RECALL_NOTICE = 0x0131 => RecallNotice(pb::RecallNotice),
+    /// Broker to client: a message is held for scheduled delivery (or its schedule was cancelled).
+    SCHEDULED = 0x0132 => Scheduled(pb::Scheduled),
+    /// Client to broker: move or cancel a scheduled message.
+    RESCHEDULE = 0x0133 => Reschedule(pb::Reschedule),
 }
 
 impl Frame {

@@ -75,6 +75,11 @@ error_codes! {
     CONFLICT = 0x0303, false, "The request conflicts with the current state.";
     PAYLOAD_TOO_LARGE = 0x0304, false, "A payload exceeds the session's max_payload_bytes limit.";
     LIMIT_EXCEEDED = 0x0305, false, "The request would exceed a configured limit, such as the group size.";
+    OUT_OF_RANGE = 0x0306, false, "A sequence number or time is outside its allowed range: a cursor beyond the last entry, a schedule or expiry in the past or beyond limits.max_schedule_ms.";
+    STALE_CURSOR = 0x0307, false, "The cursor is behind the stored one; the stored cursor stands (the message says where it is).";
+    ALREADY_RECALLED = 0x0308, false, "The message was already recalled or has expired.";
+    RECALL_WINDOW_CLOSED = 0x0309, false, "The sender's recall window for this message has passed; only admins may recall it now.";
+    RECEIPTS_DISABLED = 0x030a, false, "Read receipts are turned off for this conversation or organisation.";
     RATE_LIMITED = 0x0401, false, "Too many requests; retry after retry_after_ms.";
     OVERLOADED = 0x0402, false, "The broker is shedding load; retry after retry_after_ms.";
     INTERNAL = 0x0501, false, "The broker failed in a way the client cannot fix; the request had no effect unless stated.";

@@ -114,6 +114,28 @@ impl Role {
     }
 }
 
+/// A conversation's settings, changed with UPDATE_SETTINGS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Receipts are counted and reported to senders.
+    pub read_receipts: bool,
+    /// Messages sent while this is non-zero expire this many seconds after they were sequenced.
+    pub retention_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { read_receipts: true, retention_secs: 0 }
+    }
+}
+
+impl Settings {
+    /// The wire form.
+    pub fn to_pb(self) -> pb::ConversationSettings {
+        pb::ConversationSettings { read_receipts: self.read_receipts, retention_secs: self.retention_secs }
+    }
+}
+
 /// Everything a shard knows about one conversation. Only its shard touches it.
 #[derive(Debug, Clone)]
 pub struct ConversationState {
@@ -125,6 +147,8 @@ pub struct ConversationState {
     pub created_at_ms: u64,
     /// The newest sequence number; the next entry gets `last_seq + 1`.
     pub last_seq: u64,
+    /// Receipts and retention.
+    pub settings: Settings,
     /// Members and roles, ordered by user id for paging.
     members: BTreeMap<UserId, Role>,
     /// The member ids as one shared slice, rebuilt on membership change, so fanning a message
@@ -136,7 +160,7 @@ impl ConversationState {
     /// A conversation with these members.
     pub fn new(kind: Kind, name: String, created_at_ms: u64, last_seq: u64, members: BTreeMap<UserId, Role>) -> Self {
         let recipients = members.keys().cloned().collect();
-        Self { kind, name, created_at_ms, last_seq, members, recipients }
+        Self { kind, name, created_at_ms, last_seq, settings: Settings::default(), members, recipients }
     }
 
     /// The member's role, if `user` is a member.

@@ -47,6 +47,7 @@ impl SessionContext {
                 max_group_members: limits.max_group_members,
                 recall_window_ms: u64::try_from(limits.recall_window.as_millis()).unwrap_or(u64::MAX),
                 max_inflight_requests: limits.max_inflight_requests,
+                max_schedule_ms: u64::try_from(limits.max_schedule.as_millis()).unwrap_or(u64::MAX),
             },
             handshake_timeout: limits.handshake_timeout,
             token_leeway,

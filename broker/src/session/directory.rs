@@ -27,6 +27,7 @@ fn info(store: &dyn LogStore, identity: &Identity, id: ConversationId) -> Result
         last_seq: summary.last_seq,
         role: role.to_pb().into(),
         created_at_ms: summary.created_at_ms,
+        settings: Some(summary.settings.to_pb()),
     }))
 }
 

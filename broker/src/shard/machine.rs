@@ -205,6 +205,7 @@ impl ShardMachine {
             last_seq: state.last_seq,
             role: role.to_pb().into(),
             created_at_ms: state.created_at_ms,
+            settings: Some(state.settings.to_pb()),
         };
         Ok(Frame::from_body(origin.request_id, &info))
     }
@@ -486,7 +487,11 @@ impl ShardMachine {
             return Ok(());
         }
         let body =
-            pb::log_entry::Body::Message(pb::UserMessage { client_msg_id: key.2.clone(), payload: payload.to_vec() });
+            pb::log_entry::Body::Message(pb::UserMessage {
+            client_msg_id: key.2.clone(),
+            payload: payload.to_vec(),
+            ..Default::default()
+        });
         let seq = self.append(conv, origin, body, recipients, now_ms)?;
         self.effects.writes.push(WriteOp::PutIdempotency {
             conv: conv.clone(),

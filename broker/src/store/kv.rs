@@ -91,7 +91,10 @@ impl<B: KvBackend> LogStore for B {
             let role = records::decode_role(&value).map_err(|e| self.corrupt(Cf::Members, e))?;
             members.insert(user, role);
         }
-        Ok(Some(ConversationState::new(summary.kind, summary.name, summary.created_at_ms, summary.last_seq, members)))
+        let mut state =
+            ConversationState::new(summary.kind, summary.name, summary.created_at_ms, summary.last_seq, members);
+        state.settings = summary.settings;
+        Ok(Some(state))
     }
 
     fn conversation_summary(&self, conv: &ConvKey) -> Result<Option<ConversationSummary>, StoreError> {
@@ -183,7 +186,14 @@ mod tests {
     }
 
     fn summary(last_seq: u64) -> ConversationSummary {
-        ConversationSummary { kind: Kind::Group, name: "g".into(), created_at_ms: 5, last_seq, member_count: 2 }
+        ConversationSummary {
+            kind: Kind::Group,
+            name: "g".into(),
+            created_at_ms: 5,
+            last_seq,
+            member_count: 2,
+            settings: crate::conversation::Settings::default(),
+        }
     }
 
     fn entries(c: &ConvKey, seqs: std::ops::RangeInclusive<u64>) -> Vec<WriteOp> {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use herald_protocol::{OrgId, UserId};
 
 use super::StoreError;
-use crate::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role};
+use crate::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
 
 /// One change in an atomic batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,8 @@ pub struct ConversationSummary {
     pub last_seq: u64,
     /// How many members.
     pub member_count: u32,
+    /// Receipts and retention.
+    pub settings: Settings,
 }
 
 impl ConversationSummary {
@@ -47,6 +49,7 @@ impl ConversationSummary {
             created_at_ms: state.created_at_ms,
             last_seq: state.last_seq,
             member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
+            settings: state.settings,
         }
     }
 }

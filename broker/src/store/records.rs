@@ -4,7 +4,7 @@
 use prost::Message;
 
 use super::log::ConversationSummary;
-use crate::conversation::{Kind, Role};
+use crate::conversation::{Kind, Role, Settings};
 
 /// The stored form of [`ConversationSummary`].
 #[derive(Clone, PartialEq, Message)]
@@ -20,6 +20,11 @@ struct ConversationRecord {
     last_seq: u64,
     #[prost(uint32, tag = "5")]
     member_count: u32,
+    /// Stored inverted so that a record written before receipts existed reads as "on".
+    #[prost(bool, tag = "6")]
+    receipts_off: bool,
+    #[prost(uint64, tag = "7")]
+    retention_secs: u64,
 }
 
 pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
@@ -32,6 +37,8 @@ pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
         created_at_ms: summary.created_at_ms,
         last_seq: summary.last_seq,
         member_count: summary.member_count,
+        receipts_off: !summary.settings.read_receipts,
+        retention_secs: summary.settings.retention_secs,
     }
     .encode_to_vec()
 }
@@ -49,6 +56,7 @@ pub(crate) fn decode_summary(bytes: &[u8]) -> Result<ConversationSummary, String
         created_at_ms: record.created_at_ms,
         last_seq: record.last_seq,
         member_count: record.member_count,
+        settings: Settings { read_receipts: !record.receipts_off, retention_secs: record.retention_secs },
     })
 }
 
@@ -86,6 +94,7 @@ mod tests {
             created_at_ms: 7,
             last_seq: 99,
             member_count: 5000,
+            settings: Settings { read_receipts: false, retention_secs: 60 },
         };
         assert_eq!(decode_summary(&encode_summary(&summary)), Ok(summary));
         for role in [Role::Member, Role::Admin, Role::Owner] {

@@ -21,6 +21,10 @@ fn event_summary(event: &pb::Event) -> String {
         Some(Kind::MembersRemoved(list)) => format!("removed {}", members(list)),
         Some(Kind::Renamed(name)) => format!("renamed {name:?}"),
         Some(Kind::RolesChanged(list)) => format!("roles {}", members(list)),
+        Some(Kind::Recalled(r)) => format!("recalled seq={}", r.seq),
+        Some(Kind::SettingsChanged(s)) => {
+            format!("settings read_receipts={} retention_secs={}", s.read_receipts, s.retention_secs)
+        }
         None => "unknown event".to_owned(),
     }
 }
