@@ -11,8 +11,9 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use herald_broker::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
 use herald_broker::fanout::{DeviceSession, PushReceiver, ReplyTo, SessionRegistry, push_queue};
-use herald_broker::shard::{Command, Origin, Request, ShardLimits, ShardMachine};
-use herald_broker::store::{ConversationSummary, LogStore, RocksStore, WriteOp};
+use herald_broker::receipts::MemberCursor;
+use herald_broker::shard::{Command, Origin, Request, SendOptions, ShardLimits, ShardMachine};
+use herald_broker::store::{ConversationSummary, CursorRecords, LogStore, RocksStore, WriteOp};
 use herald_protocol::{DeviceId, OrgId, RequestId, SessionId, UserId};
 
 const MEMBERS: usize = 5000;
@@ -30,14 +31,22 @@ fn user(n: usize) -> UserId {
 fn online_group() -> (ShardMachine, SessionRegistry, Vec<PushReceiver>, ConvKey) {
     let conv = ConvKey { org: org(), id: ConversationId::new(42) };
     let members = (0..MEMBERS).map(|n| (user(n), if n == 0 { Role::Owner } else { Role::Member })).collect();
-    let mut machine = ShardMachine::new(ShardLimits { max_group_members: MEMBERS, max_page_bytes: 1 << 20 });
-    machine.insert(conv.clone(), ConversationState::new(Kind::Group, "all".into(), 0, 1, members));
+    let mut machine = ShardMachine::new(ShardLimits::with_max_group_members(MEMBERS), Default::default());
+    let state = ConversationState::new(Kind::Group, "all".into(), 0, 1, members);
+    let cursors = CursorRecords {
+        members: (0..MEMBERS)
+            .map(|n| (user(n), MemberCursor { joined_seq: 1, left_seq: None, read: 0, delivered: 0 }))
+            .collect(),
+        devices: Vec::new(),
+    };
+    machine.insert(conv.clone(), state, cursors, &[]);
     let registry = SessionRegistry::new();
     let mut receivers = Vec::with_capacity(MEMBERS);
     for n in 0..MEMBERS {
         let (push, rx) = push_queue(64 << 20);
-        let device =
-            DeviceSession { session: SessionId::new(n as u64), device: DeviceId::new("d").expect("valid"), push };
+        let (urgent, _) = push_queue(1 << 20);
+        let session = SessionId::new(n as u64);
+        let device = DeviceSession { session, device: DeviceId::new("d").expect("valid"), push, urgent };
         registry.register(&org(), &user(n), device);
         receivers.push(rx);
     }
@@ -52,6 +61,7 @@ fn fan_out(c: &mut Criterion) {
         org: org(),
         user: user(0),
         device: DeviceId::new("d").expect("valid"),
+        org_admin: false,
         request_id: RequestId::new(1),
         reply,
     };
@@ -64,12 +74,17 @@ fn fan_out(c: &mut Criterion) {
             let mut measured = std::time::Duration::ZERO;
             for _ in 0..iters {
                 n += 1;
-                let request = Request::Send { id: conv.id, client_msg_id: n.to_string(), payload: payload.clone() };
+                let request = Request::Send {
+                    id: conv.id,
+                    client_msg_id: n.to_string(),
+                    payload: payload.clone(),
+                    options: SendOptions::default(),
+                };
                 let start = std::time::Instant::now();
                 machine.handle(Command { origin: origin.clone(), request }, None, 0);
                 let effects = machine.take_effects();
                 for delivery in &effects.deliveries {
-                    registry.fan_out(&delivery.org, &delivery.recipients, &delivery.frame);
+                    registry.fan_out(&delivery.org, &delivery.recipients, &delivery.frame, delivery.lane);
                 }
                 measured += start.elapsed();
                 // The sessions' writers take the frames; not part of the shard's cost.
@@ -126,5 +141,53 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fan_out, append);
+/// One member's read cursor moving forward in a 5000-member group, through the shard: the mark,
+/// its stored record and its share of the coalesced sender update (flushed every 5000 marks, as
+/// one receipt window of a read storm would).
+fn read_cursor(c: &mut Criterion) {
+    let (mut machine, _registry, _receivers, conv) = online_group();
+    let (reply, mut replies) = ReplyTo::channel();
+    let origin = |n: usize| Origin {
+        session: SessionId::new(n as u64),
+        org: org(),
+        user: user(n),
+        device: DeviceId::new("d").expect("valid"),
+        org_admin: false,
+        request_id: RequestId::new(1),
+        reply: reply.clone(),
+    };
+    for n in 0..200 {
+        let request = Request::Send {
+            id: conv.id,
+            client_msg_id: n.to_string(),
+            payload: Bytes::from_static(b"x"),
+            options: SendOptions::default(),
+        };
+        machine.handle(Command { origin: origin(n % MEMBERS), request }, None, 0);
+    }
+    let _ = machine.take_effects();
+    let (mut next, mut now) = (0usize, 1u64);
+    let mut group = c.benchmark_group("receipts");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("read_cursor_update_5000_members", |b| {
+        b.iter(|| {
+            let member = next % MEMBERS;
+            next += 1;
+            // Every member reads one message further per round, up to the newest (seq 201).
+            let read = (next.div_ceil(MEMBERS) as u64 + 1).min(201);
+            let request = Request::Mark { id: conv.id, delivered: 0, read };
+            machine.handle(Command { origin: origin(member), request }, None, now);
+            if next % MEMBERS == 0 {
+                now += 1_000;
+                machine.tick(now);
+            }
+            let effects = machine.take_effects();
+            while replies.try_recv().is_ok() {}
+            effects
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, append, read_cursor);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 //! only, data in `./herald-data`, a self-signed certificate and a development signing key created
 //! there on first start, and one organisation named `demo`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +35,40 @@ pub struct Config {
     pub log: LogConfig,
     /// Storage and sharding.
     pub storage: StorageConfig,
+    /// Read receipts.
+    pub receipts: ReceiptsConfig,
+    /// Per-organisation overrides of the recall window and read receipts.
+    pub policies: HashMap<OrgId, PolicyConfig>,
+}
+
+/// How receipts are counted and reported.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// Receipt changes are coalesced this long before senders get one update.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How many of each conversation's newest entries get live receipt updates.
+    pub horizon: usize,
+    /// Whether read receipts are on for organisations without a policy saying otherwise.
+    pub enabled: bool,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        Self { window: Duration::from_millis(250), horizon: 1000, enabled: true }
+    }
+}
+
+/// One organisation's overrides; unset fields take the broker-wide value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// How long a sender may recall a message.
+    #[serde(with = "humantime_serde")]
+    pub recall_window: Option<Duration>,
+    /// Whether read receipts are on.
+    pub read_receipts: Option<bool>,
 }
 
 /// How conversations are spread over shards and how their writes reach the disk.
@@ -68,6 +103,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             storage: StorageConfig::default(),
+            receipts: ReceiptsConfig::default(),
+            policies: HashMap::new(),
         }
     }
 }
@@ -291,6 +328,17 @@ mod tests {
         assert_eq!(config.limits.recall_window, Duration::from_secs(7200));
         assert_eq!(config.limits.max_group_members, 300);
         assert_eq!(config.limits.max_payload_bytes, 64 * 1024, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn organisations_override_the_recall_window_and_receipts() {
+        let policies =
+            "[policies.acme]\nrecall_window = \"10m\"\nread_receipts = false\n[receipts]\nwindow = \"100ms\"\n";
+        let config: Config = toml::from_str(policies).expect("valid");
+        let acme = &config.policies[&OrgId::new("acme").expect("valid")];
+        assert_eq!((acme.recall_window, acme.read_receipts), (Some(Duration::from_secs(600)), Some(false)));
+        assert_eq!(config.receipts.window, Duration::from_millis(100));
+        assert!(config.receipts.enabled, "unset keys keep defaults");
     }
 
     #[test]

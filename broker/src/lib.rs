@@ -27,10 +27,12 @@ pub mod config;
 pub mod conversation;
 pub mod fanout;
 mod fs;
+pub mod receipts;
 mod server;
 pub mod session;
 pub mod shard;
 pub mod store;
+pub mod timer;
 pub mod tls;
 
 pub use config::Config;

@@ -17,7 +17,7 @@ use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
 use crate::session::{Services, SessionContext, serve_connection};
-use crate::shard::{ShardConfig, ShardLimits, Shards};
+use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{LogStore, RocksStore, StoreError};
 use crate::tls::{ServerIdentity, TlsError};
 
@@ -189,13 +189,27 @@ fn start_services(
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         n => n,
     };
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let limits = ShardLimits {
         max_group_members: usize::try_from(config.limits.max_group_members).unwrap_or(usize::MAX),
         // Room for the page's own fields within the frame limit.
         max_page_bytes: usize::try_from(config.limits.max_frame_bytes).unwrap_or(usize::MAX).saturating_sub(64),
+        receipt_window_ms: millis(config.receipts.window),
+        receipt_horizon: config.receipts.horizon.max(1),
+        max_schedule_ms: millis(config.limits.max_schedule),
     };
+    let default =
+        OrgPolicy { recall_window_ms: millis(config.limits.recall_window), read_receipts: config.receipts.enabled };
+    let orgs = config.policies.iter().map(|(org, p)| {
+        let policy = OrgPolicy {
+            recall_window_ms: p.recall_window.map_or(default.recall_window_ms, millis),
+            read_receipts: p.read_receipts.unwrap_or(default.read_receipts),
+        };
+        (org.clone(), policy)
+    });
     let shard_config = ShardConfig {
         limits,
+        policies: Arc::new(Policies { default, orgs: orgs.collect() }),
         sync_writes: config.storage.sync_writes,
         max_batch: config.storage.max_batch,
         queue_len: config.storage.shard_queue,

@@ -11,17 +11,28 @@ use bytes::Bytes;
 use herald_protocol::{Frame, OrgId, UserId};
 use tokio::sync::mpsc;
 
+/// Which of a session's server-opened streams a frame travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The push stream: log entries in sequence order, receipts, RESYNC.
+    Push,
+    /// The urgent stream: notices (recalls, later DINGs and rings) that must not wait behind a
+    /// backlog on the push stream.
+    Urgent,
+}
+
 /// The fan-out seam: shards hand every committed entry's frame to this, once. The broker's own
 /// implementation is the local [`SessionRegistry`]; a cluster mode can put one in front of a
 /// message bus that reaches sessions on other nodes, without touching the shards.
 pub trait FanOut: Send + Sync + std::fmt::Debug + 'static {
-    /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
-    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize);
+    /// Queues `frame` on `lane` to every online device of every recipient. Returns (queued,
+    /// dropped).
+    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes, lane: Lane) -> (usize, usize);
 }
 
 impl FanOut for SessionRegistry {
-    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize) {
-        SessionRegistry::fan_out(self, org, recipients, frame)
+    fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes, lane: Lane) -> (usize, usize) {
+        SessionRegistry::fan_out(self, org, recipients, frame, lane)
     }
 }
 

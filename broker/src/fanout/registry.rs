@@ -6,7 +6,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use herald_protocol::{DeviceId, OrgId, SessionId, UserId};
 
-use super::PushQueue;
+use super::{Lane, PushQueue};
 
 /// One live device session as fan-out sees it.
 #[derive(Debug, Clone)]
@@ -15,8 +15,10 @@ pub struct DeviceSession {
     pub session: SessionId,
     /// Its device.
     pub device: DeviceId,
-    /// Its push queue.
+    /// Its push queue: log entries in order, and receipts.
     pub push: PushQueue,
+    /// Its urgent queue: notices that must overtake the push stream.
+    pub urgent: PushQueue,
 }
 
 type UserSessions = DashMap<UserId, Vec<DeviceSession>>;
@@ -55,13 +57,17 @@ impl SessionRegistry {
     }
 
     /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
-    pub fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes) -> (usize, usize) {
+    pub fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes, lane: Lane) -> (usize, usize) {
         let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
         let (mut queued, mut dropped) = (0, 0);
         for user in recipients {
             if let Some(sessions) = users.get(user) {
                 for session in sessions.iter() {
-                    if session.push.push(frame) {
+                    let queue = match lane {
+                        Lane::Push => &session.push,
+                        Lane::Urgent => &session.urgent,
+                    };
+                    if queue.push(frame) {
                         queued += 1;
                     } else {
                         dropped += 1;
@@ -92,13 +98,15 @@ mod tests {
         let mut receivers = Vec::new();
         for (org, user, n) in [(&acme, "alice", 1), (&acme, "alice", 2), (&acme, "bob", 3), (&globex, "alice", 4)] {
             let (push, rx) = push_queue(1 << 20);
-            registry.register(org, &id(user), DeviceSession { session: SessionId::new(n), device: id("d"), push });
-            receivers.push(rx);
+            let (urgent, urgent_rx) = push_queue(1 << 20);
+            let session = DeviceSession { session: SessionId::new(n), device: id("d"), push, urgent };
+            registry.register(org, &id(user), session);
+            receivers.push((rx, urgent_rx));
         }
         let frame = Bytes::from_static(b"hello");
-        assert_eq!(registry.fan_out(&acme, &[id("alice"), id("bob"), id("carol")], &frame), (3, 0));
+        assert_eq!(registry.fan_out(&acme, &[id("alice"), id("bob"), id("carol")], &frame, Lane::Push), (3, 0));
         registry.unregister(&acme, &id("alice"), SessionId::new(1));
         assert_eq!(registry.device_count(&acme, &id("alice")), 1);
-        assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame), (1, 0));
+        assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
     }
 }

@@ -182,8 +182,8 @@ impl ConnectionLoop {
                 Action::Send(frame) => self.queue(&frame),
                 // Registered for fan-out before WELCOME leaves: a client that has its WELCOME
                 // misses no delivery sequenced after it.
-                Action::OpenPushStream(frame) => {
-                    if self.open_push_stream(&frame).await.is_err() {
+                Action::OpenPushStreams { push, urgent } => {
+                    if self.open_push_streams(&push, &urgent).await.is_err() {
                         return Flow::Closed;
                     }
                 }
@@ -212,20 +212,37 @@ impl ConnectionLoop {
         control.write_chunk(bytes).await.map_err(|e| debug!(error = %e, "control stream write failed"))
     }
 
-    /// Opens the push stream, starts its writer and registers the session for fan-out.
-    async fn open_push_stream(&mut self, stream_open: &Frame) -> Result<(), ()> {
-        let mut push = self.conn.open_uni().await.map_err(|e| debug!(error = %e, "cannot open push stream"))?;
-        let mut bytes = BytesMut::new();
-        encode_or_warn(&self.codec, stream_open, &mut bytes);
-        push.write_chunk(bytes.freeze()).await.map_err(|e| debug!(error = %e, "push stream write failed"))?;
+    /// Opens the push and urgent streams, starts their writers and registers the session for
+    /// fan-out.
+    async fn open_push_streams(&mut self, push_open: &Frame, urgent_open: &Frame) -> Result<(), ()> {
+        let push = self.open_stream(push_open, 0).await?;
+        // Above every other stream (responses and the push stream default to 0), so a recall
+        // notice overtakes a history backfill or a burst of deliveries already queued.
+        let urgent = self.open_stream(urgent_open, URGENT_PRIORITY).await?;
         let Some(identity) = self.machine.identity().cloned() else { return Err(()) };
-        let (queue, receiver) = push_queue(self.services.push_queue_bytes);
-        tokio::spawn(super::push_writer::write_pushes(push, receiver));
-        let device = DeviceSession { session: self.machine.id(), device: identity.device.clone(), push: queue };
+        let (push_queue_tx, push_rx) = push_queue(self.services.push_queue_bytes);
+        let (urgent_tx, urgent_rx) = push_queue(self.services.push_queue_bytes);
+        tokio::spawn(super::push_writer::write_pushes(push, push_rx));
+        tokio::spawn(super::push_writer::write_pushes(urgent, urgent_rx));
+        let device = DeviceSession {
+            session: self.machine.id(),
+            device: identity.device.clone(),
+            push: push_queue_tx,
+            urgent: urgent_tx,
+        };
         self.services.registry.register(&identity.org, &identity.user, device);
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
         self.registered = Some(identity);
         Ok(())
+    }
+
+    async fn open_stream(&mut self, stream_open: &Frame, priority: i32) -> Result<quinn::SendStream, ()> {
+        let mut stream = self.conn.open_uni().await.map_err(|e| debug!(error = %e, "cannot open a push stream"))?;
+        stream.set_priority(priority).map_err(|e| debug!(error = %e, "push stream closed at once"))?;
+        let mut bytes = BytesMut::new();
+        encode_or_warn(&self.codec, stream_open, &mut bytes);
+        stream.write_chunk(bytes.freeze()).await.map_err(|e| debug!(error = %e, "push stream write failed"))?;
+        Ok(stream)
     }
 
     fn unregister(&mut self) {
@@ -247,6 +264,7 @@ impl ConnectionLoop {
                     org: identity.org,
                     user: identity.user,
                     device: identity.device,
+                    org_admin: identity.roles.contains(ORG_ADMIN_ROLE),
                     request_id,
                     reply: reply.clone(),
                 };
@@ -306,6 +324,12 @@ fn encode_or_warn(codec: &FrameCodec, frame: &Frame, buf: &mut BytesMut) {
         warn!(error = %e, frame_type = %frame.frame_type(), "dropping an oversize outgoing frame");
     }
 }
+
+/// The token role that makes a user an administrator of its organisation.
+const ORG_ADMIN_ROLE: &str = "admin";
+
+/// The urgent stream's send priority; quinn sends higher priorities first.
+const URGENT_PRIORITY: i32 = 16;
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {

@@ -39,8 +39,14 @@ const MAX_CLIENT_INFO_LEN: usize = 64;
 pub enum Action {
     /// Write this frame on the control stream.
     Send(Frame),
-    /// Open the push stream (the broker's first unidirectional stream) and write this frame on it.
-    OpenPushStream(Frame),
+    /// Open the push stream and then the urgent stream (the broker's unidirectional streams) and
+    /// write each its STREAM_OPEN frame.
+    OpenPushStreams {
+        /// STREAM_OPEN for the push stream.
+        push: Frame,
+        /// STREAM_OPEN for the urgent stream.
+        urgent: Frame,
+    },
     /// Serve a parsed messaging request; its answer arrives later with the same request id.
     Dispatch {
         /// The request's id, for the answer.
@@ -258,8 +264,11 @@ impl SessionMachine {
             token_expires_at_ms: identity.expires_at_ms,
         };
         self.send(Frame::from_body(request_id, &welcome));
-        let stream_open = pb::StreamOpen { kind: pb::stream_open::Kind::Push.into(), session_id: self.id.get() };
-        self.actions.push_back(Action::OpenPushStream(Frame::from_body(RequestId::NONE, &stream_open)));
+        let stream_open = |kind: pb::stream_open::Kind| {
+            Frame::from_body(RequestId::NONE, &pb::StreamOpen { kind: kind.into(), session_id: self.id.get() })
+        };
+        let (push, urgent) = (stream_open(pb::stream_open::Kind::Push), stream_open(pb::stream_open::Kind::Urgent));
+        self.actions.push_back(Action::OpenPushStreams { push, urgent });
         // The same leeway that admitted a token just past `exp` keeps it alive that long, so a
         // session is never welcomed only to be closed at once.
         let lifetime =
@@ -366,7 +375,7 @@ mod tests {
         fn open(&mut self) {
             let token = self.token("acme", 3600);
             self.hello(PROTOCOL_VERSION, token);
-            assert!(matches!(self.actions().as_slice(), [Action::Send(_), Action::OpenPushStream(_)]));
+            assert!(matches!(self.actions().as_slice(), [Action::Send(_), Action::OpenPushStreams { .. }]));
         }
 
         fn actions(&mut self) -> Vec<Action> {
@@ -393,7 +402,7 @@ mod tests {
 
     fn decode<B: FrameBody>(action: &Action) -> B {
         match action {
-            Action::Send(f) | Action::OpenPushStream(f) => f.decode_body().expect("decodes"),
+            Action::Send(f) | Action::OpenPushStreams { push: f, .. } => f.decode_body().expect("decodes"),
             other => panic!("not a frame: {other:?}"),
         }
     }
@@ -404,7 +413,7 @@ mod tests {
         let token = h.token("acme", 3600);
         h.hello(PROTOCOL_VERSION, token);
         let actions = h.actions();
-        let [welcome @ Action::Send(frame), push @ Action::OpenPushStream(_)] = actions.as_slice() else {
+        let [welcome @ Action::Send(frame), push @ Action::OpenPushStreams { .. }] = actions.as_slice() else {
             panic!("expected WELCOME then the push stream, got {actions:?}");
         };
         assert_eq!(frame.request_id(), RequestId::new(1));

@@ -7,7 +7,8 @@ use herald_protocol::{Body, ErrorCode, UserId, pb};
 
 use crate::auth::Identity;
 use crate::conversation::{ConversationId, Role};
-use crate::shard::Request;
+use crate::receipts::ListKind;
+use crate::shard::{Request, SendOptions};
 
 /// Longest group name, in bytes.
 const MAX_NAME_LEN: usize = 256;
@@ -93,6 +94,32 @@ pub(super) fn parse(
         }
         Body::SetRole(r) => set_role(&r),
         Body::Send(r) => send(r, max_payload),
+        Body::Mark(r) => (|| {
+            let request =
+                Request::Mark { id: conversation(r.conversation_id)?, delivered: r.delivered_seq, read: r.read_seq };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::ReceiptQuery(r) => receipt_query(&r),
+        Body::Recall(r) => (|| {
+            let request = Request::Recall { id: conversation(r.conversation_id)?, seq: sequence(r.seq)? };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::Reschedule(r) => (|| {
+            let request = Request::Reschedule {
+                id: conversation(r.conversation_id)?,
+                client_msg_id: client_msg_id(r.client_msg_id)?,
+                deliver_at_ms: r.deliver_at_ms,
+            };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::UpdateSettings(r) => (|| {
+            let request = Request::UpdateSettings {
+                id: conversation(r.conversation_id)?,
+                read_receipts: r.read_receipts,
+                retention_secs: r.retention_secs,
+            };
+            Ok(Routed::Shard(request))
+        })(),
         Body::History(r) => (|| {
             let request = Request::History {
                 id: conversation(r.conversation_id)?,
@@ -141,18 +168,50 @@ fn set_role(r: &pb::SetRole) -> Result<Routed, Refusal> {
     Ok(Routed::Shard(request))
 }
 
-fn send(r: pb::Send, max_payload: usize) -> Result<Routed, Refusal> {
-    if r.client_msg_id.is_empty() || r.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+fn client_msg_id(raw: String) -> Result<String, Refusal> {
+    if raw.is_empty() || raw.len() > MAX_CLIENT_MSG_ID_LEN {
         return Err(invalid(format!("client_msg_id is 1 to {MAX_CLIENT_MSG_ID_LEN} bytes")));
     }
+    Ok(raw)
+}
+
+fn sequence(raw: u64) -> Result<u64, Refusal> {
+    if raw == 0 {
+        return Err(invalid("seq is required"));
+    }
+    Ok(raw)
+}
+
+fn send(r: pb::Send, max_payload: usize) -> Result<Routed, Refusal> {
+    let client_msg_id = client_msg_id(r.client_msg_id)?;
     if r.payload.len() > max_payload {
         let message = format!("payload of {} bytes exceeds the limit of {max_payload}", r.payload.len());
         return Err((ErrorCode::PAYLOAD_TOO_LARGE, message));
     }
-    let request = Request::Send {
+    let options = SendOptions {
+        expire_at_ms: r.expire_at_ms,
+        expire_after_read_secs: r.expire_after_read_secs,
+        deliver_at_ms: r.deliver_at_ms,
+    };
+    let request =
+        Request::Send { id: conversation(r.conversation_id)?, client_msg_id, payload: Bytes::from(r.payload), options };
+    Ok(Routed::Shard(request))
+}
+
+fn receipt_query(r: &pb::ReceiptQuery) -> Result<Routed, Refusal> {
+    let list = match pb::receipt_query::List::try_from(r.list) {
+        Ok(pb::receipt_query::List::None) => None,
+        Ok(pb::receipt_query::List::Read) => Some(ListKind::Read),
+        Ok(pb::receipt_query::List::Unread) => Some(ListKind::Unread),
+        Err(_) => return Err(invalid("list must be NONE, READ or UNREAD")),
+    };
+    let after = if r.after_user_id.is_empty() { None } else { Some(user_id(&r.after_user_id)?) };
+    let request = Request::ReceiptQuery {
         id: conversation(r.conversation_id)?,
-        client_msg_id: r.client_msg_id,
-        payload: Bytes::from(r.payload),
+        seq: sequence(r.seq)?,
+        list,
+        after,
+        limit: page(r.limit)?,
     };
     Ok(Routed::Shard(request))
 }

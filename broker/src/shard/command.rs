@@ -6,6 +6,7 @@ use herald_protocol::{DeviceId, OrgId, RequestId, SessionId, UserId};
 
 use crate::conversation::{ConvKey, ConversationId, Role};
 use crate::fanout::ReplyTo;
+use crate::receipts::ListKind;
 
 /// Who sent a request and where its answer goes.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub struct Origin {
     pub user: UserId,
     /// The caller's device.
     pub device: DeviceId,
+    /// The caller is an administrator of its organisation (token role `admin`): it may recall
+    /// any message and read any receipt list in conversations it is a member of.
+    pub org_admin: bool,
     /// The request's id, echoed in the answer.
     pub request_id: RequestId,
     /// The session's answer channel.
@@ -40,12 +44,33 @@ pub enum Request {
     Rename { id: ConversationId, name: String },
     /// Change a member's role, or transfer ownership.
     SetRole { id: ConversationId, user: UserId, role: Role },
-    /// Post a message.
-    Send { id: ConversationId, client_msg_id: String, payload: Bytes },
+    /// Post a message, now or at a scheduled time.
+    Send { id: ConversationId, client_msg_id: String, payload: Bytes, options: SendOptions },
     /// Read a page of the log.
     History { id: ConversationId, from_seq: u64, backward: bool, limit: usize },
     /// Read a page of the member list.
     ListMembers { id: ConversationId, after: Option<UserId>, limit: usize },
+    /// Move the caller's delivered and read cursors (0: unchanged).
+    Mark { id: ConversationId, delivered: u64, read: u64 },
+    /// A message's receipt counts and, optionally, a page of who has or has not read it.
+    ReceiptQuery { id: ConversationId, seq: u64, list: Option<ListKind>, after: Option<UserId>, limit: usize },
+    /// Recall a message.
+    Recall { id: ConversationId, seq: u64 },
+    /// Move (or, with 0, cancel) one of the caller's scheduled messages.
+    Reschedule { id: ConversationId, client_msg_id: String, deliver_at_ms: u64 },
+    /// Change the conversation's settings; `None` keeps a setting.
+    UpdateSettings { id: ConversationId, read_receipts: Option<bool>, retention_secs: Option<u64> },
+}
+
+/// When a message is sequenced and when it expires; zeros mean "now" and "never".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Recall it automatically at this time, Unix milliseconds.
+    pub expire_at_ms: u64,
+    /// Recall it this many seconds after everyone it was sent to has read it.
+    pub expire_after_read_secs: u32,
+    /// Hold it and sequence it at this time, Unix milliseconds.
+    pub deliver_at_ms: u64,
 }
 
 impl Request {
@@ -60,7 +85,12 @@ impl Request {
             | Request::SetRole { id, .. }
             | Request::Send { id, .. }
             | Request::History { id, .. }
-            | Request::ListMembers { id, .. } => *id,
+            | Request::ListMembers { id, .. }
+            | Request::Mark { id, .. }
+            | Request::ReceiptQuery { id, .. }
+            | Request::Recall { id, .. }
+            | Request::Reschedule { id, .. }
+            | Request::UpdateSettings { id, .. } => *id,
         }
     }
 }
@@ -87,8 +117,9 @@ impl Command {
 pub struct PriorSend {
     /// The sequence number it got.
     pub seq: u64,
-    /// Its payload, to tell a retry from a conflicting reuse of the id.
-    pub payload: Bytes,
+    /// Its payload, to tell a retry from a conflicting reuse of the id; `None` once recalled
+    /// (any retry is then a duplicate).
+    pub payload: Option<Bytes>,
     /// When it was sequenced.
     pub timestamp_ms: u64,
 }

@@ -16,13 +16,18 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb, raw};
+use bytes::{Bytes, BytesMut};
+use herald_protocol::{ErrorCode, Frame, FrameCodec, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
-use crate::conversation::{ConvKey, ConversationState, Kind, Role};
-use crate::fanout::ReplyTo;
-use crate::store::{ConversationSummary, WriteOp};
+use super::live::{EntryInfo, LiveWindow};
+use super::policy::Policies;
+use super::receipts::PendingReceipts;
+use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings};
+use crate::fanout::{Lane, ReplyTo};
+use crate::receipts::ReceiptBook;
+use crate::store::{ConversationSummary, CursorRecords, WriteOp};
+use crate::timer::{Timer, TimerId, TimerQueue};
 
 /// Limits the shard enforces.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +36,26 @@ pub struct ShardLimits {
     pub max_group_members: usize,
     /// Largest HISTORY_PAGE body, so a page always fits in a frame.
     pub max_page_bytes: usize,
+    /// How long receipt changes are coalesced before senders are told, in milliseconds.
+    pub receipt_window_ms: u64,
+    /// How many of a conversation's newest entries are tracked live (receipts pushed, recalls
+    /// and expiries served from memory).
+    pub receipt_horizon: usize,
+    /// How far ahead a message may be scheduled or set to expire, in milliseconds.
+    pub max_schedule_ms: u64,
+}
+
+impl ShardLimits {
+    /// The defaults, with the given group size limit.
+    pub fn with_max_group_members(max_group_members: usize) -> Self {
+        Self {
+            max_group_members,
+            max_page_bytes: 1 << 20,
+            receipt_window_ms: 250,
+            receipt_horizon: 1000,
+            max_schedule_ms: 366 * 24 * 60 * 60 * 1000,
+        }
+    }
 }
 
 /// A delivery to fan out after commit: one encoded frame for every online device of `recipients`.
@@ -40,8 +65,10 @@ pub struct Fanout {
     pub org: OrgId,
     /// Who gets it (a shared snapshot of the member list).
     pub recipients: Arc<[UserId]>,
-    /// The whole DELIVERY frame, encoded once.
+    /// The whole frame, encoded once.
     pub frame: Bytes,
+    /// The stream it travels on.
+    pub lane: Lane,
 }
 
 /// A log read to serve after commit, so it sees the batch's own writes.
@@ -78,35 +105,81 @@ pub struct Effects {
     pub reads: Vec<HistoryRead>,
     /// Conversations whose state this batch changed.
     pub touched: Vec<ConvKey>,
+    /// Recalled entries whose old versions must be purged from the store's files after commit.
+    pub purges: Vec<(ConvKey, u64)>,
+    /// Timers this batch fired or changed: if the commit fails they are put back as they were.
+    pub timers_before: Vec<(TimerId, Option<Timer>)>,
 }
 
 /// Identifies a message for idempotency: conversation, sender, client message id.
-type SendKey = (ConvKey, UserId, String);
+pub(super) type SendKey = (ConvKey, UserId, String);
+
+/// A conversation's receipt state: its members' cursors and its newest entries.
+#[derive(Debug)]
+pub(super) struct ConvReceipts {
+    pub(super) book: ReceiptBook,
+    pub(super) live: LiveWindow,
+}
 
 /// One shard's conversations and the logic that changes them.
 #[derive(Debug)]
 pub struct ShardMachine {
-    limits: ShardLimits,
-    conversations: HashMap<ConvKey, ConversationState>,
-    effects: Effects,
-    dirty: BTreeSet<ConvKey>,
+    pub(super) limits: ShardLimits,
+    pub(super) policies: Arc<Policies>,
+    pub(super) conversations: HashMap<ConvKey, ConversationState>,
+    pub(super) receipts: HashMap<ConvKey, ConvReceipts>,
+    pub(super) timers: TimerQueue,
+    pub(super) pending_receipts: PendingReceipts,
+    /// Entries older than the live window, read from the store for this batch.
+    pub(super) old_entries: HashMap<(ConvKey, u64), EntryInfo>,
+    pub(super) effects: Effects,
+    pub(super) dirty: BTreeSet<ConvKey>,
     /// Sends sequenced in the current batch: their idempotency keys are not in the store yet.
-    batch_sends: HashMap<SendKey, PriorSend>,
+    pub(super) batch_sends: HashMap<SendKey, PriorSend>,
 }
 
 /// A refusal: the code and the message the caller sees.
-type Refusal = (ErrorCode, String);
+pub(super) type Refusal = (ErrorCode, String);
 
-fn not_found() -> Refusal {
+/// Who an entry is from: a member's device, or the broker itself (empty ids).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Author<'a> {
+    pub(super) user: &'a str,
+    pub(super) device: &'a str,
+}
+
+impl<'a> Author<'a> {
+    pub(super) fn of(origin: &'a Origin) -> Self {
+        Self { user: origin.user.as_str(), device: origin.device.as_str() }
+    }
+
+    /// The broker's own entries (expiries).
+    pub(super) const BROKER: Author<'static> = Author { user: "", device: "" };
+}
+
+/// Encodes a whole frame once, for fan-out.
+pub(super) fn encode_frame(frame: &Frame) -> Bytes {
+    let mut buf = BytesMut::new();
+    // Every frame the shard builds is far below the default maximum.
+    let _ = FrameCodec::default().encode(frame, &mut buf);
+    buf.freeze()
+}
+
+pub(super) fn not_found() -> Refusal {
     (ErrorCode::NOT_FOUND, "no such conversation, or you are not a member".into())
 }
 
 impl ShardMachine {
     /// An empty shard.
-    pub fn new(limits: ShardLimits) -> Self {
+    pub fn new(limits: ShardLimits, policies: Arc<Policies>) -> Self {
         Self {
             limits,
+            policies,
             conversations: HashMap::new(),
+            receipts: HashMap::new(),
+            timers: TimerQueue::new(),
+            pending_receipts: PendingReceipts::default(),
+            old_entries: HashMap::new(),
             effects: Effects::default(),
             dirty: BTreeSet::new(),
             batch_sends: HashMap::new(),
@@ -118,8 +191,13 @@ impl ShardMachine {
         self.conversations.contains_key(conv)
     }
 
-    /// Hands over a conversation loaded from the store.
-    pub fn insert(&mut self, conv: ConvKey, state: ConversationState) {
+    /// Hands over a conversation loaded from the store: its state, its cursors and its newest
+    /// entries (up to the receipt horizon, any order).
+    pub fn insert(&mut self, conv: ConvKey, state: ConversationState, cursors: CursorRecords, recent: &[pb::LogEntry]) {
+        let horizon = self.limits.receipt_horizon;
+        let book = ReceiptBook::load(horizon, cursors.members, cursors.devices);
+        let live = LiveWindow::new(horizon, state.last_seq, recent.iter().map(|e| (e.seq, EntryInfo::of(e))));
+        self.receipts.insert(conv.clone(), ConvReceipts { book, live });
         self.conversations.insert(conv, state);
     }
 
@@ -127,7 +205,57 @@ impl ShardMachine {
     pub fn forget(&mut self, touched: &[ConvKey]) {
         for conv in touched {
             self.conversations.remove(conv);
+            self.receipts.remove(conv);
         }
+    }
+
+    /// Puts timers back as they were before a batch whose commit failed.
+    pub fn restore_timers(&mut self, before: Vec<(TimerId, Option<Timer>)>) {
+        for (id, timer) in before.into_iter().rev() {
+            match timer {
+                Some(timer) => self.timers.insert(id, timer),
+                None => {
+                    self.timers.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Takes over durable timers loaded from the store.
+    pub fn load_timers(&mut self, timers: impl IntoIterator<Item = (TimerId, Timer)>) {
+        for (id, timer) in timers {
+            self.timers.insert(id, timer);
+        }
+    }
+
+    /// Whether serving a request about the entry at `seq` needs it read from the store first
+    /// (it is older than the live window). The loop reads it and calls [`Self::provide_entry`].
+    pub fn needs_entry(&self, conv: &ConvKey, seq: u64) -> bool {
+        let last_seq = self.conversations.get(conv).map_or(0, |s| s.last_seq);
+        let covered = self.receipts.get(conv).is_some_and(|r| r.live.covers(seq));
+        seq >= 1 && seq <= last_seq && !covered && !self.old_entries.contains_key(&(conv.clone(), seq))
+    }
+
+    /// Hands over an entry older than the live window, read from the store.
+    pub fn provide_entry(&mut self, conv: &ConvKey, entry: &pb::LogEntry) {
+        self.old_entries.insert((conv.clone(), entry.seq), EntryInfo::of(entry));
+    }
+
+    /// The earliest time [`Self::tick`] has work: a receipt window closing or a timer due.
+    pub fn next_deadline(&self) -> Option<u64> {
+        [self.pending_receipts.next_due(), self.timers.next_due()].into_iter().flatten().min()
+    }
+
+    /// The timers due at `now_ms`, so the loop can load their conversations (and the entries
+    /// they name) before [`Self::tick`].
+    pub fn due_timers(&self, now_ms: u64) -> Vec<TimerId> {
+        self.timers.due(now_ms)
+    }
+
+    /// Serves what time makes due: coalesced receipt updates and durable timers.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.fire_timers(now_ms);
+        self.flush_receipts(now_ms);
     }
 
     /// A conversation's state, if loaded.
@@ -145,6 +273,7 @@ impl ShardMachine {
             }
         }
         self.batch_sends.clear();
+        self.old_entries.clear();
         std::mem::take(&mut self.effects)
     }
 
@@ -160,24 +289,35 @@ impl ShardMachine {
             Request::Leave { .. } => self.leave(&conv, &origin, now_ms),
             Request::Rename { name, .. } => self.rename(&conv, &origin, name, now_ms),
             Request::SetRole { user, role, .. } => self.set_role(&conv, &origin, user, role, now_ms),
-            Request::Send { client_msg_id, payload, .. } => {
-                self.send(&conv, &origin, client_msg_id, payload, prior, now_ms)
+            Request::Send { client_msg_id, payload, options, .. } => {
+                self.send(&conv, &origin, client_msg_id, payload, options, prior, now_ms)
             }
             Request::History { from_seq, backward, limit, .. } => {
                 self.history(&conv, &origin, from_seq, backward, limit)
             }
             Request::ListMembers { after, limit, .. } => self.list_members(&conv, &origin, after, limit),
+            Request::Mark { delivered, read, .. } => self.mark(&conv, &origin, delivered, read, now_ms),
+            Request::ReceiptQuery { seq, list, after, limit, .. } => {
+                self.receipt_query(&conv, &origin, seq, list, after.as_ref(), limit)
+            }
+            Request::Recall { seq, .. } => self.recall(&conv, &origin, seq, now_ms),
+            Request::Reschedule { client_msg_id, deliver_at_ms, .. } => {
+                self.reschedule(&conv, &origin, client_msg_id, deliver_at_ms, now_ms)
+            }
+            Request::UpdateSettings { read_receipts, retention_secs, .. } => {
+                self.update_settings(&conv, &origin, read_receipts, retention_secs, now_ms)
+            }
         };
         if let Err((code, message)) = result {
             self.reply(&origin, Frame::error(origin.request_id, code, message));
         }
     }
 
-    fn reply(&mut self, origin: &Origin, frame: Frame) {
+    pub(super) fn reply(&mut self, origin: &Origin, frame: Frame) {
         self.effects.replies.push((origin.reply.clone(), frame));
     }
 
-    fn member_state(&self, conv: &ConvKey, user: &UserId) -> Result<(&ConversationState, Role), Refusal> {
+    pub(super) fn member_state(&self, conv: &ConvKey, user: &UserId) -> Result<(&ConversationState, Role), Refusal> {
         let state = self.conversations.get(conv).ok_or_else(not_found)?;
         let role = state.role(user).ok_or_else(not_found)?;
         Ok((state, role))
@@ -191,7 +331,7 @@ impl ShardMachine {
         Ok(role)
     }
 
-    fn state_mut(&mut self, conv: &ConvKey) -> Result<&mut ConversationState, Refusal> {
+    pub(super) fn state_mut(&mut self, conv: &ConvKey) -> Result<&mut ConversationState, Refusal> {
         self.conversations.get_mut(conv).ok_or_else(not_found)
     }
 
@@ -205,22 +345,28 @@ impl ShardMachine {
             last_seq: state.last_seq,
             role: role.to_pb().into(),
             created_at_ms: state.created_at_ms,
-            settings: Some(state.settings.to_pb()),
+            settings: Some(self.effective_settings(conv, state.settings).to_pb()),
         };
         Ok(Frame::from_body(origin.request_id, &info))
     }
 
-    fn sequenced(&mut self, conv: &ConvKey, origin: &Origin, seq: u64, now_ms: u64) {
+    /// The settings as they apply: an organisation without receipts has none in any conversation.
+    pub(super) fn effective_settings(&self, conv: &ConvKey, settings: Settings) -> Settings {
+        let org_receipts = self.policies.of(&conv.org).read_receipts;
+        Settings { read_receipts: settings.read_receipts && org_receipts, ..settings }
+    }
+
+    pub(super) fn sequenced(&mut self, conv: &ConvKey, origin: &Origin, seq: u64, now_ms: u64) {
         let ack = pb::Sequenced { conversation_id: conv.id.get(), seq, timestamp_ms: now_ms };
         self.reply(origin, Frame::from_body(origin.request_id, &ack));
     }
 
-    /// Sequences a log entry: takes the next number, encodes the entry once, stores it and queues
-    /// its delivery to `recipients`.
-    fn append(
+    /// Sequences a log entry: takes the next number, encodes the entry once, stores it, tracks it
+    /// in the live window and queues its delivery to `recipients`.
+    pub(super) fn append(
         &mut self,
         conv: &ConvKey,
-        origin: &Origin,
+        author: Author<'_>,
         body: pb::log_entry::Body,
         recipients: Arc<[UserId]>,
         now_ms: u64,
@@ -232,27 +378,66 @@ impl ShardMachine {
             conversation_id: conv.id.get(),
             seq,
             timestamp_ms: now_ms,
-            sender_user_id: origin.user.to_string(),
-            sender_device_id: origin.device.to_string(),
+            sender_user_id: author.user.to_owned(),
+            sender_device_id: author.device.to_owned(),
             body: Some(body),
         };
+        if let Some(receipts) = self.receipts.get_mut(conv) {
+            receipts.live.push(seq, EntryInfo::of(&entry));
+        }
         let (frame, entry_bytes) = raw::delivery_frame(&entry);
         self.effects.writes.push(WriteOp::PutEntry { conv: conv.clone(), seq, entry: entry_bytes });
-        self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame });
+        self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame, lane: Lane::Push });
         self.dirty.insert(conv.clone());
         Ok(seq)
     }
 
-    fn event(
+    pub(super) fn event(
         &mut self,
         conv: &ConvKey,
-        origin: &Origin,
+        author: Author<'_>,
         kind: pb::event::Kind,
         recipients: Arc<[UserId]>,
         now_ms: u64,
     ) -> Result<u64, Refusal> {
         let body = pb::log_entry::Body::Event(pb::Event { kind: Some(kind) });
-        self.append(conv, origin, body, recipients, now_ms)
+        self.append(conv, author, body, recipients, now_ms)
+    }
+
+    /// Records that `users` joined (or left) with the event at `seq`, for exact receipt counts.
+    fn track_membership(&mut self, conv: &ConvKey, joined: &[UserId], left: &[UserId], seq: u64) {
+        let Some(receipts) = self.receipts.get_mut(conv) else { return };
+        // The shard sequences every membership change, so the book never refuses one; if it
+        // did, counts for this member would be off, never the log.
+        for user in joined {
+            match receipts.book.join(user, seq) {
+                Ok(cursor) => {
+                    self.effects.writes.push(WriteOp::PutMemberCursor {
+                        conv: conv.clone(),
+                        user: user.clone(),
+                        cursor,
+                    });
+                }
+                Err(e) => tracing::warn!(conv = %conv.id, %user, error = %e, "receipt book refused a join"),
+            }
+        }
+        for user in left {
+            match receipts.book.leave(user, seq) {
+                Ok(gone) => {
+                    for device in gone.dropped_devices {
+                        let user = user.clone();
+                        self.effects.writes.push(WriteOp::DeleteDeviceCursor { conv: conv.clone(), user, device });
+                    }
+                    let cursor = gone.member;
+                    self.effects.writes.push(WriteOp::PutMemberCursor {
+                        conv: conv.clone(),
+                        user: user.clone(),
+                        cursor,
+                    });
+                }
+                Err(e) => tracing::warn!(conv = %conv.id, %user, error = %e, "receipt book refused a leave"),
+            }
+        }
     }
 
     fn create_group(
@@ -307,12 +492,17 @@ impl ShardMachine {
         let members = roster.iter().cloned().collect();
         let state = ConversationState::new(kind, name, now_ms, 0, members);
         let recipients = state.recipients();
+        let horizon = self.limits.receipt_horizon;
+        let receipts = ConvReceipts { book: ReceiptBook::new(horizon), live: LiveWindow::new(horizon, 0, []) };
+        self.receipts.insert(conv.clone(), receipts);
         self.conversations.insert(conv.clone(), state);
         for (user, role) in &roster {
             self.effects.writes.push(WriteOp::PutMember { conv: conv.clone(), user: user.clone(), role: *role });
         }
         let created = pb::event::Kind::Created(member_list(&roster));
-        self.event(conv, origin, created, recipients, now_ms)?;
+        let seq = self.event(conv, Author::of(origin), created, recipients, now_ms)?;
+        let joined: Vec<UserId> = roster.into_iter().map(|(user, _)| user).collect();
+        self.track_membership(conv, &joined, &[], seq);
         Ok(())
     }
 
@@ -362,8 +552,10 @@ impl ShardMachine {
                     role: Role::Member,
                 });
             }
-            let roster: Vec<_> = added.into_iter().map(|u| (u, Role::Member)).collect();
-            seq = self.event(conv, origin, pb::event::Kind::MembersAdded(member_list(&roster)), recipients, now_ms)?;
+            let roster: Vec<_> = added.iter().map(|u| (u.clone(), Role::Member)).collect();
+            let event = pb::event::Kind::MembersAdded(member_list(&roster));
+            seq = self.event(conv, Author::of(origin), event, recipients, now_ms)?;
+            self.track_membership(conv, &added, &[], seq);
         }
         if !removed.is_empty() {
             seq = self.remove_members(conv, origin, &removed, now_ms)?;
@@ -388,7 +580,11 @@ impl ShardMachine {
         for (user, _) in removed {
             self.effects.writes.push(WriteOp::DeleteMember { conv: conv.clone(), user: user.clone() });
         }
-        self.event(conv, origin, pb::event::Kind::MembersRemoved(member_list(removed)), before, now_ms)
+        let event = pb::event::Kind::MembersRemoved(member_list(removed));
+        let seq = self.event(conv, Author::of(origin), event, before, now_ms)?;
+        let left: Vec<UserId> = removed.iter().map(|(user, _)| user.clone()).collect();
+        self.track_membership(conv, &[], &left, seq);
+        Ok(seq)
     }
 
     fn leave(&mut self, conv: &ConvKey, origin: &Origin, now_ms: u64) -> Result<(), Refusal> {
@@ -414,7 +610,41 @@ impl ShardMachine {
         }
         state.name.clone_from(&name);
         let recipients = state.recipients();
-        let seq = self.event(conv, origin, pb::event::Kind::Renamed(name), recipients, now_ms)?;
+        let seq = self.event(conv, Author::of(origin), pb::event::Kind::Renamed(name), recipients, now_ms)?;
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    fn update_settings(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        read_receipts: Option<bool>,
+        retention_secs: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let (state, role) = self.member_state(conv, &origin.user)?;
+        if state.kind == Kind::Group && role < Role::Admin {
+            return Err((ErrorCode::FORBIDDEN, "only the owner and admins change a group's settings".into()));
+        }
+        if retention_secs.is_some_and(|secs| secs.saturating_mul(1000) > self.limits.max_schedule_ms) {
+            return Err((ErrorCode::OUT_OF_RANGE, "retention_secs exceeds limits.max_schedule_ms".into()));
+        }
+        let current = state.settings;
+        let settings = Settings {
+            read_receipts: read_receipts.unwrap_or(current.read_receipts),
+            retention_secs: retention_secs.unwrap_or(current.retention_secs),
+        };
+        if settings == current {
+            let seq = state.last_seq;
+            self.sequenced(conv, origin, seq, now_ms);
+            return Ok(());
+        }
+        let state = self.state_mut(conv)?;
+        state.settings = settings;
+        let recipients = state.recipients();
+        let event = pb::event::Kind::SettingsChanged(settings.to_pb());
+        let seq = self.event(conv, Author::of(origin), event, recipients, now_ms)?;
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
     }
@@ -456,52 +686,14 @@ impl ShardMachine {
         for (member, new_role) in &changes {
             self.effects.writes.push(WriteOp::PutMember { conv: conv.clone(), user: member.clone(), role: *new_role });
         }
-        let seq = self.event(conv, origin, pb::event::Kind::RolesChanged(member_list(&changes)), recipients, now_ms)?;
+        let seq = self.event(
+            conv,
+            Author::of(origin),
+            pb::event::Kind::RolesChanged(member_list(&changes)),
+            recipients,
+            now_ms,
+        )?;
         self.sequenced(conv, origin, seq, now_ms);
-        Ok(())
-    }
-
-    fn send(
-        &mut self,
-        conv: &ConvKey,
-        origin: &Origin,
-        client_msg_id: String,
-        payload: Bytes,
-        prior: Option<PriorSend>,
-        now_ms: u64,
-    ) -> Result<(), Refusal> {
-        let (state, _) = self.member_state(conv, &origin.user)?;
-        let recipients = state.recipients();
-        let key = (conv.clone(), origin.user.clone(), client_msg_id);
-        if let Some(prior) = prior.or_else(|| self.batch_sends.get(&key).cloned()) {
-            if prior.payload != payload {
-                return Err((ErrorCode::CONFLICT, "client_msg_id was already used for another payload".into()));
-            }
-            let ack = pb::SendAck {
-                conversation_id: conv.id.get(),
-                seq: prior.seq,
-                timestamp_ms: prior.timestamp_ms,
-                duplicate: true,
-            };
-            self.reply(origin, Frame::from_body(origin.request_id, &ack));
-            return Ok(());
-        }
-        let body =
-            pb::log_entry::Body::Message(pb::UserMessage {
-            client_msg_id: key.2.clone(),
-            payload: payload.to_vec(),
-            ..Default::default()
-        });
-        let seq = self.append(conv, origin, body, recipients, now_ms)?;
-        self.effects.writes.push(WriteOp::PutIdempotency {
-            conv: conv.clone(),
-            sender: origin.user.clone(),
-            client_msg_id: key.2.clone(),
-            seq,
-        });
-        self.batch_sends.insert(key, PriorSend { seq, payload, timestamp_ms: now_ms });
-        let ack = pb::SendAck { conversation_id: conv.id.get(), seq, timestamp_ms: now_ms, duplicate: false };
-        self.reply(origin, Frame::from_body(origin.request_id, &ack));
         Ok(())
     }
 
@@ -583,13 +775,14 @@ mod tests {
             org: OrgId::new("acme").expect("valid"),
             user: user(u),
             device: DeviceId::new("d1").expect("valid"),
+            org_admin: false,
             request_id: RequestId::new(7),
             reply,
         }
     }
 
     fn machine(max_group_members: usize) -> ShardMachine {
-        ShardMachine::new(ShardLimits { max_group_members, max_page_bytes: 1 << 20 })
+        ShardMachine::new(ShardLimits::with_max_group_members(max_group_members), Arc::default())
     }
 
     const GROUP: ConversationId = ConversationId::new(42);
@@ -622,7 +815,12 @@ mod tests {
     }
 
     fn send(id: &str, payload: &'static [u8]) -> Request {
-        Request::Send { id: GROUP, client_msg_id: id.into(), payload: Bytes::from_static(payload) }
+        Request::Send {
+            id: GROUP,
+            client_msg_id: id.into(),
+            payload: Bytes::from_static(payload),
+            options: crate::shard::SendOptions::default(),
+        }
     }
 
     #[test]
@@ -681,7 +879,7 @@ mod tests {
             .collect();
         assert_eq!(acks, [(2, false), (2, true)]);
 
-        let prior = PriorSend { seq: 2, payload: Bytes::from_static(b"hi"), timestamp_ms: NOW };
+        let prior = PriorSend { seq: 2, payload: Some(Bytes::from_static(b"hi")), timestamp_ms: NOW };
         let effects = run_with(&mut m, "alice", send("m1", b"hi"), Some(prior.clone()));
         assert!(effects.writes.is_empty() && effects.deliveries.is_empty());
         let effects = run_with(&mut m, "alice", send("m1", b"other"), Some(prior));

@@ -3,9 +3,19 @@
 //! thread ever touches it.
 
 mod command;
+mod live;
 mod machine;
+#[cfg(test)]
+mod message_state_tests;
+mod policy;
+mod recall;
+mod receipts;
 mod runner;
+mod send;
+mod timers;
 
-pub use command::{Command, Origin, PriorSend, Request};
+pub use command::{Command, Origin, PriorSend, Request, SendOptions};
+pub use live::{EntryInfo, EntryKind};
 pub use machine::{Effects, Fanout, HistoryRead, ShardLimits, ShardMachine};
+pub use policy::{OrgPolicy, Policies};
 pub use runner::{ShardConfig, Shards};

@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_protocol::{ErrorCode, Flags, Frame, FrameType, pb, raw};
@@ -13,16 +14,24 @@ use tracing::{error, warn};
 
 use super::command::{Command, PriorSend, Request};
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
+use super::policy::Policies;
 use crate::clock::Now;
 use crate::conversation::ConvKey;
 use crate::fanout::FanOut;
 use crate::store::{LogStore, StoreError};
+use crate::timer::{Timer, TimerId, TimerWhat};
+
+fn now_ms() -> u64 {
+    Now::system().unix_ms
+}
 
 /// How a shard runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ShardConfig {
     /// The rules it enforces.
     pub limits: ShardLimits,
+    /// Each organisation's recall and receipt policy.
+    pub policies: Arc<Policies>,
     /// Sync the WAL before acknowledging (durable against power loss), or leave it to the OS
     /// (durable against a broker crash only).
     pub sync_writes: bool,
@@ -64,23 +73,32 @@ impl std::fmt::Debug for Input {
 }
 
 impl Shards {
-    /// Starts `count` shard threads.
+    /// Starts `count` shard threads, each taking over the stored timers of its conversations.
     ///
     /// # Errors
-    /// The I/O error if a thread cannot be spawned.
+    /// The I/O error if the timers cannot be read or a thread cannot be spawned.
     pub fn start(
         count: usize,
         config: ShardConfig,
         store: Arc<dyn LogStore>,
         fan_out: Arc<dyn FanOut>,
     ) -> std::io::Result<Self> {
+        let count = count.max(1);
+        let mut timers: Vec<Vec<(TimerId, Timer)>> = (0..count).map(|_| Vec::new()).collect();
+        for (id, timer) in store.load_timers().map_err(std::io::Error::other)? {
+            if let Some(shard) = timers.get_mut(shard_index(&id.conv, count)) {
+                shard.push((id, timer));
+            }
+        }
         let mut inboxes = Vec::new();
         let mut threads = Vec::new();
-        for index in 0..count.max(1) {
+        for (index, timers) in timers.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(config.queue_len.max(1));
-            let (store, fan_out) = (store.clone(), fan_out.clone());
+            let (store, fan_out, config) = (store.clone(), fan_out.clone(), config.clone());
             let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
-                ShardLoop { machine: ShardMachine::new(config.limits), config, store, fan_out }.run(rx)
+                let mut machine = ShardMachine::new(config.limits, config.policies.clone());
+                machine.load_timers(timers);
+                ShardLoop { machine, config, store, fan_out }.run(rx)
             })?;
             inboxes.push(tx);
             threads.push(thread);
@@ -105,9 +123,7 @@ impl Shards {
     }
 
     fn shard_of(&self, conv: &ConvKey) -> usize {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        conv.hash(&mut hasher);
-        usize::try_from(hasher.finish() % self.inboxes.len().max(1) as u64).unwrap_or(0)
+        shard_index(conv, self.inboxes.len())
     }
 
     /// Stops every shard after it has finished what is queued, and waits for the threads.
@@ -127,6 +143,14 @@ impl Shards {
     }
 }
 
+/// The shard that owns `conv` among `count`: stable for a given count, so a restart with the
+/// same number of shards puts every conversation (and its timers) where it was.
+fn shard_index(conv: &ConvKey, count: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    conv.hash(&mut hasher);
+    usize::try_from(hasher.finish() % count.max(1) as u64).unwrap_or(0)
+}
+
 struct ShardLoop {
     machine: ShardMachine,
     config: ShardConfig,
@@ -136,17 +160,39 @@ struct ShardLoop {
 
 impl ShardLoop {
     fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+        // A timer-only runtime for this thread, so the inbox can be awaited with a deadline
+        // (the next receipt window or durable timer) without a ticker waking idle shards.
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                error!(error = %e, "shard cannot start its timer runtime");
+                return;
+            }
+        };
         let mut batch = Vec::with_capacity(self.config.max_batch);
-        while let Some(first) = inbox.blocking_recv() {
+        loop {
+            let wait = self.machine.next_deadline().map(|due| Duration::from_millis(due.saturating_sub(now_ms())));
+            let first = runtime.block_on(async {
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, inbox.recv()).await.ok(),
+                    None => Some(inbox.recv().await),
+                }
+            });
             let mut stopping = false;
-            for input in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
-                match input {
-                    Input::Command(command) => batch.push(*command),
-                    Input::Stop => stopping = true,
+            match first {
+                Some(None) => return,
+                Some(Some(first)) => {
+                    for input in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+                        match input {
+                            Input::Command(command) => batch.push(*command),
+                            Input::Stop => stopping = true,
+                        }
+                        if batch.len() >= self.config.max_batch || stopping {
+                            break;
+                        }
+                    }
                 }
-                if batch.len() >= self.config.max_batch || stopping {
-                    break;
-                }
+                None => {}
             }
             self.serve_batch(std::mem::take(&mut batch));
             if stopping {
@@ -166,17 +212,64 @@ impl ShardLoop {
                 }
             }
         }
+        if let Err(e) = self.prepare_timers(now.unix_ms) {
+            // The timers stay due; the next batch tries again.
+            error!(error = %e, "store read for due timers failed");
+        } else {
+            self.machine.tick(now.unix_ms);
+        }
         let effects = self.machine.take_effects();
         self.publish(effects);
     }
 
-    /// Loads the command's conversation if needed and finds a prior send with its id.
+    /// Loads a conversation (state, cursors and newest entries) if it is not in memory.
+    fn ensure_loaded(&mut self, conv: &ConvKey) -> Result<(), StoreError> {
+        if self.machine.is_loaded(conv) {
+            return Ok(());
+        }
+        let Some(state) = self.store.load_conversation(conv)? else { return Ok(()) };
+        let cursors = self.store.load_cursors(conv)?;
+        let horizon = self.config.limits.receipt_horizon;
+        let recent: Vec<pb::LogEntry> = self
+            .store
+            .read_log(conv, state.last_seq, true, horizon)?
+            .into_iter()
+            .filter_map(|bytes| pb::LogEntry::decode(bytes).ok())
+            .collect();
+        self.machine.insert(conv.clone(), state, cursors, &recent);
+        Ok(())
+    }
+
+    /// Reads the entry at `seq` for the machine if it is older than the live window.
+    fn provide_entry(&mut self, conv: &ConvKey, seq: u64) -> Result<(), StoreError> {
+        if !self.machine.needs_entry(conv, seq) {
+            return Ok(());
+        }
+        let entry = self.store.read_log(conv, seq, false, 1)?.into_iter().next();
+        if let Some(entry) = entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq) {
+            self.machine.provide_entry(conv, &entry);
+        }
+        Ok(())
+    }
+
+    /// Loads what the due timers act on.
+    fn prepare_timers(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        for id in self.machine.due_timers(now_ms) {
+            self.ensure_loaded(&id.conv)?;
+            if let TimerWhat::Expire(seq) = id.what {
+                self.provide_entry(&id.conv, seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the command's conversation and the old entry it names if needed, and finds a prior
+    /// send with its id.
     fn prepare(&mut self, command: &Command) -> Result<Option<PriorSend>, StoreError> {
         let conv = command.conv_key();
-        if !self.machine.is_loaded(&conv)
-            && let Some(state) = self.store.load_conversation(&conv)?
-        {
-            self.machine.insert(conv.clone(), state);
+        self.ensure_loaded(&conv)?;
+        if let Request::Recall { seq, .. } | Request::ReceiptQuery { seq, .. } = &command.request {
+            self.provide_entry(&conv, *seq)?;
         }
         let Request::Send { client_msg_id, .. } = &command.request else { return Ok(None) };
         if self.machine.conversation(&conv).and_then(|s| s.role(&command.origin.user)).is_none() {
@@ -191,8 +284,8 @@ impl ShardLoop {
             seq,
             timestamp_ms: entry.timestamp_ms,
             payload: match entry.body {
-                Some(pb::log_entry::Body::Message(m)) => Bytes::from(m.payload),
-                _ => Bytes::new(),
+                Some(pb::log_entry::Body::Message(m)) => Some(Bytes::from(m.payload)),
+                _ => None,
             },
         }))
     }
@@ -200,12 +293,13 @@ impl ShardLoop {
     /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
     /// forgets the state that ran ahead and tells every caller the store is unavailable.
     fn publish(&mut self, effects: Effects) {
-        let Effects { writes, replies, deliveries, reads, touched } = effects;
+        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before } = effects;
         if !writes.is_empty()
             && let Err(e) = self.store.commit(&writes, self.config.sync_writes)
         {
             error!(error = %e, writes = writes.len(), "commit failed; the batch is refused");
             self.machine.forget(&touched);
+            self.machine.restore_timers(timers_before);
             for (reply, frame) in replies {
                 reply.send(error_frame(frame.request_id(), ErrorCode::UNAVAILABLE, &e));
             }
@@ -218,9 +312,15 @@ impl ShardLoop {
             reply.send(frame);
         }
         for delivery in &deliveries {
-            let (_, dropped) = self.fan_out.fan_out(&delivery.org, &delivery.recipients, &delivery.frame);
+            let (_, dropped) =
+                self.fan_out.fan_out(&delivery.org, &delivery.recipients, &delivery.frame, delivery.lane);
             if dropped > 0 {
                 warn!(dropped, "deliveries dropped for slow sessions; they will resync");
+            }
+        }
+        for (conv, seq) in purges {
+            if let Err(e) = self.store.purge_entries(&conv, seq, seq) {
+                warn!(error = %e, conv = %conv.id, seq, "recalled entry not yet purged from the store's files");
             }
         }
         for read in reads {
@@ -258,13 +358,13 @@ mod tests {
     use super::*;
     use crate::conversation::ConversationId;
     use crate::fanout::{ReplyTo, SessionRegistry};
-    use crate::shard::Origin;
+    use crate::shard::{Origin, SendOptions};
     use crate::store::MemoryStore;
     use herald_protocol::{Body, DeviceId, OrgId, RequestId, SessionId, UserId};
 
     fn config() -> ShardConfig {
-        let limits = ShardLimits { max_group_members: 100, max_page_bytes: 1 << 20 };
-        ShardConfig { limits, sync_writes: true, max_batch: 64, queue_len: 64 }
+        let limits = ShardLimits::with_max_group_members(100);
+        ShardConfig { limits, policies: Arc::default(), sync_writes: true, max_batch: 64, queue_len: 64 }
     }
 
     fn command(reply: &ReplyTo, n: u32, request: Request) -> Command {
@@ -273,6 +373,7 @@ mod tests {
             org: OrgId::new("acme").expect("valid"),
             user: UserId::new("alice").expect("valid"),
             device: DeviceId::new("d").expect("valid"),
+            org_admin: false,
             request_id: RequestId::new(n),
             reply: reply.clone(),
         };
@@ -295,7 +396,12 @@ mod tests {
         assert!(matches!(answer(&mut replies).await, Body::Conversation(c) if c.last_seq == 1));
 
         store.fail_writes();
-        let send = |n: u32| Request::Send { id, client_msg_id: format!("m{n}"), payload: Bytes::from_static(b"x") };
+        let send = |n: u32| Request::Send {
+            id,
+            client_msg_id: format!("m{n}"),
+            payload: Bytes::from_static(b"x"),
+            options: SendOptions::default(),
+        };
         shards.route(command(&reply, 2, send(2))).expect("routed");
         let Body::Error(error) = answer(&mut replies).await else { panic!("an error") };
         assert_eq!(ErrorCode::from_u32(error.code), ErrorCode::UNAVAILABLE);

@@ -2,9 +2,10 @@
 //! construction. Strings end with a 0x00 terminator (ids cannot contain it) and numbers are
 //! big-endian, so byte order equals logical order and no key is a prefix of another's field.
 
-use herald_protocol::{OrgId, UserId};
+use herald_protocol::{DeviceId, OrgId, UserId};
 
 use crate::conversation::{ConvKey, ConversationId};
+use crate::timer::{TimerId, TimerWhat};
 
 fn push_str(key: &mut Vec<u8>, s: &str) {
     key.extend_from_slice(s.as_bytes());
@@ -40,6 +41,60 @@ pub(crate) fn idempotency(conv: &ConvKey, sender: &UserId, client_msg_id: &str) 
     push_str(&mut key, sender.as_str());
     key.extend_from_slice(client_msg_id.as_bytes());
     key
+}
+
+/// `conversation · user \0 device \0`: one device's delivered cursor.
+pub(crate) fn device_cursor(conv: &ConvKey, user: &UserId, device: &DeviceId) -> Vec<u8> {
+    let mut key = member(conv, user);
+    push_str(&mut key, device.as_str());
+    key
+}
+
+/// The user and device at the end of a device-cursor key, given the conversation prefix's length.
+pub(crate) fn device_cursor_suffix(key: &[u8], prefix_len: usize) -> Option<(&str, &str)> {
+    let rest = key.get(prefix_len..)?.strip_suffix(&[0])?;
+    let split = rest.iter().position(|b| *b == 0)?;
+    let user = std::str::from_utf8(rest.get(..split)?).ok()?;
+    let device = std::str::from_utf8(rest.get(split + 1..)?).ok()?;
+    Some((user, device))
+}
+
+/// `conversation · kind · what`: one timer. Kind 1 is a message's expiry (then the sequence
+/// number), kind 2 a scheduled message (then `sender \0 client_msg_id`).
+pub(crate) fn timer(id: &TimerId) -> Vec<u8> {
+    let mut key = conversation(&id.conv);
+    match &id.what {
+        TimerWhat::Expire(seq) => {
+            key.push(1);
+            key.extend_from_slice(&seq.to_be_bytes());
+        }
+        TimerWhat::Deliver { sender, client_msg_id } => {
+            key.push(2);
+            push_str(&mut key, sender.as_str());
+            key.extend_from_slice(client_msg_id.as_bytes());
+        }
+    }
+    key
+}
+
+/// Decodes a timer key back into its id.
+pub(crate) fn timer_id(key: &[u8]) -> Option<TimerId> {
+    let org_end = key.iter().position(|b| *b == 0)?;
+    let org = OrgId::new(std::str::from_utf8(key.get(..org_end)?).ok()?).ok()?;
+    let id: [u8; 8] = key.get(org_end + 1..org_end + 9)?.try_into().ok()?;
+    let conv = ConvKey { org, id: ConversationId::new(u64::from_be_bytes(id)) };
+    let (kind, rest) = key.get(org_end + 9..)?.split_first()?;
+    let what = match kind {
+        1 => TimerWhat::Expire(u64::from_be_bytes(rest.try_into().ok()?)),
+        2 => {
+            let split = rest.iter().position(|b| *b == 0)?;
+            let sender = UserId::new(std::str::from_utf8(rest.get(..split)?).ok()?).ok()?;
+            let client_msg_id = std::str::from_utf8(rest.get(split + 1..)?).ok()?.to_owned();
+            TimerWhat::Deliver { sender, client_msg_id }
+        }
+        _ => return None,
+    };
+    Some(TimerId { conv, what })
 }
 
 /// `org \0 user \0`: the prefix of a user's conversation index.
@@ -113,6 +168,24 @@ mod tests {
             if (org.as_str(), c) != (other.as_str(), d) {
                 prop_assert!(!entry(&theirs, seq).starts_with(&conversation(&mine)));
             }
+        }
+
+        /// Timer keys decode back to their ids.
+        #[test]
+        fn timer_keys_round_trip(org in id(), c in any::<u64>(), seq in any::<u64>(), sender in id(), cmid in "[ -~]{1,64}") {
+            let conv = conv(&org, c);
+            for what in [TimerWhat::Expire(seq), TimerWhat::Deliver { sender: UserId::new(sender.clone()).expect("valid"), client_msg_id: cmid.clone() }] {
+                let id = TimerId { conv: conv.clone(), what };
+                prop_assert_eq!(timer_id(&timer(&id)), Some(id));
+            }
+        }
+
+        /// Device-cursor keys decode back to their user and device.
+        #[test]
+        fn device_cursor_keys_round_trip(org in id(), c in any::<u64>(), user in id(), device in id()) {
+            let conv = conv(&org, c);
+            let key = device_cursor(&conv, &UserId::new(user.clone()).expect("valid"), &DeviceId::new(device.clone()).expect("valid"));
+            prop_assert_eq!(device_cursor_suffix(&key, conversation(&conv).len()), Some((user.as_str(), device.as_str())));
         }
 
         /// Suffixes decode back to what was encoded.

@@ -3,11 +3,12 @@
 //! implement only this.
 
 use bytes::Bytes;
-use herald_protocol::{OrgId, UserId};
+use herald_protocol::{DeviceId, OrgId, UserId};
 
-use super::log::{ConversationSummary, LogStore, WriteOp};
+use super::log::{ConversationSummary, CursorRecords, LogStore, WriteOp};
 use super::{StoreError, keys, records};
 use crate::conversation::{ConvKey, ConversationId, ConversationState, Role};
+use crate::timer::{Timer, TimerId};
 
 /// A column family: one kind of record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,12 +27,28 @@ pub enum Cf {
     Idempotency,
     /// The per-user index of conversations, by organisation, user, conversation.
     UserConversations,
+    /// Members' read and delivered cursors (and join and leave points), by conversation, user.
+    Cursors,
+    /// Devices' delivered cursors, by conversation, user, device.
+    DeviceCursors,
+    /// Durable timers, by conversation and what they are about.
+    Timers,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 7] =
-        [Cf::Meta, Cf::Orgs, Cf::Conversations, Cf::Members, Cf::Entries, Cf::Idempotency, Cf::UserConversations];
+    pub const ALL: [Cf; 10] = [
+        Cf::Meta,
+        Cf::Orgs,
+        Cf::Conversations,
+        Cf::Members,
+        Cf::Entries,
+        Cf::Idempotency,
+        Cf::UserConversations,
+        Cf::Cursors,
+        Cf::DeviceCursors,
+        Cf::Timers,
+    ];
 
     /// The column family's name on disk.
     pub fn name(self) -> &'static str {
@@ -43,6 +60,9 @@ impl Cf {
             Cf::Entries => "entries",
             Cf::Idempotency => "idempotency",
             Cf::UserConversations => "user_conversations",
+            Cf::Cursors => "cursors",
+            Cf::DeviceCursors => "device_cursors",
+            Cf::Timers => "timers",
         }
     }
 }
@@ -77,6 +97,15 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Describes where corruption was found, for errors.
     fn corrupt(&self, cf: Cf, reason: String) -> StoreError;
+
+    /// Rewrites the files holding keys in `start..=end` so that overwritten and deleted values
+    /// are physically gone. A backend without old versions has nothing to do.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend cannot.
+    fn compact(&self, _cf: Cf, _start: &[u8], _end: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<B: KvBackend> LogStore for B {
@@ -144,6 +173,41 @@ impl<B: KvBackend> LogStore for B {
         let writes = ops.iter().flat_map(kv_writes).collect();
         self.write(writes, sync)
     }
+
+    fn load_cursors(&self, conv: &ConvKey) -> Result<CursorRecords, StoreError> {
+        let prefix = keys::conversation(conv);
+        let mut records = CursorRecords::default();
+        for (key, value) in self.scan(Cf::Cursors, &prefix, &prefix, false, usize::MAX)? {
+            let user = keys::member_suffix(&key, prefix.len())
+                .and_then(|u| UserId::new(u).ok())
+                .ok_or_else(|| self.corrupt(Cf::Cursors, format!("bad cursor key {key:02x?}")))?;
+            let cursor = records::decode_member_cursor(&value).map_err(|e| self.corrupt(Cf::Cursors, e))?;
+            records.members.push((user, cursor));
+        }
+        for (key, value) in self.scan(Cf::DeviceCursors, &prefix, &prefix, false, usize::MAX)? {
+            let ids = keys::device_cursor_suffix(&key, prefix.len())
+                .and_then(|(u, d)| Some((UserId::new(u).ok()?, DeviceId::new(d).ok()?)));
+            let (user, device) = ids.ok_or_else(|| self.corrupt(Cf::DeviceCursors, format!("bad key {key:02x?}")))?;
+            let delivered = records::decode_seq(&value).map_err(|e| self.corrupt(Cf::DeviceCursors, e))?;
+            records.devices.push((user, device, delivered));
+        }
+        Ok(records)
+    }
+
+    fn load_timers(&self) -> Result<Vec<(TimerId, Timer)>, StoreError> {
+        self.scan(Cf::Timers, &[], &[], false, usize::MAX)?
+            .into_iter()
+            .map(|(key, value)| {
+                let id = keys::timer_id(&key).ok_or_else(|| self.corrupt(Cf::Timers, format!("bad key {key:02x?}")))?;
+                let timer = records::decode_timer(&id.what, &value).map_err(|e| self.corrupt(Cf::Timers, e))?;
+                Ok((id, timer))
+            })
+            .collect()
+    }
+
+    fn purge_entries(&self, conv: &ConvKey, first: u64, last: u64) -> Result<(), StoreError> {
+        self.compact(Cf::Entries, &keys::entry(conv, first), &keys::entry(conv, last))
+    }
 }
 
 /// The key-value writes of one log operation. Membership writes keep the per-user index in the
@@ -165,6 +229,17 @@ fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
         WriteOp::PutIdempotency { conv, sender, client_msg_id, seq } => {
             vec![(Cf::Idempotency, keys::idempotency(conv, sender, client_msg_id), Some(seq.to_be_bytes().to_vec()))]
         }
+        WriteOp::PutMemberCursor { conv, user, cursor } => {
+            vec![(Cf::Cursors, keys::member(conv, user), Some(records::encode_member_cursor(cursor)))]
+        }
+        WriteOp::PutDeviceCursor { conv, user, device, delivered } => {
+            vec![(Cf::DeviceCursors, keys::device_cursor(conv, user, device), Some(delivered.to_be_bytes().to_vec()))]
+        }
+        WriteOp::DeleteDeviceCursor { conv, user, device } => {
+            vec![(Cf::DeviceCursors, keys::device_cursor(conv, user, device), None)]
+        }
+        WriteOp::PutTimer { id, timer } => vec![(Cf::Timers, keys::timer(id), Some(records::encode_timer(timer)))],
+        WriteOp::DeleteTimer { id } => vec![(Cf::Timers, keys::timer(id), None)],
     }
 }
 

@@ -3,10 +3,12 @@
 //! cluster mode can later put it on a replicated engine without touching the shard logic.
 
 use bytes::Bytes;
-use herald_protocol::{OrgId, UserId};
+use herald_protocol::{DeviceId, OrgId, UserId};
 
 use super::StoreError;
 use crate::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
+use crate::receipts::MemberCursor;
+use crate::timer::{Timer, TimerId};
 
 /// One change in an atomic batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,25 @@ pub enum WriteOp {
     PutEntry { conv: ConvKey, seq: u64, entry: Bytes },
     /// The sequence number a sender's client message id got.
     PutIdempotency { conv: ConvKey, sender: UserId, client_msg_id: String, seq: u64 },
+    /// A member's cursors, join and leave points (kept after they leave, for exact counts).
+    PutMemberCursor { conv: ConvKey, user: UserId, cursor: MemberCursor },
+    /// A device's delivered cursor.
+    PutDeviceCursor { conv: ConvKey, user: UserId, device: DeviceId, delivered: u64 },
+    /// A device of a departed member.
+    DeleteDeviceCursor { conv: ConvKey, user: UserId, device: DeviceId },
+    /// Sets (or replaces) a durable timer.
+    PutTimer { id: TimerId, timer: Timer },
+    /// Removes a durable timer: it fired or was cancelled.
+    DeleteTimer { id: TimerId },
+}
+
+/// A conversation's stored cursors, as [`LogStore::load_cursors`] returns them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CursorRecords {
+    /// Every member's (and departed member's) cursor record.
+    pub members: Vec<(UserId, MemberCursor)>,
+    /// Every current member device's delivered cursor.
+    pub devices: Vec<(UserId, DeviceId, u64)>,
 }
 
 /// What a conversation looks like without its members: enough to list and sync.
@@ -107,4 +128,23 @@ pub trait LogStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError`] if the write fails; then none of `ops` is applied, and the store may refuse
     /// every later write (it is poisoned) until restarted.
     fn commit(&self, ops: &[WriteOp], sync: bool) -> Result<(), StoreError>;
+
+    /// A conversation's member and device cursors.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails or a record is corrupt.
+    fn load_cursors(&self, conv: &ConvKey) -> Result<CursorRecords, StoreError>;
+
+    /// Every durable timer, for the shards to take over at start.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails or a record is corrupt.
+    fn load_timers(&self) -> Result<Vec<(TimerId, Timer)>, StoreError>;
+
+    /// Makes the old versions of the entries `first..=last` (recalled payloads) physically gone
+    /// from the store's files, not only unreachable.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store cannot.
+    fn purge_entries(&self, conv: &ConvKey, first: u64, last: u64) -> Result<(), StoreError>;
 }

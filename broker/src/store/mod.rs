@@ -11,6 +11,6 @@ mod records;
 mod rocks;
 
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};
-pub use log::{ConversationSummary, LogStore, WriteOp};
+pub use log::{ConversationSummary, CursorRecords, LogStore, WriteOp};
 pub use memory::MemoryStore;
 pub use rocks::{RocksStore, StoreError};

@@ -4,7 +4,11 @@
 use prost::Message;
 
 use super::log::ConversationSummary;
+use herald_protocol::DeviceId;
+
 use crate::conversation::{Kind, Role, Settings};
+use crate::receipts::MemberCursor;
+use crate::timer::{ScheduledMessage, Timer, TimerKind, TimerWhat};
 
 /// The stored form of [`ConversationSummary`].
 #[derive(Clone, PartialEq, Message)]
@@ -60,6 +64,95 @@ pub(crate) fn decode_summary(bytes: &[u8]) -> Result<ConversationSummary, String
     })
 }
 
+/// The stored form of a member's [`MemberCursor`].
+#[derive(Clone, PartialEq, Message)]
+struct MemberCursorRecord {
+    #[prost(uint64, tag = "1")]
+    joined_seq: u64,
+    /// 0 while a member.
+    #[prost(uint64, tag = "2")]
+    left_seq: u64,
+    #[prost(uint64, tag = "3")]
+    read: u64,
+    #[prost(uint64, tag = "4")]
+    delivered: u64,
+}
+
+pub(crate) fn encode_member_cursor(cursor: &MemberCursor) -> Vec<u8> {
+    MemberCursorRecord {
+        joined_seq: cursor.joined_seq,
+        left_seq: cursor.left_seq.unwrap_or(0),
+        read: cursor.read,
+        delivered: cursor.delivered,
+    }
+    .encode_to_vec()
+}
+
+pub(crate) fn decode_member_cursor(bytes: &[u8]) -> Result<MemberCursor, String> {
+    let r = MemberCursorRecord::decode(bytes).map_err(|e| e.to_string())?;
+    let left_seq = (r.left_seq != 0).then_some(r.left_seq);
+    Ok(MemberCursor { joined_seq: r.joined_seq, left_seq, read: r.read, delivered: r.delivered })
+}
+
+/// The stored form of a [`Timer`]; the key holds its id.
+#[derive(Clone, PartialEq, Message)]
+struct TimerRecord {
+    #[prost(uint64, tag = "1")]
+    due_ms: u64,
+    /// Expire: seconds after everyone read the message (0 for a fixed time).
+    #[prost(uint32, tag = "2")]
+    after_read_secs: u32,
+    /// Deliver: the held message. Absent for an expiry.
+    #[prost(message, optional, tag = "3")]
+    scheduled: Option<ScheduledRecord>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ScheduledRecord {
+    #[prost(string, tag = "1")]
+    device: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    payload: bytes::Bytes,
+    #[prost(uint64, tag = "3")]
+    expire_at_ms: u64,
+    #[prost(uint32, tag = "4")]
+    expire_after_read_secs: u32,
+}
+
+pub(crate) fn encode_timer(timer: &Timer) -> Vec<u8> {
+    let record = match &timer.kind {
+        TimerKind::Expire { after_read_secs } => {
+            TimerRecord { due_ms: timer.due_ms, after_read_secs: *after_read_secs, scheduled: None }
+        }
+        TimerKind::Deliver(m) => TimerRecord {
+            due_ms: timer.due_ms,
+            after_read_secs: 0,
+            scheduled: Some(ScheduledRecord {
+                device: m.device.to_string(),
+                payload: m.payload.clone(),
+                expire_at_ms: m.expire_at_ms,
+                expire_after_read_secs: m.expire_after_read_secs,
+            }),
+        },
+    };
+    record.encode_to_vec()
+}
+
+pub(crate) fn decode_timer(what: &TimerWhat, bytes: &[u8]) -> Result<Timer, String> {
+    let record = TimerRecord::decode(bytes).map_err(|e| e.to_string())?;
+    let kind = match (what, record.scheduled) {
+        (TimerWhat::Expire(_), None) => TimerKind::Expire { after_read_secs: record.after_read_secs },
+        (TimerWhat::Deliver { .. }, Some(s)) => TimerKind::Deliver(ScheduledMessage {
+            device: DeviceId::new(s.device).map_err(|e| e.to_string())?,
+            payload: s.payload,
+            expire_at_ms: s.expire_at_ms,
+            expire_after_read_secs: s.expire_after_read_secs,
+        }),
+        _ => return Err("timer record does not match its key".into()),
+    };
+    Ok(Timer { due_ms: record.due_ms, kind })
+}
+
 pub(crate) fn encode_role(role: Role) -> [u8; 1] {
     [match role {
         Role::Member => 1,
@@ -102,6 +195,19 @@ mod tests {
         }
         assert!(decode_role(&[9]).is_err());
         assert_eq!(decode_seq(&42u64.to_be_bytes()), Ok(42));
+        let cursor = MemberCursor { joined_seq: 3, left_seq: Some(9), read: 7, delivered: 8 };
+        assert_eq!(decode_member_cursor(&encode_member_cursor(&cursor)), Ok(cursor));
+        let held = ScheduledMessage {
+            device: DeviceId::new("d1").expect("valid"),
+            payload: bytes::Bytes::from_static(b"ciphertext"),
+            expire_at_ms: 5,
+            expire_after_read_secs: 6,
+        };
+        let timer = Timer { due_ms: 77, kind: TimerKind::Deliver(held) };
+        let what =
+            TimerWhat::Deliver { sender: herald_protocol::UserId::new("a").expect("valid"), client_msg_id: "m".into() };
+        assert_eq!(decode_timer(&what, &encode_timer(&timer)), Ok(timer.clone()));
+        assert!(decode_timer(&TimerWhat::Expire(1), &encode_timer(&timer)).is_err());
         assert!(decode_seq(&[1, 2]).is_err());
     }
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use herald_protocol::OrgId;
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{
+    BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
+};
 
 use super::kv::{Cf, KvBackend, KvPair, KvWrite};
 
@@ -214,6 +217,15 @@ impl KvBackend for RocksStore {
 
     fn corrupt(&self, cf: Cf, reason: String) -> StoreError {
         StoreError::Corrupt { path: self.path.clone(), cf: cf.name(), reason }
+    }
+
+    fn compact(&self, cf: Cf, start: &[u8], end: &[u8]) -> Result<(), StoreError> {
+        // Forced down to the bottommost level: the default skips it, and the superseded value
+        // of a recalled entry may live there.
+        let mut options = CompactOptions::default();
+        options.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        self.db.compact_range_cf_opt(self.cf(cf)?, Some(start), Some(end), &options);
+        Ok(())
     }
 }
 
