@@ -81,6 +81,7 @@ pub struct RunningBroker {
     dev_signing_key: Option<SigningKeyPair>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), BrokerError>>,
+    services: Arc<Services>,
 }
 
 impl RunningBroker {
@@ -107,13 +108,19 @@ impl RunningBroker {
         };
         let verifier = TokenVerifier::new(&trusted, settings).map_err(BrokerError::TokenKeys)?;
         let registry = Arc::new(SessionRegistry::new());
-        let ctx = Arc::new(SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone()));
+        let mut ctx = SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone());
+        ctx.recall_windows = config
+            .policies
+            .iter()
+            .filter_map(|(org, p)| Some((org.clone(), u64::try_from(p.recall_window?.as_millis()).ok()?)))
+            .collect();
+        let ctx = Arc::new(ctx);
         let services = Arc::new(start_services(&config, store.clone(), registry)?);
 
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(endpoint, ctx, services, store, shutdown.clone()));
+        let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
         info!(%local_addr, "broker listening");
         let certificate = identity.chain.first().cloned().ok_or_else(|| {
             BrokerError::Tls(TlsError::Pem { path: identity.cert_path.clone(), reason: "empty chain".into() })
@@ -126,7 +133,14 @@ impl RunningBroker {
             dev_signing_key,
             shutdown,
             task,
+            services,
         })
+    }
+
+    /// The shards, for an embedding process that drives conversations in-process (simulated
+    /// members in scale tests and load tools) next to its QUIC sessions.
+    pub fn shards(&self) -> &crate::shard::Shards {
+        &self.services.shards
     }
 
     /// The UDP address the endpoint is bound to (with the real port when configured with 0).

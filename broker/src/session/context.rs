@@ -1,6 +1,6 @@
 //! What every session of one broker shares, read-only.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +27,17 @@ pub struct SessionContext {
     pub registry: Arc<SessionRegistry>,
     /// Most devices one user may have online at once.
     pub max_devices_per_user: usize,
+    /// Organisations whose recall window differs from `limits.recall_window_ms`.
+    pub recall_windows: HashMap<OrgId, u64>,
 }
 
 impl SessionContext {
+    /// The limits WELCOME announces to a session of `org`.
+    pub fn limits_for(&self, org: &OrgId) -> pb::Limits {
+        let recall_window_ms = self.recall_windows.get(org).copied().unwrap_or(self.limits.recall_window_ms);
+        pb::Limits { recall_window_ms, ..self.limits }
+    }
+
     /// Builds the context from configuration.
     pub fn new(
         verifier: TokenVerifier,
@@ -53,6 +61,7 @@ impl SessionContext {
             token_leeway,
             registry,
             max_devices_per_user: limits.max_devices_per_user,
+            recall_windows: HashMap::new(),
         }
     }
 }

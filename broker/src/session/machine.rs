@@ -257,7 +257,7 @@ impl SessionMachine {
             protocol_version: PROTOCOL_VERSION,
             session_id: self.id.get(),
             server_time_ms: now.unix_ms,
-            limits: Some(self.ctx.limits),
+            limits: Some(self.ctx.limits_for(&identity.org)),
             org_id: identity.org.to_string(),
             user_id: identity.user.to_string(),
             device_id: identity.device.to_string(),
@@ -425,6 +425,9 @@ mod tests {
         assert_eq!(welcome.limits.expect("limits").max_group_members, 5000);
         let open: pb::StreamOpen = decode(push);
         assert_eq!((open.kind(), open.session_id), (pb::stream_open::Kind::Push, 9));
+        let Action::OpenPushStreams { urgent, .. } = push else { unreachable!("matched above") };
+        let urgent: pb::StreamOpen = urgent.decode_body().expect("decodes");
+        assert_eq!((urgent.kind(), urgent.session_id), (pb::stream_open::Kind::Urgent, 9));
         assert!(h.machine.identity().is_some());
     }
 
