@@ -921,8 +921,6 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
         /// Against the brute-force model: counts (by counters and by scan, inside and below the
         /// window), device counts, both lists paged to completion, cursors, errors, and a reload
         /// from what the changes returned, after every step; tiny horizons force frequent rebases.

@@ -1,5 +1,21 @@
 //! Read and delivered receipts, sans-IO: one [`ReceiptBook`] per conversation, owned by its shard.
 //!
+//! ```
+//! use herald_broker::receipts::{Counts, ReceiptBook};
+//! use herald_protocol::{DeviceId, UserId};
+//!
+//! let (alice, bob) = (UserId::new("alice").expect("valid"), UserId::new("bob").expect("valid"));
+//! let phone = DeviceId::new("phone").expect("valid");
+//! let mut book = ReceiptBook::new(1000);
+//! book.join(&alice, 1).expect("new member");
+//! book.join(&bob, 2).expect("new member");
+//! // Messages 3 and 4 are sequenced; bob's phone has received both and he has read 3.
+//! let marked = book.mark(&bob, &phone, 4, 3, 4).expect("valid cursors");
+//! assert_eq!(marked.read_moved, Some((1, 3)));
+//! assert_eq!(book.counts(3), Counts { read: 1, delivered: 1, members: 2 });
+//! assert_eq!(book.counts(4), Counts { read: 0, delivered: 1, members: 2 });
+//! ```
+//!
 //! # Cursors, not per-message flags
 //!
 //! Reading is a cursor: a device reports "delivered up to seq D" and "read up to seq R", and the
