@@ -25,7 +25,7 @@ use super::policy::Policies;
 use super::receipts::PendingReceipts;
 use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings};
 use crate::fanout::{Lane, ReplyTo};
-use crate::receipts::ReceiptBook;
+use crate::receipts::{MemberCursor, ReceiptBook};
 use crate::store::{ConversationSummary, CursorRecords, WriteOp};
 use crate::timer::{Timer, TimerId, TimerQueue};
 
@@ -195,7 +195,13 @@ impl ShardMachine {
     /// entries (up to the receipt horizon, any order).
     pub fn insert(&mut self, conv: ConvKey, state: ConversationState, cursors: CursorRecords, recent: &[pb::LogEntry]) {
         let horizon = self.limits.receipt_horizon;
-        let book = ReceiptBook::load(horizon, cursors.members, cursors.devices);
+        let CursorRecords { mut members, devices } = cursors;
+        // Members stored before cursors existed count as members from the start.
+        let known: HashSet<&UserId> = members.iter().map(|(user, _)| user).collect();
+        let unknown: Vec<UserId> = state.members().keys().filter(|u| !known.contains(u)).cloned().collect();
+        let from_start = MemberCursor { joined_seq: 1, left_seq: None, read: 0, delivered: 0 };
+        members.extend(unknown.into_iter().map(|user| (user, from_start)));
+        let book = ReceiptBook::load(horizon, members, devices);
         let live = LiveWindow::new(horizon, state.last_seq, recent.iter().map(|e| (e.seq, EntryInfo::of(e))));
         self.receipts.insert(conv.clone(), ConvReceipts { book, live });
         self.conversations.insert(conv, state);
