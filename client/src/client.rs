@@ -34,6 +34,9 @@ pub struct Limits {
     pub recall_window: Duration,
     /// Most requests outstanding at once.
     pub max_inflight_requests: u32,
+    /// How far ahead a message may be scheduled or set to expire (zero from a broker that does
+    /// not say).
+    pub max_schedule: Duration,
 }
 
 /// The session the broker opened, as WELCOME described it.
@@ -76,6 +79,7 @@ impl TryFrom<pb::Welcome> for SessionInfo {
                 max_group_members: limits.max_group_members,
                 recall_window: Duration::from_millis(limits.recall_window_ms),
                 max_inflight_requests: limits.max_inflight_requests,
+                max_schedule: Duration::from_millis(limits.max_schedule_ms),
             },
         })
     }
@@ -129,9 +133,10 @@ impl Client {
         &self.inner.session
     }
 
-    /// The stream of pushed events (deliveries, resync notices). The first call takes it;
+    /// The stream of pushed events (deliveries, resync notices, receipts, recall notices), from
+    /// the push and urgent streams together. The first call takes it;
     /// later calls get `None`. Read it steadily: a client that stops reading is eventually told
-    /// to resync instead of being buffered for.
+    /// to resync instead of being buffered for. It ends once the connection has.
     pub fn events(&self) -> Option<mpsc::Receiver<Event>> {
         self.inner.events.lock().ok()?.take()
     }
@@ -165,7 +170,8 @@ impl Client {
         frame.decode_body::<R>().map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    async fn request(&self, body: Body) -> Result<Frame, ClientError> {
+    /// Sends a request and returns its answer frame, for requests answered by more than one type.
+    pub(crate) async fn request(&self, body: Body) -> Result<Frame, ClientError> {
         let (reply, answer) = oneshot::channel();
         if self.inner.commands.send(Command::Request { body, reply }).await.is_err() {
             return Err(self.terminal_error());
@@ -246,7 +252,7 @@ async fn handshake(endpoint: quinn::Endpoint, config: &ClientConfig) -> Result<C
     };
     tokio::spawn(driver.run());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(crate::push::read_push_streams(conn.clone(), session.session_id, events_tx));
+    tokio::spawn(crate::push::read_broker_streams(conn.clone(), session.session_id, MAX_RECEIVED_FRAME, events_tx));
     Ok(Client {
         inner: Arc::new(Inner {
             commands,

@@ -52,6 +52,11 @@ pub enum ClientError {
         /// The broker's detail.
         reason: String,
     },
+    /// An argument cannot be put on the wire (a time before 1970, a duration too long for its
+    /// field); nothing was sent. Checked here because the wire has no way to say it: a time of 0
+    /// would mean "none" rather than fail.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The broker sent something the protocol does not allow here.
     #[error("protocol violation by the broker: {0}")]
     Protocol(String),
@@ -84,6 +89,27 @@ impl ClientError {
             },
             quinn::ConnectionError::LocallyClosed => ClientError::ClientClosed,
             other => ClientError::Connection(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_of_receipts_and_recall_show_by_name() {
+        for (code, name) in [
+            (ErrorCode::OUT_OF_RANGE, "OUT_OF_RANGE"),
+            (ErrorCode::STALE_CURSOR, "STALE_CURSOR"),
+            (ErrorCode::ALREADY_RECALLED, "ALREADY_RECALLED"),
+            (ErrorCode::RECALL_WINDOW_CLOSED, "RECALL_WINDOW_CLOSED"),
+            (ErrorCode::RECEIPTS_DISABLED, "RECEIPTS_DISABLED"),
+        ] {
+            let error = ClientError::Request { code, message: "detail".into(), retry_after: None };
+            assert_eq!(error.code(), Some(code));
+            let shown = error.to_string();
+            assert!(shown.contains(name) && shown.contains("detail"), "{shown}");
         }
     }
 }

@@ -22,7 +22,13 @@
 //!
 //! Messaging: [`Client::create_group`], [`Client::send`] (resolves once durable), the pushed
 //! [`Event`]s from [`Client::events`], [`Client::history`] and [`Client::sync`] for catching up.
-//! Not yet: automatic reconnection and offline send queues.
+//! Receipts: [`Client::mark_read`] and [`Client::mark_delivered`] move this device's cursors,
+//! [`Client::receipts`] and [`Client::receipt_list`] say who has read a message, and
+//! [`Event::Receipts`] pushes the counts of your own messages as they change. Recall and expiry:
+//! [`Client::recall`], [`SendOptions`] for expiring and scheduled messages
+//! ([`Client::send_with_options`], [`Client::reschedule`]), [`Event::Recalled`] and
+//! [`EntryKind::Tombstone`] for what is gone. Not yet: automatic reconnection and offline send
+//! queues.
 
 mod client;
 mod config;
@@ -32,12 +38,18 @@ mod event;
 mod messaging;
 mod push;
 mod reader;
+mod recall;
+mod receipts;
 mod tls;
 
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;
-pub use event::{Entry, EntryKind, Event};
+pub use event::{Entry, EntryKind, Event, Expiry, RecallReason};
 pub use herald_protocol::pb;
 pub use herald_protocol::{ErrorCode, SessionId};
-pub use messaging::{Conversation, HistoryPage, MemberPage, Role, SendAck, SyncState, new_client_msg_id};
+pub use messaging::{
+    Conversation, HistoryPage, MemberPage, Role, SendAck, SendOptions, SendOutcome, SyncState, new_client_msg_id,
+};
+pub use recall::{RecallNotice, Scheduled};
+pub use receipts::{Cursors, MessageReceipts, RecallProgress, ReceiptList, ReceiptPage, Receipts};

@@ -1,9 +1,11 @@
 //! Conversations and messages: the requests of the messaging layer (docs/PROTOCOL.md §12).
 
-use bytes::Bytes;
-use herald_protocol::pb;
+use std::time::{Duration, SystemTime};
 
-use crate::{Client, ClientError, Entry};
+use bytes::Bytes;
+use herald_protocol::{Frame, FrameType, pb};
+
+use crate::{Client, ClientError, Entry, Scheduled};
 
 pub use herald_protocol::pb::{Conversation, MemberPage, SendAck, SyncState};
 
@@ -39,6 +41,112 @@ pub struct HistoryPage {
 
 fn strings(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// How a message is sent: when it expires and when it is delivered. Build it with
+/// [`SendOptions::new`] and the builder methods; the default sends now and keeps the message
+/// until it is recalled.
+///
+/// Times are checked by the broker against its own clock and `max_schedule_ms` (OUT_OF_RANGE if
+/// past or too far ahead), so a client with a skewed clock learns at once rather than silently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    expire_at: Option<SystemTime>,
+    expire_after_read: Option<Duration>,
+    deliver_at: Option<SystemTime>,
+}
+
+impl SendOptions {
+    /// Send now, keep until recalled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Have the broker recall the message at `at` (millisecond precision).
+    pub fn expire_at(mut self, at: SystemTime) -> Self {
+        self.expire_at = Some(at);
+        self
+    }
+
+    /// Have the broker recall the message this long after every member it was sent to has read
+    /// it. Rounded up to whole seconds, and at least one second, so it never goes sooner than
+    /// asked.
+    pub fn expire_after_read(mut self, after: Duration) -> Self {
+        self.expire_after_read = Some(after);
+        self
+    }
+
+    /// Hold the message and sequence it at `at` instead of now (millisecond precision); the send
+    /// then resolves to [`SendOutcome::Scheduled`].
+    pub fn deliver_at(mut self, at: SystemTime) -> Self {
+        self.deliver_at = Some(at);
+        self
+    }
+
+    /// Writes these options into a SEND.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for a time at or before 1970 or an expire-after-read
+    /// duration past the wire's 32-bit seconds.
+    fn apply(&self, send: &mut pb::Send) -> Result<(), ClientError> {
+        if let Some(at) = self.expire_at {
+            send.expire_at_ms = unix_ms(at, "the expiry time")?;
+        }
+        if let Some(after) = self.expire_after_read {
+            let secs = ceil_secs(after).max(1);
+            send.expire_after_read_secs = u32::try_from(secs).map_err(|_| {
+                ClientError::InvalidArgument(format!("expire-after-read of {secs} s exceeds {} s", u32::MAX))
+            })?;
+        }
+        if let Some(at) = self.deliver_at {
+            send.deliver_at_ms = unix_ms(at, "the delivery time")?;
+        }
+        Ok(())
+    }
+}
+
+/// What became of a send: sequenced now, or held for later.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    /// The message is durable with this sequence number (or was already, for a retry).
+    Sequenced(SendAck),
+    /// The message is held, durably, and will be sequenced at its delivery time.
+    Scheduled(Scheduled),
+}
+
+impl SendOutcome {
+    /// The answer to a SEND: SEND_ACK or SCHEDULED. Either is accepted whatever the options,
+    /// since a retry of a scheduled message already sequenced is answered with SEND_ACK.
+    fn from_answer(frame: &Frame) -> Result<Self, ClientError> {
+        let malformed = |e: herald_protocol::BodyError| ClientError::Protocol(e.to_string());
+        match frame.frame_type() {
+            FrameType::SEND_ACK => Ok(SendOutcome::Sequenced(frame.decode_body().map_err(malformed)?)),
+            FrameType::SCHEDULED => {
+                Ok(SendOutcome::Scheduled(frame.decode_body::<pb::Scheduled>().map_err(malformed)?.try_into()?))
+            }
+            other => Err(ClientError::Protocol(format!("{other} in answer to SEND"))),
+        }
+    }
+}
+
+/// A time as Unix milliseconds for the wire, where 0 means "none".
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] for a time that would read as 0 or does not fit.
+pub(crate) fn unix_ms(at: SystemTime, what: &str) -> Result<u64, ClientError> {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| ClientError::InvalidArgument(format!("{what} is before 1970")))?;
+    match u64::try_from(since_epoch.as_millis()) {
+        Ok(0) => Err(ClientError::InvalidArgument(format!("{what} is the Unix epoch, which means none on the wire"))),
+        Ok(ms) => Ok(ms),
+        Err(_) => Err(ClientError::InvalidArgument(format!("{what} is too far in the future"))),
+    }
+}
+
+/// Whole seconds, rounding any fraction up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// A fresh client message id: 128 random bits, hex.
@@ -131,6 +239,53 @@ impl Client {
         self.call(request).await
     }
 
+    /// Sends a message with [`SendOptions`]: expiring, scheduled, or both. `client_msg_id` is
+    /// the idempotency key as in [`Client::send_with_id`]; `None` makes a fresh one (a scheduled
+    /// message's id comes back in [`Scheduled::client_msg_id`]).
+    ///
+    /// # Errors
+    /// OUT_OF_RANGE for a time in the past or beyond the broker's `max_schedule_ms`;
+    /// [`ClientError::InvalidArgument`] for times the wire cannot carry; otherwise as
+    /// [`Client::send_with_id`].
+    pub async fn send_with_options(
+        &self,
+        conversation_id: u64,
+        client_msg_id: Option<&str>,
+        payload: impl Into<Bytes>,
+        options: &SendOptions,
+    ) -> Result<SendOutcome, ClientError> {
+        let payload: Bytes = payload.into();
+        let mut request = pb::Send {
+            conversation_id,
+            client_msg_id: client_msg_id.map_or_else(new_client_msg_id, str::to_owned),
+            payload: payload.to_vec(),
+            ..Default::default()
+        };
+        options.apply(&mut request)?;
+        SendOutcome::from_answer(&self.request(request.into()).await?)
+    }
+
+    /// Changes a conversation's settings; `None` leaves a setting as it is. Returns the
+    /// sequence number of the `settings_changed` event, which every member receives.
+    ///
+    /// `read_receipts: Some(false)` stops receipt counting and reporting (cursors are still kept
+    /// for unread counts). `retention: Some(d)` has messages sent from now on recalled `d` after
+    /// they are sequenced (rounded up to whole seconds); `Some(Duration::ZERO)` turns retention
+    /// off.
+    ///
+    /// # Errors
+    /// FORBIDDEN for plain members of a group; NOT_FOUND for non-members;
+    /// [`ClientError::InvalidArgument`] when both are `None` (there would be nothing to change).
+    pub async fn update_settings(
+        &self,
+        conversation_id: u64,
+        read_receipts: Option<bool>,
+        retention: Option<Duration>,
+    ) -> Result<u64, ClientError> {
+        let request = settings_request(conversation_id, read_receipts, retention)?;
+        Ok(self.call::<pb::Sequenced>(request).await?.seq)
+    }
+
     /// A page of the log: forward from `from_seq` (0 = the start), or backward (0 = the newest).
     ///
     /// # Errors
@@ -198,5 +353,102 @@ impl Client {
         limit: u32,
     ) -> Result<MemberPage, ClientError> {
         self.call(pb::ListMembers { conversation_id, after_user_id: after_user.to_owned(), limit }).await
+    }
+}
+
+fn settings_request(
+    conversation_id: u64,
+    read_receipts: Option<bool>,
+    retention: Option<Duration>,
+) -> Result<pb::UpdateSettings, ClientError> {
+    if read_receipts.is_none() && retention.is_none() {
+        return Err(ClientError::InvalidArgument("no setting to change".into()));
+    }
+    Ok(pb::UpdateSettings { conversation_id, read_receipts, retention_secs: retention.map(ceil_secs) })
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_protocol::RequestId;
+
+    use super::*;
+
+    fn applied(options: SendOptions) -> Result<pb::Send, ClientError> {
+        let mut send = pb::Send::default();
+        options.apply(&mut send)?;
+        Ok(send)
+    }
+
+    fn at_ms(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn default_options_send_now_and_keep() -> Result<(), ClientError> {
+        assert_eq!(applied(SendOptions::new())?, pb::Send::default());
+        Ok(())
+    }
+
+    #[test]
+    fn times_go_on_the_wire_as_unix_milliseconds() -> Result<(), ClientError> {
+        let send =
+            applied(SendOptions::new().expire_at(at_ms(1_700_000_000_123)).deliver_at(at_ms(1_600_000_000_456)))?;
+        assert_eq!((send.expire_at_ms, send.deliver_at_ms), (1_700_000_000_123, 1_600_000_000_456));
+        assert_eq!(send.expire_after_read_secs, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn expire_after_read_rounds_up_to_at_least_a_second() -> Result<(), ClientError> {
+        let secs = |d| applied(SendOptions::new().expire_after_read(d)).map(|s| s.expire_after_read_secs);
+        assert_eq!(secs(Duration::from_secs(30))?, 30);
+        assert_eq!(secs(Duration::from_millis(30_001))?, 31);
+        assert_eq!(secs(Duration::from_millis(200))?, 1);
+        assert_eq!(secs(Duration::ZERO)?, 1);
+        assert!(matches!(secs(Duration::from_secs(u64::from(u32::MAX) + 1)), Err(ClientError::InvalidArgument(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn times_the_wire_would_read_as_none_are_refused() {
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        for options in [
+            SendOptions::new().expire_at(before_epoch),
+            SendOptions::new().deliver_at(before_epoch),
+            SendOptions::new().deliver_at(SystemTime::UNIX_EPOCH),
+            SendOptions::new().expire_at(at_ms(0) + Duration::from_micros(999)),
+        ] {
+            assert!(matches!(applied(options), Err(ClientError::InvalidArgument(_))), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn a_send_is_answered_by_an_ack_or_a_schedule() -> Result<(), ClientError> {
+        let ack = pb::SendAck { conversation_id: 1, seq: 5, timestamp_ms: 9, duplicate: false };
+        let outcome = SendOutcome::from_answer(&Frame::from_body(RequestId::new(2), &ack))?;
+        assert_eq!(outcome, SendOutcome::Sequenced(ack));
+
+        let held = pb::Scheduled { conversation_id: 1, client_msg_id: "m-1".into(), deliver_at_ms: 2_000 };
+        let outcome = SendOutcome::from_answer(&Frame::from_body(RequestId::new(2), &held))?;
+        let expected = Scheduled { conversation_id: 1, client_msg_id: "m-1".into(), deliver_at: at_ms(2_000) };
+        assert_eq!(outcome, SendOutcome::Scheduled(expected));
+
+        let other = Frame::from_body(RequestId::new(2), &pb::Sequenced::default());
+        assert!(matches!(SendOutcome::from_answer(&other), Err(ClientError::Protocol(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn settings_leave_unset_fields_alone_and_round_retention_up() -> Result<(), ClientError> {
+        let only_receipts = settings_request(3, Some(false), None)?;
+        assert_eq!(
+            only_receipts,
+            pb::UpdateSettings { conversation_id: 3, read_receipts: Some(false), retention_secs: None }
+        );
+        let retention = settings_request(3, None, Some(Duration::from_millis(1_500)))?;
+        assert_eq!(retention.retention_secs, Some(2));
+        assert_eq!(settings_request(3, None, Some(Duration::ZERO))?.retention_secs, Some(0));
+        assert!(matches!(settings_request(3, None, None), Err(ClientError::InvalidArgument(_))));
+        Ok(())
     }
 }

@@ -1,16 +1,69 @@
-//! How log entries, roles and kinds are printed: one entry a line, enums as lowercase words.
+//! How log entries, receipts, roles and kinds are printed: one item a line, `key=value` pairs
+//! after a leading word, enums as lowercase words.
 
 use herald_client::pb::{self, event::Kind};
-use herald_client::{Entry, EntryKind};
+use herald_client::{Entry, EntryKind, MessageReceipts, RecallNotice, RecallProgress, RecallReason};
 
-/// `conv=<id> seq=<n> from=<user>/<device> <text or [event summary]>`.
+/// `conv=<id> seq=<n> from=<user>/<device> <text, [event summary] or [tombstone ...]>`.
 pub(crate) fn entry(e: &Entry) -> String {
     let body = match &e.kind {
         EntryKind::Message { payload, .. } => one_line(&String::from_utf8_lossy(payload)),
         EntryKind::Membership(event) => format!("[{}]", event_summary(event)),
+        EntryKind::Tombstone { recalled_by, reason, event_seq, .. } => {
+            format!("[tombstone reason={}{} event_seq={event_seq}]", recall_reason(*reason), by(recalled_by.as_deref()))
+        }
         EntryKind::Unknown => "[unknown entry]".to_owned(),
     };
     format!("conv={} seq={} from={}/{} {body}", e.conversation_id, e.seq, e.sender_user, e.sender_device)
+}
+
+/// `receipts conv=<id> seq=<n> read=<r> delivered=<d> members=<m>`: a message's counts, from
+/// `herald receipts` or pushed to `herald listen`.
+pub(crate) fn receipts(conversation_id: u64, m: &MessageReceipts) -> String {
+    format!(
+        "receipts conv={conversation_id} seq={} read={} delivered={} members={}",
+        m.seq, m.read, m.delivered, m.members
+    )
+}
+
+/// `recall-progress conv=<id> seq=<n> event_seq=<e> applied=<a> devices=<d>`: how many of the
+/// conversation's devices have deleted a recalled message.
+pub(crate) fn recall_progress(conversation_id: u64, r: &RecallProgress) -> String {
+    format!(
+        "recall-progress conv={conversation_id} seq={} event_seq={} applied={} devices={}",
+        r.seq, r.event_seq, r.applied_devices, r.devices
+    )
+}
+
+/// `recalled conv=<id> seq=<n> event_seq=<e> reason=<why>[ by=<user>]`: a recall notice.
+pub(crate) fn recall_notice(n: &RecallNotice) -> String {
+    format!(
+        "recalled conv={} seq={} event_seq={} reason={}{}",
+        n.conversation_id,
+        n.seq,
+        n.event_seq,
+        recall_reason(n.reason),
+        by(n.recalled_by.as_deref())
+    )
+}
+
+/// ` by=<user>`, or nothing when the broker's own expiry acted.
+fn by(user: Option<&str>) -> String {
+    user.map(|u| format!(" by={u}")).unwrap_or_default()
+}
+
+/// `recalled`, `expired` or `unknown(N)`.
+fn recall_reason(reason: RecallReason) -> String {
+    match reason {
+        RecallReason::Recalled => "recalled".to_owned(),
+        RecallReason::Expired => "expired".to_owned(),
+        RecallReason::Other(value) => format!("unknown({value})"),
+    }
+}
+
+/// `on` or `off`.
+pub(crate) fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// A membership event in a few words, such as `added carol(member)` or `renamed "Team"`.
@@ -58,4 +111,60 @@ pub(crate) fn kind(value: i32) -> String {
 
 fn lowercase_name(proto_name: &str, prefix: &str) -> String {
     proto_name.strip_prefix(prefix).unwrap_or(proto_name).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn entry_of(kind: EntryKind) -> Entry {
+        Entry {
+            conversation_id: 4,
+            seq: 2,
+            timestamp_ms: 0,
+            sender_user: "alice".into(),
+            sender_device: "cli".into(),
+            kind,
+            expiry: None,
+        }
+    }
+
+    #[test]
+    fn tombstones_say_why_and_who() {
+        let recalled = EntryKind::Tombstone {
+            recalled_at_ms: 1,
+            recalled_by: Some("alice".into()),
+            reason: RecallReason::Recalled,
+            event_seq: 3,
+        };
+        assert_eq!(
+            entry(&entry_of(recalled)),
+            "conv=4 seq=2 from=alice/cli [tombstone reason=recalled by=alice event_seq=3]"
+        );
+        let expired =
+            EntryKind::Tombstone { recalled_at_ms: 1, recalled_by: None, reason: RecallReason::Expired, event_seq: 9 };
+        assert_eq!(entry(&entry_of(expired)), "conv=4 seq=2 from=alice/cli [tombstone reason=expired event_seq=9]");
+        let message = EntryKind::Message { client_msg_id: "m".into(), payload: Bytes::from_static(b"a\nb") };
+        assert_eq!(entry(&entry_of(message)), "conv=4 seq=2 from=alice/cli a\\nb");
+    }
+
+    #[test]
+    fn receipts_and_recalls_are_one_line_each() {
+        let counts = MessageReceipts { seq: 2, read: 1, delivered: 2, members: 3 };
+        assert_eq!(receipts(4, &counts), "receipts conv=4 seq=2 read=1 delivered=2 members=3");
+        let progress = RecallProgress { seq: 2, event_seq: 5, applied_devices: 1, devices: 4 };
+        assert_eq!(recall_progress(4, &progress), "recall-progress conv=4 seq=2 event_seq=5 applied=1 devices=4");
+        let notice = RecallNotice {
+            conversation_id: 4,
+            seq: 2,
+            event_seq: 5,
+            recalled_by: Some("bob".into()),
+            reason: RecallReason::Recalled,
+        };
+        assert_eq!(recall_notice(&notice), "recalled conv=4 seq=2 event_seq=5 reason=recalled by=bob");
+        let expired = RecallNotice { recalled_by: None, reason: RecallReason::Other(7), ..notice };
+        assert_eq!(recall_notice(&expired), "recalled conv=4 seq=2 event_seq=5 reason=unknown(7)");
+    }
 }

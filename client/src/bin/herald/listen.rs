@@ -1,4 +1,5 @@
-//! `herald listen`: print deliveries as they arrive, and optionally catch up after RESYNC.
+//! `herald listen`: print deliveries, receipts and recall notices as they arrive, and optionally
+//! catch up after RESYNC.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,8 @@ use crate::format;
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// Exit after printing N entries; without it, listen until Ctrl-C.
+    /// Exit after printing N entries (receipts and recall notices do not count); without it,
+    /// listen until Ctrl-C.
     #[arg(long, short = 'n', value_name = "N")]
     count: Option<u64>,
     /// When the broker reports dropped deliveries (RESYNC, because this client read too slowly),
@@ -87,6 +89,14 @@ impl<'a> Listener<'a> {
             Event::Resync { dropped_bytes } => {
                 println!("resync dropped_bytes={dropped_bytes}: entries were missed (--resync fetches them)");
             }
+            Event::Receipts(receipts) => {
+                let conversation = receipts.conversation_id;
+                receipts.messages.iter().for_each(|m| println!("{}", format::receipts(conversation, m)));
+                receipts.recalls.iter().for_each(|r| println!("{}", format::recall_progress(conversation, r)));
+            }
+            Event::Recalled(notice) => println!("{}", format::recall_notice(&notice)),
+            // Notices of later protocol revisions; this version has nothing to say about them.
+            _ => {}
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 mod format;
 mod listen;
 mod messaging;
+mod receipts;
+mod when;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +19,8 @@ use clap::{Args, Parser, Subcommand};
 use herald_client::{Client, ClientConfig, Trust};
 
 use crate::listen::ListenArgs;
-use crate::messaging::{GroupCommand, HistoryArgs, SendArgs};
+use crate::messaging::{GroupCommand, HistoryArgs, RescheduleArgs, SendArgs};
+use crate::receipts::{ReceiptsArgs, SettingsArgs};
 
 /// Talk to a Herald broker from the command line.
 ///
@@ -67,14 +70,24 @@ enum Command {
         interval: Duration,
     },
     /// Send a text message to a conversation; prints `sent seq=N`.
+    ///
+    /// With --at the broker holds the message and delivers it later (even if you are offline
+    /// then); with --expire-in or --expire-after-read it recalls the message by itself.
     Send(SendArgs),
+    /// Move or cancel a message sent with `send --at`; prints `scheduled id=ID deliver_at=TIME`
+    /// or `cancelled id=ID`.
+    Reschedule(RescheduleArgs),
     /// Print new entries of all your conversations as they arrive, one a line.
     ///
-    /// Each line reads `conv=<id> seq=<n> from=<user>/<device> <body>`. The body of a message is
+    /// Each entry reads `conv=<id> seq=<n> from=<user>/<device> <body>`. The body of a message is
     /// its text (invalid UTF-8 replaced, control characters escaped); a membership event is
     /// summarised in brackets: `[created alice(owner) bob(member)]`, `[added carol(member)]`,
-    /// `[removed dave(member)]`, `[renamed "New name"]` or `[roles carol(admin)]`. A `resync` line
-    /// means the broker dropped deliveries because this client read too slowly.
+    /// `[removed dave(member)]`, `[renamed "New name"]`, `[roles carol(admin)]`, `[recalled
+    /// seq=N]` or `[settings ...]`; a recalled message reads `[tombstone reason=recalled|expired
+    /// by=<user> event_seq=<n>]`. Other lines: `receipts conv= seq= read= delivered= members=`
+    /// when the counts of a message you sent change, `recall-progress ...` for recalls you made,
+    /// `recalled conv= seq= event_seq= reason= by=` the moment a message is recalled, and
+    /// `resync` when the broker dropped deliveries because this client read too slowly.
     Listen(ListenArgs),
     /// Create groups and manage their members.
     #[command(subcommand)]
@@ -86,6 +99,39 @@ enum Command {
     History(HistoryArgs),
     /// List your conversations: id, kind, member count, newest seq, your role and name.
     Conversations,
+    /// Mark a conversation read up to SEQ (and delivered to this device); prints
+    /// `read conv=C read_seq=R delivered_seq=D`.
+    ///
+    /// Reading is a cursor: everything up to SEQ counts as read. A SEQ behind what you (on any
+    /// device) already read fails with STALE_CURSOR and changes nothing.
+    Read {
+        /// The conversation.
+        #[arg(value_name = "CONVERSATION_ID")]
+        conversation: u64,
+        /// The newest entry read.
+        seq: u64,
+    },
+    /// Show a message's receipt counts: `receipts conv= seq= read= delivered= members=`.
+    ///
+    /// Any member may see the counts; the lists (--read, --unread) are for the message's sender,
+    /// the group's owner and admins.
+    Receipts(ReceiptsArgs),
+    /// Recall a message: its text is deleted from the broker and every device is told to delete
+    /// it; prints `recalled seq=N event_seq=E`.
+    ///
+    /// The sender may recall within the organisation's recall window; a group's owner and admins
+    /// at any time.
+    Recall {
+        /// The conversation.
+        #[arg(value_name = "CONVERSATION_ID")]
+        conversation: u64,
+        /// The message.
+        seq: u64,
+    },
+    /// Show a conversation's settings, or change them (prints `updated seq=N`).
+    ///
+    /// Owners and admins change a group's settings; either member a direct conversation's.
+    Settings(SettingsArgs),
 }
 
 #[tokio::main]
@@ -105,6 +151,11 @@ async fn run(client: &Client, command: Command) -> Result<()> {
         Command::Group(command) => messaging::group(client, command).await,
         Command::History(args) => messaging::history(client, &args).await,
         Command::Conversations => messaging::conversations(client).await,
+        Command::Reschedule(args) => messaging::reschedule(client, args).await,
+        Command::Read { conversation, seq } => receipts::read(client, conversation, seq).await,
+        Command::Receipts(args) => receipts::receipts(client, &args).await,
+        Command::Recall { conversation, seq } => receipts::recall(client, conversation, seq).await,
+        Command::Settings(args) => receipts::settings(client, &args).await,
     }
 }
 
@@ -150,4 +201,47 @@ async fn ping(client: &Client, count: u32, interval: Duration) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied())).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn read_and_recall_take_a_conversation_and_a_seq() -> Result<()> {
+        assert!(matches!(parse(&["read", "5", "3"])?, Command::Read { conversation: 5, seq: 3 }));
+        assert!(matches!(parse(&["recall", "5", "3"])?, Command::Recall { conversation: 5, seq: 3 }));
+        assert!(parse(&["read", "5"]).is_err());
+        assert!(parse(&["recall", "5", "-1"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn receipts_lists_read_or_unread_not_both() -> Result<()> {
+        assert!(matches!(parse(&["receipts", "5", "3"])?, Command::Receipts(_)));
+        assert!(matches!(parse(&["receipts", "5", "3", "--unread", "--limit", "10"])?, Command::Receipts(_)));
+        assert!(parse(&["receipts", "5", "3", "--read", "--unread"]).is_err());
+        assert!(parse(&["receipts", "5", "3", "--limit", "0"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn settings_take_on_off_and_durations() -> Result<()> {
+        assert!(matches!(parse(&["settings", "5"])?, Command::Settings(_)));
+        assert!(matches!(parse(&["settings", "5", "--receipts", "off", "--retention", "7d"])?, Command::Settings(_)));
+        assert!(matches!(parse(&["settings", "5", "--retention", "off"])?, Command::Settings(_)));
+        assert!(parse(&["settings", "5", "--receipts", "maybe"]).is_err());
+        assert!(parse(&["settings", "5", "--retention", "forever"]).is_err());
+        Ok(())
+    }
 }

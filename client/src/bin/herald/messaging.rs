@@ -1,10 +1,14 @@
-//! `herald send`, `group`, `history` and `conversations`: one request (or a few pages) each.
+//! `herald send`, `reschedule`, `group`, `history` and `conversations`: one request (or a few
+//! pages) each.
+
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use herald_client::{Client, HistoryPage, new_client_msg_id, pb};
+use herald_client::{Client, HistoryPage, Scheduled, SendOptions, SendOutcome, new_client_msg_id, pb};
 
 use crate::format;
+use crate::when::{self, When};
 
 /// Items asked for per page when paging members, conversations and history.
 const PAGE: u32 = 1000;
@@ -25,6 +29,54 @@ pub(crate) struct SendArgs {
     /// id with another text is refused with CONFLICT.
     #[arg(long = "id", value_name = "CLIENT_MSG_ID")]
     client_msg_id: Option<String>,
+    /// Have the broker recall the message this long after it is delivered (10m, 1h 30m, ...):
+    /// from now, or from --at.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    expire_in: Option<Duration>,
+    /// Have the broker recall the message this long after every member it was sent to has read
+    /// it (rounded up to whole seconds).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    expire_after_read: Option<Duration>,
+    /// Hold the message and deliver it at TIME: RFC 3339 in UTC (2026-11-26T15:00:00Z) or
+    /// +DURATION from now (+30s, +2h). Prints `scheduled id=CLIENT_MSG_ID deliver_at=TIME`
+    /// instead of `sent seq=N`; the id names it for `herald reschedule`.
+    #[arg(long = "at", value_name = "TIME", value_parser = when::parse)]
+    deliver_at: Option<When>,
+}
+
+impl SendArgs {
+    /// The options these flags ask for; relative times count from `now`, and --expire-in from
+    /// the delivery time.
+    fn options(&self, now: SystemTime) -> Result<SendOptions> {
+        let mut options = SendOptions::new();
+        let mut delivered = now;
+        if let Some(at) = self.deliver_at {
+            delivered = at.resolve(now)?;
+            options = options.deliver_at(delivered);
+        }
+        if let Some(after) = self.expire_in {
+            options = options.expire_at(delivered.checked_add(after).context("--expire-in is too far in the future")?);
+        }
+        if let Some(after) = self.expire_after_read {
+            options = options.expire_after_read(after);
+        }
+        Ok(options)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RescheduleArgs {
+    /// The conversation the message was sent to.
+    #[arg(value_name = "CONVERSATION_ID")]
+    conversation: u64,
+    /// The id `herald send --at` printed (or was given with --id).
+    client_msg_id: String,
+    /// The new delivery time, as for `send --at`.
+    #[arg(value_name = "TIME", value_parser = when::parse, required_unless_present = "cancel")]
+    time: Option<When>,
+    /// Cancel the message instead: it is never delivered.
+    #[arg(long, conflicts_with = "time")]
+    cancel: bool,
 }
 
 /// Group management. Only owners and admins may add and remove members.
@@ -87,12 +139,40 @@ pub(crate) async fn send(client: &Client, args: SendArgs) -> Result<()> {
         (None, Some(conversation)) => conversation,
         (None, None) => anyhow::bail!("name a CONVERSATION_ID or --direct USER"),
     };
+    let options = args.options(SystemTime::now())?;
     let client_msg_id = args.client_msg_id.unwrap_or_else(new_client_msg_id);
-    let ack = client
-        .send_with_id(conversation, &client_msg_id, args.message.into_bytes())
+    let outcome = client
+        .send_with_options(conversation, Some(&client_msg_id), args.message.into_bytes(), &options)
         .await
         .with_context(|| format!("sending to conversation {conversation}"))?;
-    println!("sent seq={}{}", ack.seq, if ack.duplicate { " (duplicate)" } else { "" });
+    match outcome {
+        SendOutcome::Sequenced(ack) => {
+            println!("sent seq={}{}", ack.seq, if ack.duplicate { " (duplicate)" } else { "" })
+        }
+        SendOutcome::Scheduled(scheduled) => println!("{}", scheduled_line(&scheduled)),
+    }
+    Ok(())
+}
+
+/// `scheduled id=<client_msg_id> deliver_at=<RFC 3339>`.
+fn scheduled_line(scheduled: &Scheduled) -> String {
+    format!("scheduled id={} deliver_at={}", scheduled.client_msg_id, when::show(scheduled.deliver_at))
+}
+
+pub(crate) async fn reschedule(client: &Client, args: RescheduleArgs) -> Result<()> {
+    let (conversation, id) = (args.conversation, &args.client_msg_id);
+    let context = || format!("rescheduling {id} in conversation {conversation}");
+    match args.time {
+        Some(time) => {
+            let scheduled =
+                client.reschedule(conversation, id, time.resolve(SystemTime::now())?).await.with_context(context)?;
+            println!("{}", scheduled_line(&scheduled));
+        }
+        None => {
+            client.cancel_scheduled(conversation, id).await.with_context(context)?;
+            println!("cancelled id={id}");
+        }
+    }
     Ok(())
 }
 
@@ -192,5 +272,95 @@ pub(crate) async fn conversations(client: &Client) -> Result<()> {
             Some(last) if list.more => after_conversation_id = last.conversation_id,
             _ => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Send {
+        #[command(flatten)]
+        args: SendArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct Reschedule {
+        #[command(flatten)]
+        args: RescheduleArgs,
+    }
+
+    fn send(args: &[&str]) -> Result<SendArgs, clap::Error> {
+        Send::try_parse_from(std::iter::once("send").chain(args.iter().copied())).map(|s| s.args)
+    }
+
+    fn reschedule(args: &[&str]) -> Result<RescheduleArgs, clap::Error> {
+        Reschedule::try_parse_from(std::iter::once("reschedule").chain(args.iter().copied())).map(|r| r.args)
+    }
+
+    const NOW: Duration = Duration::from_secs(1_000_000);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + NOW
+    }
+
+    #[test]
+    fn a_plain_send_has_default_options() -> Result<()> {
+        assert_eq!(send(&["5", "hi"])?.options(now())?, SendOptions::new());
+        Ok(())
+    }
+
+    #[test]
+    fn expiry_counts_from_delivery() -> Result<()> {
+        let args = send(&["5", "hi", "--at", "+1h", "--expire-in", "10m", "--expire-after-read", "30s"])?;
+        let delivered = now() + Duration::from_secs(3_600);
+        let expected = SendOptions::new()
+            .deliver_at(delivered)
+            .expire_at(delivered + Duration::from_secs(600))
+            .expire_after_read(Duration::from_secs(30));
+        assert_eq!(args.options(now())?, expected);
+
+        let args = send(&["5", "hi", "--expire-in", "10m"])?;
+        assert_eq!(args.options(now())?, SendOptions::new().expire_at(now() + Duration::from_secs(600)));
+        Ok(())
+    }
+
+    #[test]
+    fn an_absolute_time_is_taken_as_given() -> Result<()> {
+        let args = send(&["--direct", "bob", "hi", "--at", "2026-12-26T15:00:00Z"])?;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_297_200);
+        assert_eq!(args.options(now())?, SendOptions::new().deliver_at(at));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_times_and_durations_are_refused_while_parsing() {
+        assert!(send(&["5", "hi", "--at", "tomorrow"]).is_err());
+        assert!(send(&["5", "hi", "--expire-in", "soon"]).is_err());
+        assert!(send(&["5", "hi", "--expire-after-read", "+30s"]).is_err());
+    }
+
+    #[test]
+    fn reschedule_takes_a_time_or_cancel_but_not_both() -> Result<()> {
+        let moved = reschedule(&["5", "m-1", "+30s"])?;
+        assert_eq!((moved.time, moved.cancel), (Some(When::In(Duration::from_secs(30))), false));
+        let cancelled = reschedule(&["5", "m-1", "--cancel"])?;
+        assert_eq!((cancelled.time, cancelled.cancel), (None, true));
+        assert!(reschedule(&["5", "m-1"]).is_err());
+        assert!(reschedule(&["5", "m-1", "+30s", "--cancel"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn scheduled_messages_print_their_id_and_time() {
+        let scheduled = Scheduled {
+            conversation_id: 5,
+            client_msg_id: "m-1".into(),
+            deliver_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_798_297_200_000),
+        };
+        assert_eq!(scheduled_line(&scheduled), "scheduled id=m-1 deliver_at=2026-12-26T15:00:00.000Z");
     }
 }
