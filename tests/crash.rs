@@ -9,6 +9,11 @@
 //! sequence number with its payload, sequence numbers gapless from 1, no message stored twice,
 //! nothing nobody sent, and each sender's messages in the order it sent them.
 //!
+//! Durable timers ride along: before the first kill the owner schedules messages due at
+//! intervals across the whole run, so kills land before, during and after their firing. Each
+//! must end up in the log exactly once, in due order, with its payload: a timer is neither lost
+//! nor fired twice across `kill -9`.
+//!
 //! The seed fixes the kill schedule, not thread timing, so a failing seed usually but not
 //! always fails again. Environment:
 //! - `HERALD_CRASH_SEED`: the seed (default [`DEFAULT_SEED`]); every failure names it.
@@ -29,11 +34,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use herald_client::{Client, ClientConfig, ClientError, Entry, EntryKind, Trust};
+use herald_client::{Client, ClientConfig, ClientError, Entry, EntryKind, SendOptions, SendOutcome, Trust};
 use tokio::sync::{oneshot, watch};
 
 /// The organisation a broker started without a configuration file serves.
@@ -86,6 +91,7 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     let owner_token = tokens.remove(OWNER).context("owner token")?;
     let owner = connector.connect(&owner_token).await?;
     let conv = create_group(&owner).await?;
+    let (scheduler, last_due) = schedule_messages(&owner, conv).await?;
     owner.close().await;
     let mut senders = (1..=SENDERS)
         .map(|i| {
@@ -115,6 +121,9 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     }
 
     // The last restart is clean: nothing kills it while the doubts are resolved and the log read.
+    if let Ok(wait) = last_due.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait + Duration::from_secs(1)).await;
+    }
     for sender in &mut senders {
         let client = connector.connect(&sender.token).await?;
         sender.resolve_in_doubt(&client, conv).await?;
@@ -126,12 +135,53 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     reader.close().await;
     drop(broker);
 
-    let audit = Audit::of(&log, last_seq, &senders);
     let tally = Tally::of(&senders);
+    let scheduled_missing = missing_scheduled(&log, &scheduler);
+    senders.push(scheduler);
+    let audit = Audit::of(&log, last_seq, &senders);
     report(seed, rounds, last_seq, &tally, &audit, &restarts);
     assert!(audit.is_clean(), "HERALD_CRASH_SEED={seed}: the log disagrees with what senders were told:\n{audit}");
     assert_eq!(tally.acked, tally.messages, "HERALD_CRASH_SEED={seed}: every message is acknowledged in the end");
+    assert!(scheduled_missing.is_empty(), "HERALD_CRASH_SEED={seed}: scheduled messages lost: {scheduled_missing:?}");
     Ok(())
+}
+
+/// Scheduled messages, due every [`SCHEDULE_EVERY`] across the run.
+const SCHEDULED: usize = 24;
+/// The interval between two scheduled messages' due times.
+const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
+
+/// Has the owner schedule [`SCHEDULED`] messages. Returns them as a sender whose messages have no
+/// ack (the audit then checks they are stored once, unaltered, in order) and the last due time.
+async fn schedule_messages(owner: &Client, conv: u64) -> Result<(Sender, SystemTime)> {
+    let mut scheduler = Sender::new(OWNER.to_owned(), String::new());
+    let start = SystemTime::now();
+    let mut last_due = start;
+    for n in 0..SCHEDULED {
+        last_due = start + SCHEDULE_EVERY * (n as u32 + 1);
+        let client_msg_id = format!("scheduled-{n}");
+        let payload = Bytes::from(format!("scheduled message {n}"));
+        let options = SendOptions::new().deliver_at(last_due);
+        let outcome = owner.send_with_options(conv, Some(&client_msg_id), payload.clone(), &options).await?;
+        ensure!(matches!(outcome, SendOutcome::Scheduled(_)), "{client_msg_id} was not held: {outcome:?}");
+        scheduler.sent.push(Sent { client_msg_id, payload, seq: None, attempts: 1 });
+    }
+    Ok((scheduler, last_due))
+}
+
+/// The scheduled messages the log lacks (duplicates and alterations are the audit's to find).
+fn missing_scheduled(log: &[Entry], scheduler: &Sender) -> Vec<String> {
+    scheduler
+        .sent
+        .iter()
+        .filter(|m| {
+            !log.iter().any(|e| {
+                e.sender_user == scheduler.user
+                    && matches!(&e.kind, EntryKind::Message { client_msg_id, .. } if *client_msg_id == m.client_msg_id)
+            })
+        })
+        .map(|m| m.client_msg_id.clone())
+        .collect()
 }
 
 /// One round: the senders connect and send until the broker is killed `kill_after` later.

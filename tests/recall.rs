@@ -52,7 +52,9 @@ async fn recall_deletes_the_ciphertext_from_the_store_and_tells_members_at_once(
     assert_eq!((notice.seq, notice.event_seq, notice.reason), (recalled, event_seq, RecallReason::Recalled));
     let page = alice.history(conv, recalled, false, 10).await?;
     let tombstone = page.entries.first().context("the entry is still there")?;
-    assert!(matches!(&tombstone.kind, EntryKind::Tombstone { recalled_by: Some(by), event_seq: e, .. } if by == "bob" && *e == event_seq));
+    assert!(
+        matches!(&tombstone.kind, EntryKind::Tombstone { recalled_by: Some(by), event_seq: e, .. } if by == "bob" && *e == event_seq)
+    );
     let again = bob.recall(conv, recalled).await.expect_err("recalled twice");
     assert_eq!(again.code(), Some(ErrorCode::ALREADY_RECALLED));
 
@@ -82,9 +84,13 @@ async fn expiries_and_scheduled_sends_fire_on_time_after_a_restart() -> Result<(
     let conv = group.conversation_id;
     let fire_in = Duration::from_secs(3);
     let due = at(fire_in);
-    let expiring = alice.send_with_options(conv, Some("expiring"), b"gone soon".to_vec(), &SendOptions::new().expire_at(due)).await?;
+    let expiring = alice
+        .send_with_options(conv, Some("expiring"), b"gone soon".to_vec(), &SendOptions::new().expire_at(due))
+        .await?;
     let SendOutcome::Sequenced(expiring) = expiring else { bail!("sequenced expected") };
-    let scheduled = alice.send_with_options(conv, Some("scheduled"), b"see you at three".to_vec(), &SendOptions::new().deliver_at(due)).await?;
+    let scheduled = alice
+        .send_with_options(conv, Some("scheduled"), b"see you at three".to_vec(), &SendOptions::new().deliver_at(due))
+        .await?;
     assert!(matches!(scheduled, SendOutcome::Scheduled(_)));
     alice.close().await;
 
@@ -97,7 +103,8 @@ async fn expiries_and_scheduled_sends_fire_on_time_after_a_restart() -> Result<(
     while delivered_at.is_none() || expired_at.is_none() {
         let event = tokio::time::timeout(Duration::from_secs(15), events.recv()).await?.context("stream ended")?;
         match event {
-            Event::Delivery(entry) if matches!(&entry.kind, EntryKind::Message { client_msg_id, .. } if client_msg_id == "scheduled") => {
+            Event::Delivery(entry) if matches!(&entry.kind, EntryKind::Message { client_msg_id, .. } if client_msg_id == "scheduled") =>
+            {
                 assert_eq!(entry.sender_user, "alice", "sequenced from its sender, who is offline");
                 delivered_at = Some(SystemTime::now());
             }
@@ -142,9 +149,23 @@ async fn bad_recalls_and_schedules_are_refused_with_their_codes() -> Result<()> 
     assert_eq!(code(alice.recall(conv, 99).await), Some(ErrorCode::NOT_FOUND));
     assert_eq!(code(alice.recall(conv, 1).await), Some(ErrorCode::INVALID_ARGUMENT), "seq 1 is the created event");
     assert_eq!(code(bob.recall(conv, seq).await), Some(ErrorCode::FORBIDDEN));
-    let past = alice.send_with_options(conv, None, b"x".to_vec(), &SendOptions::new().deliver_at(SystemTime::now() - Duration::from_secs(5))).await;
+    let past = alice
+        .send_with_options(
+            conv,
+            None,
+            b"x".to_vec(),
+            &SendOptions::new().deliver_at(SystemTime::now() - Duration::from_secs(5)),
+        )
+        .await;
     assert_eq!(past.err().and_then(|e| e.code()), Some(ErrorCode::OUT_OF_RANGE));
-    let far = alice.send_with_options(conv, None, b"x".to_vec(), &SendOptions::new().deliver_at(at(Duration::from_secs(400 * 86_400)))).await;
+    let far = alice
+        .send_with_options(
+            conv,
+            None,
+            b"x".to_vec(),
+            &SendOptions::new().deliver_at(at(Duration::from_secs(400 * 86_400))),
+        )
+        .await;
     assert_eq!(far.err().and_then(|e| e.code()), Some(ErrorCode::OUT_OF_RANGE));
     let beyond = bob.mark_read(conv, seq + 5).await;
     assert_eq!(beyond.err().and_then(|e| e.code()), Some(ErrorCode::OUT_OF_RANGE));

@@ -193,7 +193,6 @@ fn number(line: &str, key: &str) -> Result<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn reading_moves_counts_and_lists_and_the_sender_hears_of_it() -> Result<()> {
     let fx = Fixture::start().await?;
     tokio::task::block_in_place(|| -> Result<()> {
@@ -237,7 +236,6 @@ async fn reading_moves_counts_and_lists_and_the_sender_hears_of_it() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn a_recall_leaves_a_tombstone_and_reaches_listeners_at_once() -> Result<()> {
     let fx = Fixture::start().await?;
     tokio::task::block_in_place(|| -> Result<()> {
@@ -274,7 +272,6 @@ async fn a_recall_leaves_a_tombstone_and_reaches_listeners_at_once() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn past_the_recall_window_only_the_owner_may_recall() -> Result<()> {
     let fx = Fixture::start_with(|config| config.limits.recall_window = Duration::from_secs(1)).await?;
     tokio::task::block_in_place(|| -> Result<()> {
@@ -293,7 +290,6 @@ async fn past_the_recall_window_only_the_owner_may_recall() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn scheduled_messages_arrive_on_time_and_can_be_moved_or_cancelled() -> Result<()> {
     let fx = Fixture::start().await?;
     tokio::task::block_in_place(|| -> Result<()> {
@@ -341,7 +337,6 @@ async fn scheduled_messages_arrive_on_time_and_can_be_moved_or_cancelled() -> Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn expiring_messages_become_tombstones_and_listeners_are_told() -> Result<()> {
     let fx = Fixture::start().await?;
     tokio::task::block_in_place(|| -> Result<()> {
@@ -372,7 +367,6 @@ async fn expiring_messages_become_tombstones_and_listeners_are_told() -> Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker side of issue 4"]
 async fn settings_turn_receipts_off_and_retention_expires_new_messages() -> Result<()> {
     let fx = Fixture::start().await?;
     tokio::task::block_in_place(|| -> Result<()> {
