@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+mod cli_audit;
+
 use clap::{Args, Parser, Subcommand};
 use herald_broker::RunningBroker;
 use herald_broker::auth::{SigningKeyPair, TokenMinter};
@@ -44,6 +46,9 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a token (a standard EdDSA JWT) signed with the development key, and print it.
     Token(TokenArgs),
+    /// Verify the audit log's hash chains, or export records (works beside a running broker).
+    #[command(subcommand)]
+    Audit(cli_audit::AuditCommand),
 }
 
 #[derive(Debug, Args, Default)]
@@ -97,6 +102,7 @@ async fn main() -> Result<()> {
     }
     match cli.command {
         Some(Command::Token(args)) => mint_token(&config, args),
+        Some(Command::Audit(command)) => cli_audit::run(&config, command),
         Some(Command::Serve(args)) => serve(config, args).await,
         None => serve(config, ServeArgs::default()).await,
     }

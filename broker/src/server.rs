@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::audit::AuditLog;
 use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
-use crate::store::{LogStore, RocksStore, StoreError};
+use crate::store::{KvBackend, LogStore, RocksStore, StoreError};
 use crate::tls::{ServerIdentity, TlsError};
 
 /// UDP socket buffer size. The kernel default (208 KiB) drops packets under fan-out and handshake
@@ -221,9 +222,12 @@ fn start_services(
         };
         (org.clone(), policy)
     });
+    let kv: Arc<dyn KvBackend> = store.clone();
+    let audit = Arc::new(AuditLog::start(kv, config.storage.sync_writes).map_err(BrokerError::Shards)?);
     let shard_config = ShardConfig {
         limits,
         policies: Arc::new(Policies { default, orgs: orgs.collect() }),
+        audit: audit.clone(),
         sync_writes: config.storage.sync_writes,
         max_batch: config.storage.max_batch,
         queue_len: config.storage.shard_queue,
@@ -232,7 +236,7 @@ fn start_services(
     let shards =
         Shards::start(shard_count, shard_config, log.clone(), registry.clone()).map_err(BrokerError::Shards)?;
     info!(shards = shard_count, sync_writes = config.storage.sync_writes, "shards started");
-    Ok(Services { shards, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes })
+    Ok(Services { shards, audit, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes })
 }
 
 fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, BrokerError> {

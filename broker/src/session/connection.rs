@@ -12,6 +12,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::requests::Routed;
 use super::{Action, Services, SessionContext, SessionMachine, directory};
+use crate::audit::{AuditAction, AuditEvent, AuditSink};
 use crate::auth::Identity;
 use crate::clock::Now;
 use crate::fanout::{DeviceSession, ReplyTo, push_queue};
@@ -232,6 +233,15 @@ impl ConnectionLoop {
         };
         self.services.registry.register(&identity.org, &identity.user, device);
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
+        self.services.audit.record(AuditEvent {
+            org: identity.org.clone(),
+            at_ms: Now::system().unix_ms,
+            actor: identity.user.to_string(),
+            device: identity.device.to_string(),
+            action: AuditAction::Login,
+            target: format!("session {}", self.machine.id()),
+            details: Vec::new(),
+        });
         self.registered = Some(identity);
         Ok(())
     }

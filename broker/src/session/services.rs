@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::fanout::SessionRegistry;
 use crate::shard::Shards;
 use crate::store::LogStore;
@@ -9,8 +10,11 @@ use crate::store::LogStore;
 /// The broker's shared services, as sessions see them.
 #[derive(Debug)]
 pub struct Services {
-    /// The shard threads, by conversation.
+    /// The shard threads, by conversation. Declared before `audit`, so they stop (and hand over
+    /// their last events) before the audit writer drains and stops.
     pub shards: Shards,
+    /// The audit log's writer.
+    pub audit: Arc<AuditLog>,
     /// Committed state, for the requests no shard serves.
     pub store: Arc<dyn LogStore>,
     /// Live sessions, for fan-out.

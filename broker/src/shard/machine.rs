@@ -23,6 +23,7 @@ use super::command::{Command, Origin, PriorSend, Request};
 use super::live::{EntryInfo, LiveWindow};
 use super::policy::Policies;
 use super::receipts::PendingReceipts;
+use crate::audit::{AuditAction, AuditEvent};
 use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings};
 use crate::fanout::{Lane, ReplyTo};
 use crate::receipts::{MemberCursor, ReceiptBook};
@@ -109,6 +110,8 @@ pub struct Effects {
     pub purges: Vec<(ConvKey, u64)>,
     /// Timers this batch fired or changed: if the commit fails they are put back as they were.
     pub timers_before: Vec<(TimerId, Option<Timer>)>,
+    /// Audit events for what the batch changed, recorded after the commit.
+    pub audit: Vec<AuditEvent>,
 }
 
 /// Identifies a message for idempotency: conversation, sender, client message id.
@@ -410,6 +413,27 @@ impl ShardMachine {
         self.append(conv, author, body, recipients, now_ms)
     }
 
+    /// Queues an audit event about the conversation (or one of its messages).
+    pub(super) fn audit(
+        &mut self,
+        conv: &ConvKey,
+        author: Author<'_>,
+        action: AuditAction,
+        target: String,
+        details: Vec<(String, String)>,
+        now_ms: u64,
+    ) {
+        self.effects.audit.push(AuditEvent {
+            org: conv.org.clone(),
+            at_ms: now_ms,
+            actor: author.user.to_owned(),
+            device: author.device.to_owned(),
+            action,
+            target,
+            details,
+        });
+    }
+
     /// Records that `users` joined (or left) with the event at `seq`, for exact receipt counts.
     fn track_membership(&mut self, conv: &ConvKey, joined: &[UserId], left: &[UserId], seq: u64) {
         let Some(receipts) = self.receipts.get_mut(conv) else { return };
@@ -465,7 +489,10 @@ impl ShardMachine {
             let message = format!("{} members exceed the limit of {}", roster.len(), self.limits.max_group_members);
             return Err((ErrorCode::LIMIT_EXCEEDED, message));
         }
+        let members = roster.len().to_string();
         self.create(conv, origin, Kind::Group, name, roster, now_ms)?;
+        let details = vec![("members".to_owned(), members)];
+        self.audit(conv, Author::of(origin), AuditAction::GroupCreated, conv.id.to_string(), details, now_ms);
         let frame = self.conversation_frame(conv, origin)?;
         self.reply(origin, frame);
         Ok(())
@@ -545,6 +572,11 @@ impl ShardMachine {
             return Err((ErrorCode::LIMIT_EXCEEDED, message));
         }
         let mut seq = state.last_seq;
+        let before_seq = seq;
+        let details = vec![
+            ("added".to_owned(), joined_ids(&added)),
+            ("removed".to_owned(), joined_ids(removed.iter().map(|(u, _)| u))),
+        ];
         if !added.is_empty() {
             let state = self.state_mut(conv)?;
             for user in &added {
@@ -565,6 +597,9 @@ impl ShardMachine {
         }
         if !removed.is_empty() {
             seq = self.remove_members(conv, origin, &removed, now_ms)?;
+        }
+        if seq != before_seq {
+            self.audit(conv, Author::of(origin), AuditAction::MembersChanged, conv.id.to_string(), details, now_ms);
         }
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
@@ -600,6 +635,7 @@ impl ShardMachine {
             return Err((ErrorCode::FORBIDDEN, "the owner must transfer ownership before leaving".into()));
         }
         let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], now_ms)?;
+        self.audit(conv, Author::of(origin), AuditAction::MemberLeft, conv.id.to_string(), Vec::new(), now_ms);
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
     }
@@ -651,6 +687,11 @@ impl ShardMachine {
         let recipients = state.recipients();
         let event = pb::event::Kind::SettingsChanged(settings.to_pb());
         let seq = self.event(conv, Author::of(origin), event, recipients, now_ms)?;
+        let details = vec![
+            ("read_receipts".to_owned(), settings.read_receipts.to_string()),
+            ("retention_secs".to_owned(), settings.retention_secs.to_string()),
+        ];
+        self.audit(conv, Author::of(origin), AuditAction::SettingsChanged, conv.id.to_string(), details, now_ms);
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
     }
@@ -699,6 +740,8 @@ impl ShardMachine {
             recipients,
             now_ms,
         )?;
+        let details = changes.iter().map(|(u, r)| (u.to_string(), format!("{r:?}").to_lowercase())).collect();
+        self.audit(conv, Author::of(origin), AuditAction::RolesChanged, conv.id.to_string(), details, now_ms);
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
     }
@@ -753,6 +796,11 @@ impl ShardMachine {
         self.reply(origin, Frame::from_body(origin.request_id, &page));
         Ok(())
     }
+}
+
+/// User ids as one comma-separated audit detail.
+fn joined_ids<'a>(users: impl IntoIterator<Item = &'a UserId>) -> String {
+    users.into_iter().map(UserId::as_str).collect::<Vec<_>>().join(",")
 }
 
 fn member_list(members: &[(UserId, Role)]) -> pb::MemberList {

@@ -7,6 +7,7 @@ use prost::Message;
 use super::command::Origin;
 use super::live::{EntryInfo, EntryKind};
 use super::machine::{Author, Fanout, Refusal, ShardMachine, encode_frame, not_found};
+use crate::audit::AuditAction;
 use crate::conversation::{ConvKey, Kind, Role};
 use crate::fanout::Lane;
 use crate::store::WriteOp;
@@ -110,6 +111,13 @@ impl ShardMachine {
         };
         let frame = encode_frame(&Frame::from_body(RequestId::NONE, &notice));
         self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame, lane: Lane::Urgent });
+        let action = match reason {
+            pb::RecallReason::Expired => AuditAction::MessageExpired,
+            _ => AuditAction::MessageRecalled,
+        };
+        let details =
+            vec![("sender".to_owned(), target.sender.clone()), ("event_seq".to_owned(), event_seq.to_string())];
+        self.audit(conv, author, action, format!("{}/{seq}", conv.id), details, now_ms);
         Ok(event_seq)
     }
 

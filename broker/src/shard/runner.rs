@@ -15,6 +15,7 @@ use tracing::{error, warn};
 use super::command::{Command, PriorSend, Request};
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
 use super::policy::Policies;
+use crate::audit::AuditSink;
 use crate::clock::Now;
 use crate::conversation::ConvKey;
 use crate::fanout::FanOut;
@@ -32,6 +33,8 @@ pub struct ShardConfig {
     pub limits: ShardLimits,
     /// Each organisation's recall and receipt policy.
     pub policies: Arc<Policies>,
+    /// Where audit events go once their batch is committed.
+    pub audit: Arc<dyn AuditSink>,
     /// Sync the WAL before acknowledging (durable against power loss), or leave it to the OS
     /// (durable against a broker crash only).
     pub sync_writes: bool,
@@ -293,7 +296,7 @@ impl ShardLoop {
     /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
     /// forgets the state that ran ahead and tells every caller the store is unavailable.
     fn publish(&mut self, effects: Effects) {
-        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before } = effects;
+        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before, audit } = effects;
         if !writes.is_empty()
             && let Err(e) = self.store.commit(&writes, self.config.sync_writes)
         {
@@ -307,6 +310,9 @@ impl ShardLoop {
                 read.reply.send(error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e));
             }
             return;
+        }
+        for event in audit {
+            self.config.audit.record(event);
         }
         for (reply, frame) in replies {
             reply.send(frame);
@@ -364,7 +370,8 @@ mod tests {
 
     fn config() -> ShardConfig {
         let limits = ShardLimits::with_max_group_members(100);
-        ShardConfig { limits, policies: Arc::default(), sync_writes: true, max_batch: 64, queue_len: 64 }
+        let audit = Arc::new(crate::audit::NoAudit);
+        ShardConfig { limits, policies: Arc::default(), audit, sync_writes: true, max_batch: 64, queue_len: 64 }
     }
 
     fn command(reply: &ReplyTo, n: u32, request: Request) -> Command {

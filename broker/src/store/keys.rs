@@ -97,6 +97,20 @@ pub(crate) fn timer_id(key: &[u8]) -> Option<TimerId> {
     Some(TimerId { conv, what })
 }
 
+/// `org \0`: the prefix of an organisation's audit chain.
+pub(crate) fn audit_prefix(org: &OrgId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.as_str().len() + 9);
+    push_str(&mut key, org.as_str());
+    key
+}
+
+/// `org \0 seq`: one audit record.
+pub(crate) fn audit(org: &OrgId, seq: u64) -> Vec<u8> {
+    let mut key = audit_prefix(org);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 /// `org \0 user \0`: the prefix of a user's conversation index.
 pub(crate) fn user_prefix(org: &OrgId, user: &UserId) -> Vec<u8> {
     let mut key = Vec::with_capacity(org.as_str().len() + user.as_str().len() + 2 + 8);

@@ -33,11 +33,13 @@ pub enum Cf {
     DeviceCursors,
     /// Durable timers, by conversation and what they are about.
     Timers,
+    /// The audit log: one hash chain per organisation, by organisation and position.
+    Audit,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -48,6 +50,7 @@ impl Cf {
         Cf::Cursors,
         Cf::DeviceCursors,
         Cf::Timers,
+        Cf::Audit,
     ];
 
     /// The column family's name on disk.
@@ -63,6 +66,7 @@ impl Cf {
             Cf::Cursors => "cursors",
             Cf::DeviceCursors => "device_cursors",
             Cf::Timers => "timers",
+            Cf::Audit => "audit",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`LogStore`] is the seam the rest of the broker uses; it is implemented once over the ordered
 //! key-value layer in [`kv`], which RocksDB and the in-memory twin provide.
 
+mod audit;
 mod keys;
 mod kv;
 mod log;
@@ -10,6 +11,7 @@ mod memory;
 mod records;
 mod rocks;
 
+pub use audit::{append_audit, audit_head, audit_key, scan_audit};
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};
 pub use log::{ConversationSummary, CursorRecords, LogStore, WriteOp};
 pub use memory::MemoryStore;

@@ -91,6 +91,25 @@ impl RocksStore {
         Ok(store)
     }
 
+    /// Opens an existing store read-only, for tools (`herald-broker audit …`); RocksDB allows this
+    /// beside a running broker, which keeps the lock for writes.
+    ///
+    /// # Errors
+    /// [`StoreError::Rocks`] if it cannot be opened (missing, or written by an older layout
+    /// without every column family); [`StoreError::FormatVersion`] for another layout.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let names = Cf::ALL.iter().map(|cf| cf.name());
+        let db = DB::open_cf_for_read_only(&Options::default(), path, names, false)
+            .map_err(|source| StoreError::Rocks { path: path.to_owned(), source })?;
+        let store = Self { db, path: path.to_owned(), poisoned: AtomicBool::new(false) };
+        let meta = store.cf(Cf::Meta)?;
+        match store.db.get_cf(meta, KEY_FORMAT_VERSION).map_err(store.rocks_err())? {
+            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(store),
+            Some(v) => Err(StoreError::FormatVersion { path: path.to_owned(), found: format!("{v:02x?}") }),
+            None => Ok(store),
+        }
+    }
+
     fn rocks_err(&self) -> impl FnOnce(rocksdb::Error) -> StoreError + '_ {
         |source| StoreError::Rocks { path: self.path.clone(), source }
     }

@@ -1,0 +1,76 @@
+//! What is audited.
+
+use herald_protocol::OrgId;
+
+/// The kinds of audited actions. Their names are stable: exports and queries use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A session opened.
+    Login,
+    /// A group was created (target: the conversation; details: the members).
+    GroupCreated,
+    /// Members were added or removed.
+    MembersChanged,
+    /// Roles changed, including ownership transfers.
+    RolesChanged,
+    /// A member left a group.
+    MemberLeft,
+    /// A message was recalled by a member or an admin.
+    MessageRecalled,
+    /// A message expired (a recall by the broker).
+    MessageExpired,
+    /// A conversation's settings changed.
+    SettingsChanged,
+}
+
+impl AuditAction {
+    /// Every action, for parsing and documentation.
+    pub const ALL: [AuditAction; 8] = [
+        AuditAction::Login,
+        AuditAction::GroupCreated,
+        AuditAction::MembersChanged,
+        AuditAction::RolesChanged,
+        AuditAction::MemberLeft,
+        AuditAction::MessageRecalled,
+        AuditAction::MessageExpired,
+        AuditAction::SettingsChanged,
+    ];
+
+    /// The action's stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditAction::Login => "login",
+            AuditAction::GroupCreated => "group_created",
+            AuditAction::MembersChanged => "members_changed",
+            AuditAction::RolesChanged => "roles_changed",
+            AuditAction::MemberLeft => "member_left",
+            AuditAction::MessageRecalled => "message_recalled",
+            AuditAction::MessageExpired => "message_expired",
+            AuditAction::SettingsChanged => "settings_changed",
+        }
+    }
+
+    /// The action with this name.
+    pub fn from_name(name: &str) -> Option<AuditAction> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// An audited action, before the log gives it a place in its organisation's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The organisation whose chain records it.
+    pub org: OrgId,
+    /// When it happened, Unix milliseconds.
+    pub at_ms: u64,
+    /// The user who acted (empty for the broker itself).
+    pub actor: String,
+    /// The actor's device (empty when not known).
+    pub device: String,
+    /// What was done.
+    pub action: AuditAction,
+    /// What it was done to: a conversation (`c…`), a message (`c…/seq`), a user.
+    pub target: String,
+    /// Further metadata, `key=value` pairs; never payloads.
+    pub details: Vec<(String, String)>,
+}
