@@ -39,6 +39,17 @@ pub struct Config {
     pub receipts: ReceiptsConfig,
     /// Per-organisation overrides of the recall window and read receipts.
     pub policies: HashMap<OrgId, PolicyConfig>,
+    /// The operators' HTTP endpoint (metrics, health).
+    pub metrics: MetricsConfig,
+}
+
+/// The operators' HTTP endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// TCP address serving `/metrics`, `/healthz` and `/readyz`; off when unset. Bind it to a
+    /// private interface: it has no authentication.
+    pub listen: Option<SocketAddr>,
 }
 
 /// How receipts are counted and reported.
@@ -105,6 +116,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             receipts: ReceiptsConfig::default(),
             policies: HashMap::new(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

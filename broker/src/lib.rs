@@ -28,6 +28,7 @@ pub mod config;
 pub mod conversation;
 pub mod fanout;
 mod fs;
+pub mod observe;
 pub mod receipts;
 mod server;
 pub mod session;

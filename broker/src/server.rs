@@ -17,6 +17,7 @@ use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
+use crate::observe::{self, HttpState};
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{KvBackend, LogStore, RocksStore, StoreError};
@@ -83,6 +84,8 @@ pub struct RunningBroker {
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), BrokerError>>,
     services: Arc<Services>,
+    metrics_addr: Option<SocketAddr>,
+    http: Arc<HttpState>,
 }
 
 impl RunningBroker {
@@ -121,7 +124,9 @@ impl RunningBroker {
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
+        let (metrics_addr, http) = start_http(&config, shutdown.clone()).await?;
         let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
+        http.set_ready(true);
         info!(%local_addr, "broker listening");
         let certificate = identity.chain.first().cloned().ok_or_else(|| {
             BrokerError::Tls(TlsError::Pem { path: identity.cert_path.clone(), reason: "empty chain".into() })
@@ -135,7 +140,14 @@ impl RunningBroker {
             shutdown,
             task,
             services,
+            metrics_addr,
+            http,
         })
+    }
+
+    /// The address of the metrics and health endpoint, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The shards, for an embedding process that drives conversations in-process (simulated
@@ -174,6 +186,7 @@ impl RunningBroker {
     /// # Errors
     /// [`BrokerError`] if the accept loop failed or the final flush did.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        self.http.set_ready(false);
         self.shutdown.cancel();
         self.task.await?
     }
@@ -259,6 +272,21 @@ fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket.into(), runtime)
         .map_err(bind_err)
+}
+
+/// Starts the operators' HTTP endpoint if configured; the state exists either way.
+async fn start_http(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> Result<(Option<SocketAddr>, Arc<HttpState>), BrokerError> {
+    let http = Arc::new(HttpState::new(observe::prometheus()));
+    let Some(addr) = config.metrics.listen else { return Ok((None, http)) };
+    let bind_err = |source| BrokerError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    tokio::spawn(observe::serve_http(listener, http.clone(), shutdown));
+    info!(%local, "metrics and health endpoint listening");
+    Ok((Some(local), http))
 }
 
 async fn accept_loop(

@@ -1,0 +1,66 @@
+//! Every metric the broker exports: names, labels and their descriptions, in one place
+//! (docs/OPERATIONS.md lists the same table).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// QUIC connections accepted.
+pub const CONNECTIONS_ACCEPTED: &str = "herald_connections_accepted_total";
+/// QUIC connections open now.
+pub const CONNECTIONS_OPEN: &str = "herald_connections_open";
+/// Sessions opened (HELLO accepted), by organisation.
+pub const SESSIONS_OPENED: &str = "herald_sessions_opened_total";
+/// Frames received from clients, by frame type.
+pub const FRAMES_RECEIVED: &str = "herald_frames_received_total";
+/// ERROR frames sent, by error code name.
+pub const ERRORS_SENT: &str = "herald_errors_sent_total";
+/// Log entries sequenced (messages and events).
+pub const ENTRIES_SEQUENCED: &str = "herald_entries_sequenced_total";
+/// Frames queued to device sessions by fan-out, by lane (push, urgent).
+pub const DELIVERIES_QUEUED: &str = "herald_deliveries_queued_total";
+/// Frames dropped for slow sessions (they resync from the log), by lane.
+pub const DELIVERIES_DROPPED: &str = "herald_deliveries_dropped_total";
+/// Recipients per fanned-out frame.
+pub const FANOUT_RECIPIENTS: &str = "herald_fanout_recipients";
+/// RESYNC frames sent to sessions whose push queue overflowed.
+pub const RESYNCS: &str = "herald_resyncs_total";
+/// Commands per shard batch (one store commit each).
+pub const SHARD_BATCH_COMMANDS: &str = "herald_shard_batch_commands";
+/// Time to commit one batch to the store.
+pub const STORE_COMMIT_SECONDS: &str = "herald_store_commit_seconds";
+/// Batches whose commit failed (the store then refuses writes).
+pub const STORE_COMMIT_FAILURES: &str = "herald_store_commit_failures_total";
+/// Durable timers fired.
+pub const TIMERS_FIRED: &str = "herald_timers_fired_total";
+/// Audit events handed to the writer.
+pub const AUDIT_EVENTS: &str = "herald_audit_events_total";
+/// Audit events dropped (queue full).
+pub const AUDIT_DROPPED: &str = "herald_audit_dropped_total";
+
+/// Label: the organisation.
+pub const LABEL_ORG: &str = "org";
+/// Label: a frame type's name.
+pub const LABEL_TYPE: &str = "type";
+/// Label: an error code's name.
+pub const LABEL_CODE: &str = "code";
+/// Label: the fan-out lane.
+pub const LABEL_LANE: &str = "lane";
+
+/// Registers every description, for `# HELP` lines.
+pub fn describe() {
+    describe_counter!(CONNECTIONS_ACCEPTED, "QUIC connections accepted");
+    describe_gauge!(CONNECTIONS_OPEN, "QUIC connections open now");
+    describe_counter!(SESSIONS_OPENED, "Sessions opened (HELLO accepted), by organisation");
+    describe_counter!(FRAMES_RECEIVED, "Frames received from clients, by frame type");
+    describe_counter!(ERRORS_SENT, "ERROR frames sent, by error code");
+    describe_counter!(ENTRIES_SEQUENCED, "Log entries sequenced (messages and events)");
+    describe_counter!(DELIVERIES_QUEUED, "Frames queued to device sessions by fan-out, by lane");
+    describe_counter!(DELIVERIES_DROPPED, "Frames dropped for slow sessions, which resync from the log, by lane");
+    describe_histogram!(FANOUT_RECIPIENTS, "Recipients per fanned-out frame");
+    describe_counter!(RESYNCS, "RESYNC frames sent to sessions whose push queue overflowed");
+    describe_histogram!(SHARD_BATCH_COMMANDS, "Commands per shard batch (one store commit each)");
+    describe_histogram!(STORE_COMMIT_SECONDS, Unit::Seconds, "Time to commit one shard batch to the store");
+    describe_counter!(STORE_COMMIT_FAILURES, "Shard batches whose commit failed");
+    describe_counter!(TIMERS_FIRED, "Durable timers fired (expiries, scheduled sends)");
+    describe_counter!(AUDIT_EVENTS, "Audit events handed to the audit writer");
+    describe_counter!(AUDIT_DROPPED, "Audit events dropped because the writer's queue was full");
+}
