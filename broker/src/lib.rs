@@ -27,6 +27,7 @@ pub mod config;
 pub mod conversation;
 pub mod fanout;
 mod fs;
+pub mod ratelimit;
 pub mod receipts;
 mod server;
 pub mod session;
