@@ -12,6 +12,8 @@ use std::time::Duration;
 use herald_protocol::{DEFAULT_MAX_FRAME_LEN, OrgId};
 use serde::Deserialize;
 
+use crate::ratelimit::{Class, Scope};
+
 /// The UDP port the broker listens on by default.
 pub const DEFAULT_PORT: u16 = 7443;
 
@@ -39,6 +41,8 @@ pub struct Config {
     pub receipts: ReceiptsConfig,
     /// Per-organisation overrides of the recall window and read receipts.
     pub policies: HashMap<OrgId, PolicyConfig>,
+    /// Request rates per session, user and organisation.
+    pub rate_limits: RateLimitsConfig,
     /// The operators' HTTP endpoint (metrics, health).
     pub metrics: MetricsConfig,
 }
@@ -117,6 +121,7 @@ impl Default for Config {
             receipts: ReceiptsConfig::default(),
             policies: HashMap::new(),
             metrics: MetricsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -200,6 +205,101 @@ impl Default for LimitsConfig {
             max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
         }
     }
+}
+
+/// Token-bucket rate limits, so that one client, user or organisation flooding the broker is
+/// refused (RATE_LIMITED with a retry-after hint) before its requests reach a shard, and others
+/// keep their share. Each scope's unset classes take the defaults of [`RateLimitsConfig::limit`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// `false` turns every rate limit off.
+    pub enabled: bool,
+    /// Limits of each connection.
+    pub session: ScopeLimits,
+    /// Limits shared by every session of one user.
+    pub user: ScopeLimits,
+    /// Limits shared by every session of one organisation.
+    pub org: ScopeLimits,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session: ScopeLimits::default(),
+            user: ScopeLimits::default(),
+            org: ScopeLimits::default(),
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    /// The limit in force for `class` at `scope`: the configured one, or else the default.
+    pub fn limit(&self, scope: Scope, class: Class) -> RateLimit {
+        let configured = match scope {
+            Scope::Session => &self.session,
+            Scope::User => &self.user,
+            Scope::Org => &self.org,
+        };
+        configured.get(class).unwrap_or_else(|| default_limit(scope, class))
+    }
+}
+
+/// The built-in limits: generous enough for any well-behaved client, tight enough that one
+/// session cannot take a shard's whole throughput.
+fn default_limit(scope: Scope, class: Class) -> RateLimit {
+    const MIB: u64 = 1024 * 1024;
+    let (per_second, burst) = match (scope, class) {
+        (Scope::Session, Class::Sends) => (200, 400),
+        (Scope::User, Class::Sends) => (400, 800),
+        (Scope::Org, Class::Sends) => (20_000, 40_000),
+        (Scope::Session, Class::Bytes) => (8 * MIB, 16 * MIB),
+        (Scope::User, Class::Bytes) => (16 * MIB, 32 * MIB),
+        (Scope::Org, Class::Bytes) => (512 * MIB, 1024 * MIB),
+        (Scope::Session | Scope::User, Class::GroupCreations) => (10, 20),
+        (Scope::Org, Class::GroupCreations) => (1_000, 2_000),
+        (Scope::Session, Class::Requests) => (1_000, 2_000),
+        (Scope::User, Class::Requests) => (2_000, 4_000),
+        (Scope::Org, Class::Requests) => (100_000, 200_000),
+    };
+    RateLimit { per_second, burst }
+}
+
+/// One scope's limits; an unset class takes its default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeLimits {
+    /// SEND requests.
+    pub sends: Option<RateLimit>,
+    /// SEND payload bytes.
+    pub bytes: Option<RateLimit>,
+    /// CREATE_GROUP requests.
+    pub group_creations: Option<RateLimit>,
+    /// Every other request that reaches a shard or the store (PING and HELLO are not limited).
+    pub requests: Option<RateLimit>,
+}
+
+impl ScopeLimits {
+    /// The configured limit for `class`, if any.
+    pub fn get(&self, class: Class) -> Option<RateLimit> {
+        match class {
+            Class::Sends => self.sends,
+            Class::Bytes => self.bytes,
+            Class::GroupCreations => self.group_creations,
+            Class::Requests => self.requests,
+        }
+    }
+}
+
+/// A token bucket's shape: `burst` tokens at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained rate, in tokens per second.
+    pub per_second: u64,
+    /// Most tokens taken at once after a quiet period.
+    pub burst: u64,
 }
 
 /// Log output settings; `RUST_LOG` overrides the level.
@@ -292,6 +392,23 @@ impl Config {
         if self.orgs.is_empty() {
             return Err(ConfigError::Invalid("orgs must name at least one organisation".into()));
         }
+        self.validate_rate_limits()
+    }
+
+    fn validate_rate_limits(&self) -> Result<(), ConfigError> {
+        for scope in Scope::ALL {
+            for class in Class::ALL {
+                let limit = self.rate_limits.limit(scope, class);
+                let key = format!("rate_limits.{scope}.{class}");
+                if limit.per_second == 0 || limit.burst == 0 {
+                    return Err(ConfigError::Invalid(format!("{key}: per_second and burst must be at least 1")));
+                }
+                // A payload over the byte burst could never be sent, whatever the wait.
+                if class == Class::Bytes && limit.burst < u64::from(self.limits.max_payload_bytes) {
+                    return Err(ConfigError::Invalid(format!("{key}.burst must be at least limits.max_payload_bytes")));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -357,6 +474,33 @@ mod tests {
     fn unknown_keys_and_bad_ids_are_refused() {
         assert!(toml::from_str::<Config>("listn = \"127.0.0.1:1\"").is_err());
         assert!(toml::from_str::<Config>("orgs = [\"bad org\"]").is_err());
+    }
+
+    #[test]
+    fn rate_limits_override_one_class_and_keep_the_other_defaults() {
+        let text = "[rate_limits.user]\nsends = { per_second = 5, burst = 7 }\n[rate_limits.org]\nrequests = { per_second = 9, burst = 9 }\n";
+        let config: Config = toml::from_str(text).expect("valid");
+        let limits = &config.rate_limits;
+        assert_eq!(limits.limit(Scope::User, Class::Sends), RateLimit { per_second: 5, burst: 7 });
+        assert_eq!(limits.limit(Scope::Org, Class::Requests), RateLimit { per_second: 9, burst: 9 });
+        assert_eq!(limits.limit(Scope::User, Class::Bytes), default_limit(Scope::User, Class::Bytes));
+        assert_eq!(limits.limit(Scope::Session, Class::Sends), RateLimit { per_second: 200, burst: 400 });
+        assert!(limits.enabled);
+        config.validate().expect("valid");
+        assert!(toml::from_str::<Config>("[rate_limits.session]\nsend = { per_second = 1, burst = 1 }").is_err());
+        assert!(toml::from_str::<Config>("[rate_limits.session]\nsends = { per_second = 1 }").is_err());
+    }
+
+    #[test]
+    fn rate_limits_must_admit_something_and_the_largest_payload() {
+        let mut config = Config::default();
+        config.rate_limits.org.sends = Some(RateLimit { per_second: 0, burst: 10 });
+        let err = config.validate().expect_err("zero rate");
+        assert!(err.to_string().contains("rate_limits.org.sends"), "{err}");
+        let mut config = Config::default();
+        config.rate_limits.session.bytes = Some(RateLimit { per_second: 1_000_000, burst: 1000 });
+        let err = config.validate().expect_err("burst below a payload");
+        assert!(err.to_string().contains("rate_limits.session.bytes.burst"), "{err}");
     }
 
     #[test]

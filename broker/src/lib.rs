@@ -29,6 +29,7 @@ pub mod conversation;
 pub mod fanout;
 mod fs;
 pub mod observe;
+pub mod ratelimit;
 pub mod receipts;
 mod server;
 pub mod session;

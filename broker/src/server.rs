@@ -18,6 +18,7 @@ use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
 use crate::observe::{self, HttpState};
+use crate::ratelimit::RateLimiter;
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{KvBackend, LogStore, RocksStore, StoreError};
@@ -28,6 +29,9 @@ use crate::tls::{ServerIdentity, TlsError};
 const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long shutdown waits for sessions to close before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the rate limiter forgets the buckets of users and organisations gone idle. The
+/// sweep visits every entry, so it runs rarely; idle entries are small.
+const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
 
 /// Why the broker could not start, or failed while stopping.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,7 @@ impl RunningBroker {
             .iter()
             .filter_map(|(org, p)| Some((org.clone(), u64::try_from(p.recall_window?.as_millis()).ok()?)))
             .collect();
+        ctx.rate_limits = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         let ctx = Arc::new(ctx);
         let services = Arc::new(start_services(&config, store.clone(), registry)?);
 
@@ -299,8 +304,14 @@ async fn accept_loop(
     let sessions = TaskTracker::new();
     // Session ids start from the clock so ids from successive runs do not repeat in the logs.
     let mut next_id = Now::system().unix_ms << 16;
+    let mut sweep = tokio::time::interval(RATE_LIMIT_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = sweep.tick() => {
+                let dropped = ctx.rate_limits.sweep(std::time::Instant::now());
+                tracing::debug!(dropped, "idle rate-limit buckets forgotten");
+            }
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 next_id = next_id.wrapping_add(1);

@@ -79,6 +79,16 @@ impl ClientError {
         }
     }
 
+    /// How long the broker asked the caller to wait before retrying (RATE_LIMITED, OVERLOADED),
+    /// when it gave a hint. `None` for every other error, and for a refusal without a hint: then
+    /// back off on your own, exponentially.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Request { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Maps a QUIC connection loss to the most specific error: an application close carries a
     /// Herald code.
     pub(crate) fn from_connection(error: quinn::ConnectionError) -> Self {
@@ -111,5 +121,17 @@ mod tests {
             let shown = error.to_string();
             assert!(shown.contains(name) && shown.contains("detail"), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_rate_limited_request_carries_its_retry_hint() {
+        let wait = Duration::from_millis(120);
+        let error = ClientError::Request {
+            code: ErrorCode::RATE_LIMITED,
+            message: "slow down".into(),
+            retry_after: Some(wait),
+        };
+        assert_eq!((error.code(), error.retry_after()), (Some(ErrorCode::RATE_LIMITED), Some(wait)));
+        assert_eq!(ClientError::Timeout(wait).retry_after(), None);
     }
 }

@@ -213,7 +213,9 @@ impl Client {
     /// Sends a message with a fresh client message id. Resolves once the message is durable.
     ///
     /// # Errors
-    /// NOT_FOUND for non-members, PAYLOAD_TOO_LARGE.
+    /// NOT_FOUND for non-members, PAYLOAD_TOO_LARGE; RATE_LIMITED when the session, user or
+    /// organisation sends too fast, nothing sent ([`ClientError::retry_after`] says how long to
+    /// wait).
     pub async fn send(&self, conversation_id: u64, payload: impl Into<Bytes>) -> Result<SendAck, ClientError> {
         self.send_with_id(conversation_id, &new_client_msg_id(), payload).await
     }

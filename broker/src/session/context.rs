@@ -8,7 +8,9 @@ use herald_protocol::{OrgId, pb};
 
 use crate::auth::TokenVerifier;
 use crate::config::LimitsConfig;
+use crate::config::RateLimitsConfig;
 use crate::fanout::SessionRegistry;
+use crate::ratelimit::RateLimiter;
 
 /// Immutable per-broker inputs of the session state machine.
 #[derive(Debug)]
@@ -29,6 +31,9 @@ pub struct SessionContext {
     pub max_devices_per_user: usize,
     /// Organisations whose recall window differs from `limits.recall_window_ms`.
     pub recall_windows: HashMap<OrgId, u64>,
+    /// The user and organisation rate-limit buckets every session charges (default limits
+    /// until the broker installs its configured ones).
+    pub rate_limits: Arc<RateLimiter>,
 }
 
 impl SessionContext {
@@ -62,6 +67,7 @@ impl SessionContext {
             registry,
             max_devices_per_user: limits.max_devices_per_user,
             recall_windows: HashMap::new(),
+            rate_limits: Arc::new(RateLimiter::new(RateLimitsConfig::default())),
         }
     }
 }

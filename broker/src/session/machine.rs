@@ -30,6 +30,7 @@ use super::SessionContext;
 use super::requests::{self, Routed};
 use crate::auth::{AuthError, Identity};
 use crate::clock::Now;
+use crate::ratelimit::SessionLimiter;
 
 /// Longest client name or version string accepted in HELLO, in bytes.
 const MAX_CLIENT_INFO_LEN: usize = 64;
@@ -66,7 +67,7 @@ pub enum Action {
 #[derive(Debug)]
 enum State {
     AwaitingHello { deadline: Instant },
-    Open { identity: Identity, expires_at: Instant },
+    Open { identity: Identity, expires_at: Instant, limiter: Option<Box<SessionLimiter>> },
     Closed,
 }
 
@@ -161,9 +162,7 @@ impl SessionMachine {
                 let identity = identity.clone();
                 let random = self.next_random();
                 match requests::parse(body, &identity, max_payload, random) {
-                    Some(Ok(routed)) => {
-                        self.actions.push_back(Action::Dispatch { request_id: frame.request_id(), routed })
-                    }
+                    Some(Ok(routed)) => self.admit(frame.request_id(), routed, now),
                     Some(Err((code, message))) => self.refuse(&frame, code, message),
                     None => {
                         let message = format!("{} is sent by the broker, not the client", frame.frame_type());
@@ -273,7 +272,25 @@ impl SessionMachine {
         // session is never welcomed only to be closed at once.
         let lifetime =
             Duration::from_millis(identity.expires_at_ms.saturating_sub(now.unix_ms)) + self.ctx.token_leeway;
-        self.state = State::Open { identity, expires_at: now.instant + lifetime };
+        let limiter = self.ctx.rate_limits.session(&identity, now.instant).map(Box::new);
+        self.state = State::Open { identity, expires_at: now.instant + lifetime, limiter };
+    }
+
+    /// Dispatches a parsed request if the rate limits admit it; otherwise answers RATE_LIMITED
+    /// with the wait, and the request has no effect. Refusing costs no more than admitting.
+    fn admit(&mut self, request_id: RequestId, routed: Routed, now: Now) {
+        if let State::Open { limiter: Some(limiter), .. } = &mut self.state
+            && let Err(limited) = limiter.admit(requests::demand(&routed), now.instant)
+        {
+            let error = pb::Error {
+                code: limited.code().get(),
+                message: limited.to_string(),
+                retry_after_ms: limited.retry_after_ms(),
+                supported_versions: vec![],
+            };
+            return self.send(Frame::from_body(request_id, &error));
+        }
+        self.actions.push_back(Action::Dispatch { request_id, routed });
     }
 
     /// Answers a request with an error. During the handshake every error also closes the
@@ -315,7 +332,8 @@ fn auth_failure(error: AuthError) -> (ErrorCode, String) {
 mod tests {
     use super::*;
     use crate::auth::{Claims, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings};
-    use crate::config::LimitsConfig;
+    use crate::config::{LimitsConfig, RateLimit, RateLimitsConfig};
+    use crate::ratelimit::RateLimiter;
     use bytes::Bytes;
     use herald_protocol::{Flags, FrameBody, FrameType, OrgId};
 
@@ -329,13 +347,18 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
+            Self::with_rate_limits(RateLimitsConfig::default())
+        }
+
+        fn with_rate_limits(rate_limits: RateLimitsConfig) -> Self {
             let pair = SigningKeyPair::generate().expect("keygen");
             let settings = VerifierSettings { issuer: None, audience: None, leeway: Duration::ZERO };
             let verifier = TokenVerifier::new(&[pair.public_pem().to_owned()], settings.clone()).expect("verifier");
             let orgs = [OrgId::new("acme").expect("valid")];
             let registry = Arc::new(crate::fanout::SessionRegistry::new());
-            let ctx =
-                Arc::new(SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default(), registry));
+            let mut ctx = SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default(), registry);
+            ctx.rate_limits = Arc::new(RateLimiter::new(rate_limits));
+            let ctx = Arc::new(ctx);
             let start = Instant::now();
             let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS }, 1);
             Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start }
@@ -545,5 +568,37 @@ mod tests {
         h.open();
         h.machine.handle_shutdown();
         assert_eq!(h.errors(), (vec![(RequestId::NONE, ErrorCode::SHUTTING_DOWN)], Some(ErrorCode::SHUTTING_DOWN)));
+    }
+
+    #[test]
+    fn a_request_over_a_rate_limit_is_refused_with_a_wait_and_the_session_goes_on() {
+        let mut rate_limits = RateLimitsConfig::default();
+        rate_limits.session.sends = Some(RateLimit { per_second: 2, burst: 2 });
+        let mut h = Harness::with_rate_limits(rate_limits);
+        h.open();
+        let send = |id: u32| {
+            let send = pb::Send { conversation_id: 7, client_msg_id: format!("m-{id}"), ..Default::default() };
+            Frame::from_body(RequestId::new(id), &send)
+        };
+        let now = h.at(1);
+        for id in 2..=4 {
+            h.machine.handle_frame(send(id), now);
+        }
+        let actions = h.actions();
+        let [Action::Dispatch { .. }, Action::Dispatch { .. }, refusal @ Action::Send(frame)] = actions.as_slice()
+        else {
+            panic!("expected two dispatches and a refusal, got {actions:?}");
+        };
+        assert_eq!(frame.request_id(), RequestId::new(4));
+        let error: pb::Error = decode(refusal);
+        assert_eq!((ErrorCode::from_u32(error.code), error.retry_after_ms), (ErrorCode::RATE_LIMITED, 500));
+        assert!(!h.machine.is_closed());
+        // Other classes are not charged for sends; PING is never limited.
+        h.machine.handle_frame(Frame::from_body(RequestId::new(5), &pb::Sync::default()), now);
+        h.machine.handle_frame(Frame::from_body(RequestId::new(6), &pb::Ping { nonce: 1 }), now);
+        let actions = h.actions();
+        assert!(matches!(actions.as_slice(), [Action::Dispatch { .. }, Action::Send(_)]), "{actions:?}");
+        h.machine.handle_frame(send(7), h.at(2));
+        assert!(matches!(h.actions().as_slice(), [Action::Dispatch { .. }]), "refilled after the wait");
     }
 }

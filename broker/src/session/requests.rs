@@ -7,6 +7,7 @@ use herald_protocol::{Body, ErrorCode, UserId, pb};
 
 use crate::auth::Identity;
 use crate::conversation::{ConversationId, Role};
+use crate::ratelimit::{Class, Demand};
 use crate::receipts::ListKind;
 use crate::shard::{Request, SendOptions};
 
@@ -142,6 +143,16 @@ pub(super) fn parse(
         _ => return None,
     };
     Some(routed)
+}
+
+/// What a parsed request costs against the rate limits. A request refused while parsing costs
+/// nothing: it reaches no shard.
+pub(super) fn demand(routed: &Routed) -> Demand {
+    match routed {
+        Routed::Shard(Request::Send { payload, .. }) => Demand::send(u64::try_from(payload.len()).unwrap_or(u64::MAX)),
+        Routed::Shard(Request::CreateGroup { .. }) => Demand::one(Class::GroupCreations),
+        Routed::Shard(_) | Routed::ListConversations { .. } | Routed::Sync { .. } => Demand::one(Class::Requests),
+    }
 }
 
 fn create_group(r: pb::CreateGroup, random: u64) -> Result<Routed, Refusal> {
