@@ -9,6 +9,7 @@ use herald_protocol::OrgId;
 use tracing::{error, warn};
 
 use super::{AuditAction, AuditEvent, AuditRecord, ChainError, verify_chain};
+use crate::observe::names;
 use crate::store::{KvBackend, StoreError, append_audit, audit_head, scan_audit};
 
 /// Events waiting for the writer before new ones are dropped (with a warning): a burst of failed
@@ -70,8 +71,9 @@ impl AuditSink for AuditLog {
         let inbox = self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(tx) = inbox.as_ref() else { return };
         match tx.try_send(event) {
-            Ok(()) => {}
+            Ok(()) => metrics::counter!(names::AUDIT_EVENTS).increment(1),
             Err(TrySendError::Full(event)) => {
+                metrics::counter!(names::AUDIT_DROPPED).increment(1);
                 warn!(org = %event.org, action = event.action.name(), "audit queue full; event dropped");
             }
             Err(TrySendError::Disconnected(_)) => {}

@@ -16,6 +16,7 @@ use crate::audit::{AuditAction, AuditEvent, AuditSink};
 use crate::auth::Identity;
 use crate::clock::Now;
 use crate::fanout::{DeviceSession, ReplyTo, push_queue};
+use crate::observe::names;
 use crate::shard::{Command, Origin};
 
 /// Largest chunk read from the control stream at once.
@@ -42,6 +43,9 @@ pub(crate) async fn serve_connection(
         };
         match conn {
             Ok(conn) => {
+                metrics::counter!(names::CONNECTIONS_ACCEPTED).increment(1);
+                let open = metrics::gauge!(names::CONNECTIONS_OPEN);
+                open.increment(1.0);
                 let codec = FrameCodec::new(ctx.limits.max_frame_bytes);
                 let max_inflight = usize::try_from(ctx.limits.max_inflight_requests).unwrap_or(usize::MAX);
                 let machine = SessionMachine::new(ctx, id, Now::system(), rand::random());
@@ -61,6 +65,7 @@ pub(crate) async fn serve_connection(
                 };
                 session.run(shutdown).await;
                 session.unregister();
+                open.decrement(1.0);
             }
             Err(e) => debug!(error = %e, "QUIC handshake failed"),
         }
@@ -169,7 +174,11 @@ impl ConnectionLoop {
         let now = Now::system();
         while !self.machine.is_closed() {
             match self.codec.decode(inbuf) {
-                Ok(Some(frame)) => self.machine.handle_frame(frame, now),
+                Ok(Some(frame)) => {
+                    let frame_type = frame.frame_type().name().unwrap_or("UNKNOWN");
+                    metrics::counter!(names::FRAMES_RECEIVED, names::LABEL_TYPE => frame_type).increment(1);
+                    self.machine.handle_frame(frame, now);
+                }
                 Ok(None) => break,
                 Err(e) => self.machine.handle_frame_error(e),
             }
@@ -202,6 +211,10 @@ impl ConnectionLoop {
     }
 
     fn queue(&mut self, frame: &Frame) {
+        if let Ok(error) = frame.decode_body::<pb::Error>() {
+            let code = ErrorCode::from_u32(error.code).name().unwrap_or("UNKNOWN");
+            metrics::counter!(names::ERRORS_SENT, names::LABEL_CODE => code).increment(1);
+        }
         encode_or_warn(&self.codec, frame, &mut self.out);
     }
 
@@ -233,6 +246,7 @@ impl ConnectionLoop {
         };
         self.services.registry.register(&identity.org, &identity.user, device);
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
+        metrics::counter!(names::SESSIONS_OPENED, names::LABEL_ORG => identity.org.to_string()).increment(1);
         self.services.audit.record(AuditEvent {
             org: identity.org.clone(),
             at_ms: Now::system().unix_ms,

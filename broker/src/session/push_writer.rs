@@ -6,6 +6,7 @@ use herald_protocol::{Frame, FrameCodec, RequestId, pb};
 use tracing::debug;
 
 use crate::fanout::{PushBatch, PushReceiver};
+use crate::observe::names;
 
 /// Most bytes taken from the queue for one write.
 const MAX_WRITE: usize = 256 * 1024;
@@ -16,7 +17,10 @@ pub(crate) async fn write_pushes(mut stream: quinn::SendStream, mut queue: PushR
     while let Some(batch) = queue.next_batch(MAX_WRITE).await {
         let mut chunks = match batch {
             PushBatch::Frames(frames) => frames,
-            PushBatch::Resync { dropped_bytes } => vec![resync_frame(dropped_bytes)],
+            PushBatch::Resync { dropped_bytes } => {
+                metrics::counter!(names::RESYNCS).increment(1);
+                vec![resync_frame(dropped_bytes)]
+            }
         };
         if let Err(e) = stream.write_all_chunks(&mut chunks).await {
             debug!(error = %e, "push stream closed");

@@ -19,6 +19,8 @@ use crate::audit::AuditSink;
 use crate::clock::Now;
 use crate::conversation::ConvKey;
 use crate::fanout::FanOut;
+use crate::fanout::Lane;
+use crate::observe::names;
 use crate::store::{LogStore, StoreError};
 use crate::timer::{Timer, TimerId, TimerWhat};
 
@@ -206,6 +208,9 @@ impl ShardLoop {
 
     fn serve_batch(&mut self, commands: Vec<Command>) {
         let now = Now::system();
+        if !commands.is_empty() {
+            metrics::histogram!(names::SHARD_BATCH_COMMANDS).record(commands.len() as f64);
+        }
         for command in commands {
             match self.prepare(&command) {
                 Ok(prior) => self.machine.handle(command, prior, now.unix_ms),
@@ -298,7 +303,7 @@ impl ShardLoop {
     fn publish(&mut self, effects: Effects) {
         let Effects { writes, replies, deliveries, reads, touched, purges, timers_before, audit } = effects;
         if !writes.is_empty()
-            && let Err(e) = self.store.commit(&writes, self.config.sync_writes)
+            && let Err(e) = self.commit(&writes)
         {
             error!(error = %e, writes = writes.len(), "commit failed; the batch is refused");
             self.machine.forget(&touched);
@@ -318,12 +323,21 @@ impl ShardLoop {
             reply.send(frame);
         }
         for delivery in &deliveries {
-            let (_, dropped) =
+            let (queued, dropped) =
                 self.fan_out.fan_out(&delivery.org, &delivery.recipients, &delivery.frame, delivery.lane);
+            let lane = match delivery.lane {
+                Lane::Push => "push",
+                Lane::Urgent => "urgent",
+            };
+            metrics::counter!(names::DELIVERIES_QUEUED, names::LABEL_LANE => lane).increment(queued as u64);
+            metrics::histogram!(names::FANOUT_RECIPIENTS).record(delivery.recipients.len() as f64);
             if dropped > 0 {
+                metrics::counter!(names::DELIVERIES_DROPPED, names::LABEL_LANE => lane).increment(dropped as u64);
                 warn!(dropped, "deliveries dropped for slow sessions; they will resync");
             }
         }
+        let sequenced = writes.iter().filter(|w| matches!(w, crate::store::WriteOp::PutEntry { .. })).count();
+        metrics::counter!(names::ENTRIES_SEQUENCED).increment(sequenced as u64);
         for (conv, seq) in purges {
             if let Err(e) = self.store.purge_entries(&conv, seq, seq) {
                 warn!(error = %e, conv = %conv.id, seq, "recalled entry not yet purged from the store's files");
@@ -336,6 +350,17 @@ impl ShardLoop {
             };
             read.reply.send(frame);
         }
+    }
+
+    /// Commits a batch's writes, recording its size and latency.
+    fn commit(&self, writes: &[crate::store::WriteOp]) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.store.commit(writes, self.config.sync_writes);
+        metrics::histogram!(names::STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!(names::STORE_COMMIT_FAILURES).increment(1);
+        }
+        result
     }
 
     fn read_page(&self, read: &HistoryRead) -> Result<Frame, StoreError> {

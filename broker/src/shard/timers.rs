@@ -28,6 +28,7 @@ impl ShardMachine {
     /// entries they name); a timer whose conversation no longer exists is dropped.
     pub(super) fn fire_timers(&mut self, now_ms: u64) {
         for (id, timer) in self.timers.pop_due(now_ms) {
+            metrics::counter!(crate::observe::names::TIMERS_FIRED).increment(1);
             self.effects.timers_before.push((id.clone(), Some(timer.clone())));
             self.effects.writes.push(WriteOp::DeleteTimer { id: id.clone() });
             let TimerId { conv, what } = id;
