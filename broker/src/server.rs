@@ -100,6 +100,8 @@ impl RunningBroker {
     /// [`BrokerError`] naming the first step that failed.
     pub async fn start(config: Config) -> Result<Self, BrokerError> {
         config.validate()?;
+        // Installed before anything registers metric handles (the shard loops do at start).
+        let metrics = observe::prometheus();
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| BrokerError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Arc::new(RocksStore::open(&config.db_path())?);
@@ -129,7 +131,7 @@ impl RunningBroker {
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
-        let (metrics_addr, http) = start_http(&config, shutdown.clone()).await?;
+        let (metrics_addr, http) = start_http(&config, metrics, shutdown.clone()).await?;
         let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
         http.set_ready(true);
         info!(%local_addr, "broker listening");
@@ -282,9 +284,10 @@ fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result
 /// Starts the operators' HTTP endpoint if configured; the state exists either way.
 async fn start_http(
     config: &Config,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<(Option<SocketAddr>, Arc<HttpState>), BrokerError> {
-    let http = Arc::new(HttpState::new(observe::prometheus()));
+    let http = Arc::new(HttpState::new(metrics));
     let Some(addr) = config.metrics.listen else { return Ok((None, http)) };
     let bind_err = |source| BrokerError::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;

@@ -1,6 +1,6 @@
 //! The streaming frame codec: bytes in, frames out, and back.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{Flags, Frame, FrameType, HEADER_LEN, RequestId};
 
@@ -93,6 +93,16 @@ impl FrameCodec {
         buf.put_u32(frame.request_id().get());
         buf.put_slice(frame.body());
         Ok(())
+    }
+
+    /// The whole frame as one buffer, for queueing the same bytes to many streams.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] if the body exceeds the limit.
+    pub fn encode_to_bytes(&self, frame: &Frame) -> Result<Bytes, FrameError> {
+        let mut buf = BytesMut::with_capacity(frame.wire_len());
+        self.encode(frame, &mut buf)?;
+        Ok(buf.freeze())
     }
 }
 

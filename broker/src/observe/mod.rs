@@ -8,6 +8,8 @@
 mod http;
 pub mod names;
 mod recorder;
+mod shard;
 
 pub use http::{HttpState, serve_http};
 pub use recorder::prometheus;
+pub use shard::ShardMetrics;

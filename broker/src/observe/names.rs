@@ -13,7 +13,8 @@ pub const SESSIONS_OPENED: &str = "herald_sessions_opened_total";
 pub const FRAMES_RECEIVED: &str = "herald_frames_received_total";
 /// ERROR frames sent, by error code name.
 pub const ERRORS_SENT: &str = "herald_errors_sent_total";
-/// Log entries sequenced (messages and events).
+/// Log entries written: every sequenced message and event, and every tombstone a recall writes
+/// over a message.
 pub const ENTRIES_SEQUENCED: &str = "herald_entries_sequenced_total";
 /// Frames queued to device sessions by fan-out, by lane (push, urgent).
 pub const DELIVERIES_QUEUED: &str = "herald_deliveries_queued_total";
@@ -52,7 +53,7 @@ pub fn describe() {
     describe_counter!(SESSIONS_OPENED, "Sessions opened (HELLO accepted), by organisation");
     describe_counter!(FRAMES_RECEIVED, "Frames received from clients, by frame type");
     describe_counter!(ERRORS_SENT, "ERROR frames sent, by error code");
-    describe_counter!(ENTRIES_SEQUENCED, "Log entries sequenced (messages and events)");
+    describe_counter!(ENTRIES_SEQUENCED, "Log entries written (sequenced entries, and tombstones over recalled ones)");
     describe_counter!(DELIVERIES_QUEUED, "Frames queued to device sessions by fan-out, by lane");
     describe_counter!(DELIVERIES_DROPPED, "Frames dropped for slow sessions, which resync from the log, by lane");
     describe_histogram!(FANOUT_RECIPIENTS, "Recipients per fanned-out frame");

@@ -1,7 +1,7 @@
 //! The push stream's writer: one task per session that drains its push queue in batches, so a
 //! burst of deliveries costs one stream write, and turns an overflow into RESYNC.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use herald_protocol::{Frame, FrameCodec, RequestId, pb};
 use tracing::debug;
 
@@ -30,9 +30,7 @@ pub(crate) async fn write_pushes(mut stream: quinn::SendStream, mut queue: PushR
 }
 
 fn resync_frame(dropped_bytes: u64) -> Bytes {
-    let mut buf = BytesMut::new();
     let frame = Frame::from_body(RequestId::NONE, &pb::Resync { dropped_bytes });
     // RESYNC is a few bytes; it always fits.
-    let _ = FrameCodec::default().encode(&frame, &mut buf);
-    buf.freeze()
+    FrameCodec::default().encode_to_bytes(&frame).unwrap_or_default()
 }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use herald_protocol::{ErrorCode, Frame, FrameCodec, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
@@ -162,10 +162,8 @@ impl<'a> Author<'a> {
 
 /// Encodes a whole frame once, for fan-out.
 pub(super) fn encode_frame(frame: &Frame) -> Bytes {
-    let mut buf = BytesMut::new();
     // Every frame the shard builds is far below the default maximum.
-    let _ = FrameCodec::default().encode(frame, &mut buf);
-    buf.freeze()
+    FrameCodec::default().encode_to_bytes(frame).unwrap_or_default()
 }
 
 pub(super) fn not_found() -> Refusal {

@@ -44,18 +44,17 @@ impl ShardMachine {
     }
 
     /// What the log holds at `seq`: from the live window, or as read from the store this batch.
-    pub(super) fn entry_info(&self, conv: &ConvKey, seq: u64) -> Option<EntryInfo> {
-        let receipts = self.receipts.get(conv)?;
-        if receipts.live.covers(seq) {
-            return receipts.live.get(seq).cloned();
-        }
-        self.old_entries.get(&(conv.clone(), seq)).cloned()
+    /// NOT_FOUND if there is nothing.
+    pub(super) fn entry_at(&self, conv: &ConvKey, seq: u64) -> Result<EntryInfo, Refusal> {
+        let receipts = self.receipts.get(conv).ok_or_else(not_found)?;
+        let entry =
+            if receipts.live.covers(seq) { receipts.live.get(seq) } else { self.old_entries.get(&(conv.clone(), seq)) };
+        entry.cloned().ok_or_else(|| (ErrorCode::NOT_FOUND, format!("no entry at seq {seq}")))
     }
 
     /// The message at `seq`, refusing anything else with the code the spec gives.
     pub(super) fn message_at(&self, conv: &ConvKey, seq: u64) -> Result<EntryInfo, Refusal> {
-        let target =
-            self.entry_info(conv, seq).ok_or_else(|| (ErrorCode::NOT_FOUND, format!("no entry at seq {seq}")))?;
+        let target = self.entry_at(conv, seq)?;
         match target.kind {
             EntryKind::Message => Ok(target),
             EntryKind::Tombstone => Err((ErrorCode::ALREADY_RECALLED, format!("the message at seq {seq} is gone"))),

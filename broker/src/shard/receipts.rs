@@ -165,8 +165,7 @@ impl ShardMachine {
             return Err((ErrorCode::RECEIPTS_DISABLED, "read receipts are off in this conversation".into()));
         }
         let group_admin = state.kind == Kind::Group && role >= Role::Admin;
-        let target =
-            self.entry_info(conv, seq).ok_or_else(|| (ErrorCode::NOT_FOUND, format!("no entry at seq {seq}")))?;
+        let target = self.entry_at(conv, seq)?;
         if !matches!(target.kind, EntryKind::Message | EntryKind::Tombstone) {
             return Err((ErrorCode::INVALID_ARGUMENT, format!("seq {seq} is an event; receipts count messages")));
         }

@@ -19,9 +19,8 @@ use crate::audit::AuditSink;
 use crate::clock::Now;
 use crate::conversation::ConvKey;
 use crate::fanout::FanOut;
-use crate::fanout::Lane;
-use crate::observe::names;
-use crate::store::{LogStore, StoreError};
+use crate::observe::ShardMetrics;
+use crate::store::{LogStore, StoreError, WriteOp};
 use crate::timer::{Timer, TimerId, TimerWhat};
 
 fn now_ms() -> u64 {
@@ -103,7 +102,7 @@ impl Shards {
             let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
                 let mut machine = ShardMachine::new(config.limits, config.policies.clone());
                 machine.load_timers(timers);
-                ShardLoop { machine, config, store, fan_out }.run(rx)
+                ShardLoop { machine, config, store, fan_out, metrics: ShardMetrics::default() }.run(rx)
             })?;
             inboxes.push(tx);
             threads.push(thread);
@@ -161,6 +160,7 @@ struct ShardLoop {
     config: ShardConfig,
     store: Arc<dyn LogStore>,
     fan_out: Arc<dyn FanOut>,
+    metrics: ShardMetrics,
 }
 
 impl ShardLoop {
@@ -209,7 +209,7 @@ impl ShardLoop {
     fn serve_batch(&mut self, commands: Vec<Command>) {
         let now = Now::system();
         if !commands.is_empty() {
-            metrics::histogram!(names::SHARD_BATCH_COMMANDS).record(commands.len() as f64);
+            self.metrics.batch(commands.len());
         }
         for command in commands {
             match self.prepare(&command) {
@@ -253,11 +253,16 @@ impl ShardLoop {
         if !self.machine.needs_entry(conv, seq) {
             return Ok(());
         }
-        let entry = self.store.read_log(conv, seq, false, 1)?.into_iter().next();
-        if let Some(entry) = entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq) {
+        if let Some(entry) = self.read_entry(conv, seq)? {
             self.machine.provide_entry(conv, &entry);
         }
         Ok(())
+    }
+
+    /// The stored entry at `seq`, decoded.
+    fn read_entry(&self, conv: &ConvKey, seq: u64) -> Result<Option<pb::LogEntry>, StoreError> {
+        let entry = self.store.read_log(conv, seq, false, 1)?.into_iter().next();
+        Ok(entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq))
     }
 
     /// Loads what the due timers act on.
@@ -286,9 +291,7 @@ impl ShardLoop {
         let Some(seq) = self.store.idempotent_seq(&conv, &command.origin.user, client_msg_id)? else {
             return Ok(None);
         };
-        let entry = self.store.read_log(&conv, seq, false, 1)?.into_iter().next();
-        let entry = entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq);
-        Ok(entry.map(|entry| PriorSend {
+        Ok(self.read_entry(&conv, seq)?.map(|entry| PriorSend {
             seq,
             timestamp_ms: entry.timestamp_ms,
             payload: match entry.body {
@@ -325,19 +328,11 @@ impl ShardLoop {
         for delivery in &deliveries {
             let (queued, dropped) =
                 self.fan_out.fan_out(&delivery.org, &delivery.recipients, &delivery.frame, delivery.lane);
-            let lane = match delivery.lane {
-                Lane::Push => "push",
-                Lane::Urgent => "urgent",
-            };
-            metrics::counter!(names::DELIVERIES_QUEUED, names::LABEL_LANE => lane).increment(queued as u64);
-            metrics::histogram!(names::FANOUT_RECIPIENTS).record(delivery.recipients.len() as f64);
+            self.metrics.fanned_out(delivery.lane, delivery.recipients.len(), queued, dropped);
             if dropped > 0 {
-                metrics::counter!(names::DELIVERIES_DROPPED, names::LABEL_LANE => lane).increment(dropped as u64);
                 warn!(dropped, "deliveries dropped for slow sessions; they will resync");
             }
         }
-        let sequenced = writes.iter().filter(|w| matches!(w, crate::store::WriteOp::PutEntry { .. })).count();
-        metrics::counter!(names::ENTRIES_SEQUENCED).increment(sequenced as u64);
         for (conv, seq) in purges {
             if let Err(e) = self.store.purge_entries(&conv, seq, seq) {
                 warn!(error = %e, conv = %conv.id, seq, "recalled entry not yet purged from the store's files");
@@ -352,14 +347,12 @@ impl ShardLoop {
         }
     }
 
-    /// Commits a batch's writes, recording its size and latency.
-    fn commit(&self, writes: &[crate::store::WriteOp]) -> Result<(), StoreError> {
+    /// Commits a batch's writes, recording its latency and the entries it wrote.
+    fn commit(&self, writes: &[WriteOp]) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let result = self.store.commit(writes, self.config.sync_writes);
-        metrics::histogram!(names::STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            metrics::counter!(names::STORE_COMMIT_FAILURES).increment(1);
-        }
+        let entries = writes.iter().filter(|w| matches!(w, WriteOp::PutEntry { .. })).count();
+        self.metrics.commit(started.elapsed().as_secs_f64(), entries, result.is_ok());
         result
     }
 

@@ -1,0 +1,81 @@
+//! The shard loop's metric handles, registered once per shard thread so that the fan-out loop
+//! records with an atomic add instead of a registry lookup per frame.
+
+use metrics::{Counter, Histogram, counter, histogram};
+
+use super::names;
+use crate::fanout::Lane;
+
+/// Handles for one shard loop. Create it after the process recorder is installed
+/// ([`super::prometheus`]); handles made before record nowhere.
+#[derive(Debug, Clone)]
+pub struct ShardMetrics {
+    batch_commands: Histogram,
+    commit_seconds: Histogram,
+    commit_failures: Counter,
+    entries_sequenced: Counter,
+    fanout_recipients: Histogram,
+    queued: [Counter; 2],
+    dropped: [Counter; 2],
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        let lane = |name: &'static str, lane: Lane| counter!(name, names::LABEL_LANE => lane_name(lane));
+        Self {
+            batch_commands: histogram!(names::SHARD_BATCH_COMMANDS),
+            commit_seconds: histogram!(names::STORE_COMMIT_SECONDS),
+            commit_failures: counter!(names::STORE_COMMIT_FAILURES),
+            entries_sequenced: counter!(names::ENTRIES_SEQUENCED),
+            fanout_recipients: histogram!(names::FANOUT_RECIPIENTS),
+            queued: [lane(names::DELIVERIES_QUEUED, Lane::Push), lane(names::DELIVERIES_QUEUED, Lane::Urgent)],
+            dropped: [lane(names::DELIVERIES_DROPPED, Lane::Push), lane(names::DELIVERIES_DROPPED, Lane::Urgent)],
+        }
+    }
+}
+
+fn lane_name(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Push => "push",
+        Lane::Urgent => "urgent",
+    }
+}
+
+fn lane_index(lane: Lane) -> usize {
+    match lane {
+        Lane::Push => 0,
+        Lane::Urgent => 1,
+    }
+}
+
+impl ShardMetrics {
+    /// A batch of `commands` was drained.
+    pub fn batch(&self, commands: usize) {
+        self.batch_commands.record(commands as f64);
+    }
+
+    /// A commit took `seconds` and sequenced `entries` (or failed).
+    pub fn commit(&self, seconds: f64, entries: usize, ok: bool) {
+        self.commit_seconds.record(seconds);
+        if ok {
+            self.entries_sequenced.increment(entries as u64);
+        } else {
+            self.commit_failures.increment(1);
+        }
+    }
+
+    /// One frame was fanned out on `lane` to `recipients` users: `queued` device queues took it,
+    /// `dropped` were over budget.
+    pub fn fanned_out(&self, lane: Lane, recipients: usize, queued: usize, dropped: usize) {
+        self.fanout_recipients.record(recipients as f64);
+        let index = lane_index(lane);
+        if let Some(counter) = self.queued.get(index) {
+            counter.increment(queued as u64);
+        }
+        if dropped > 0
+            && let Some(counter) = self.dropped.get(index)
+        {
+            counter.increment(dropped as u64);
+        }
+    }
+}
