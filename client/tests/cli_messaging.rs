@@ -1,72 +1,13 @@
 //! The `herald` messaging subcommands against a real in-process broker.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use herald_broker::auth::TokenMinter;
-use herald_broker::{Config, RunningBroker};
-
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-
-/// A broker in a temp directory and a way to mint tokens for its `demo` organisation.
-struct Fixture {
-    broker: RunningBroker,
-    minter: TokenMinter,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        config.auth.leeway = Duration::ZERO;
-        let broker = RunningBroker::start(config).await?;
-        let minter = TokenMinter::new(broker.dev_signing_key().context("dev key")?)?;
-        Ok(Fixture { broker, minter, _dir: dir })
-    }
-
-    /// `herald` as `user`, not yet run.
-    fn command(&self, user: &str, args: &[&str]) -> Result<Command> {
-        let token = self.minter.mint_for("demo", user, None, &[], now_s(), Duration::from_secs(600))?;
-        let mut command = Command::new(HERALD);
-        command
-            .arg("--server")
-            .arg(self.broker.local_addr().to_string())
-            .arg("--cert")
-            .arg(self.broker.cert_path())
-            .args(["--token", &token])
-            .args(args);
-        Ok(command)
-    }
-
-    /// Runs `herald` as `user` to completion (blocking: call it inside `block_in_place`).
-    fn run(&self, user: &str, args: &[&str]) -> Result<Output> {
-        Ok(self.command(user, args)?.output()?)
-    }
-
-    /// Runs `herald` as `user`, requires success and returns its stdout.
-    fn ok(&self, user: &str, args: &[&str]) -> Result<String> {
-        let out = self.run(user, args)?;
-        let stdout = String::from_utf8(out.stdout)?;
-        ensure!(out.status.success(), "herald {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        Ok(stdout)
-    }
-
-    async fn shutdown(self) -> Result<()> {
-        Ok(self.broker.shutdown().await?)
-    }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+use anyhow::{Context, Result, bail};
+use common::Fixture;
 
 /// Starts `herald listen` as `user` and waits until it reports that it is listening.
 fn spawn_listener(fx: &Fixture, user: &str, args: &[&str]) -> Result<(Child, BufReader<std::process::ChildStderr>)> {
@@ -107,8 +48,7 @@ fn line_with(text: &str, needle: &str) -> Result<usize> {
 }
 
 fn create_group(fx: &Fixture) -> Result<u64> {
-    let stdout = fx.ok("alice", &["group", "create", "Team", "bob"])?;
-    stdout.trim().parse().with_context(|| format!("a conversation id in {stdout:?}"))
+    fx.group(&["bob"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,119 +1,20 @@
 //! The `herald` receipts, recall, expiry, scheduling and settings subcommands against a real
 //! in-process broker.
 //!
-//! Ignored until the broker serves MARK, RECEIPT_QUERY, RECALL, RESCHEDULE, UPDATE_SETTINGS and
-//! the urgent stream (issue 4); run them with `cargo test --workspace --test cli_receipts --
-//! --include-ignored`. They assert only what the .proto rules fix: where the rules leave a choice
+//! They assert only what the .proto rules fix: where the rules leave a choice
 //! open (whether the sender's own read counts, how many devices a recall reaches), they compare
 //! before and after instead of fixing a number.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
-use herald_broker::auth::TokenMinter;
-use herald_broker::{Config, RunningBroker};
-
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-/// How long to wait for anything pushed or scheduled to show up.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A broker in a temp directory and a way to mint tokens for its `demo` organisation.
-struct Fixture {
-    broker: RunningBroker,
-    minter: TokenMinter,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Result<Self> {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(configure: impl FnOnce(&mut Config)) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        config.auth.leeway = Duration::ZERO;
-        configure(&mut config);
-        let broker = RunningBroker::start(config).await?;
-        let minter = TokenMinter::new(broker.dev_signing_key().context("dev key")?)?;
-        Ok(Fixture { broker, minter, _dir: dir })
-    }
-
-    /// `herald` as `user`, not yet run.
-    fn command(&self, user: &str, args: &[&str]) -> Result<Command> {
-        let token = self.minter.mint_for("demo", user, None, &[], now_s(), Duration::from_secs(600))?;
-        let mut command = Command::new(HERALD);
-        command
-            .arg("--server")
-            .arg(self.broker.local_addr().to_string())
-            .arg("--cert")
-            .arg(self.broker.cert_path())
-            .args(["--token", &token])
-            .args(args);
-        Ok(command)
-    }
-
-    /// Runs `herald` as `user` to completion (blocking: call it inside `block_in_place`).
-    fn run(&self, user: &str, args: &[&str]) -> Result<Output> {
-        Ok(self.command(user, args)?.output()?)
-    }
-
-    /// Runs `herald` as `user`, requires success and returns its stdout.
-    fn ok(&self, user: &str, args: &[&str]) -> Result<String> {
-        let out = self.run(user, args)?;
-        let stdout = String::from_utf8(out.stdout)?;
-        ensure!(out.status.success(), "herald {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        Ok(stdout)
-    }
-
-    /// Runs `herald` as `user`, requires failure with `code` named on stderr.
-    fn fails(&self, user: &str, args: &[&str], code: &str) -> Result<()> {
-        let out = self.run(user, args)?;
-        let stderr = String::from_utf8(out.stderr)?;
-        ensure!(!out.status.success(), "herald {args:?} succeeded:\n{}", String::from_utf8_lossy(&out.stdout));
-        ensure!(stderr.contains(code), "herald {args:?} failed without {code}:\n{stderr}");
-        Ok(())
-    }
-
-    /// Creates a group owned by alice with these other members; returns its id.
-    fn group(&self, members: &[&str]) -> Result<u64> {
-        let args: Vec<&str> = ["group", "create", "Team"].into_iter().chain(members.iter().copied()).collect();
-        let stdout = self.ok("alice", &args)?;
-        stdout.trim().parse().with_context(|| format!("a conversation id in {stdout:?}"))
-    }
-
-    /// Polls `user`'s view of the conversation's history until a line contains `needle`.
-    fn history_until(&self, user: &str, conversation: u64, needle: &str) -> Result<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let history = self.ok(user, &["history", &conversation.to_string(), "--limit", "1000"])?;
-            if history.contains(needle) {
-                return Ok(history);
-            }
-            if Instant::now() > deadline {
-                bail!("no {needle:?} in the history within {PATIENCE:?}:\n{history}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    async fn shutdown(self) -> Result<()> {
-        Ok(self.broker.shutdown().await?)
-    }
-}
-
-fn now_s() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+use common::{Fixture, PATIENCE};
 
 /// A running `herald listen` and the lines it has printed so far.
 struct Listener {
