@@ -14,6 +14,7 @@ fn main() -> Result<()> {
             "proto/herald/v1/messaging.proto",
             "proto/herald/v1/receipts.proto",
             "proto/herald/v1/recall.proto",
+            "proto/herald/v1/admin.proto",
         ],
         &["proto"],
     )?;

@@ -183,6 +183,9 @@ pub struct LimitsConfig {
     pub idle_timeout: Duration,
     /// Most devices one user may have online at once.
     pub max_devices_per_user: usize,
+    /// Most conversations a user may be in and still create a group (organisations may lower
+    /// or raise it with ORG_UPDATE).
+    pub max_groups_per_user: u32,
     /// Bytes of deliveries queued per session before it is told to resync instead.
     pub push_queue_bytes: usize,
     /// How far ahead a message may be scheduled or set to expire.
@@ -201,6 +204,7 @@ impl Default for LimitsConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_devices_per_user: 10,
+            max_groups_per_user: 10_000,
             push_queue_bytes: 4 * 1024 * 1024,
             max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
         }

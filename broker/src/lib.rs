@@ -21,6 +21,7 @@
 //! QUIC loop; `auth` checks tokens; `store` is the only module that touches RocksDB; `server`
 //! wires them together. See docs/ARCHITECTURE.md.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod clock;

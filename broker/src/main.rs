@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+mod cli_admin;
 mod cli_audit;
 
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Command {
     /// Verify the audit log's hash chains, or export records (works beside a running broker).
     #[command(subcommand)]
     Audit(cli_audit::AuditCommand),
+    /// Administer a running broker over the protocol: organisations, users, devices,
+    /// conversations and the audit log.
+    Admin(cli_admin::AdminArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -103,6 +107,7 @@ async fn main() -> Result<()> {
     match cli.command {
         Some(Command::Token(args)) => mint_token(&config, args),
         Some(Command::Audit(command)) => cli_audit::run(&config, command),
+        Some(Command::Admin(args)) => cli_admin::run(&config, args).await,
         Some(Command::Serve(args)) => serve(config, args).await,
         None => serve(config, ServeArgs::default()).await,
     }

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::audit::AuditLog;
+use crate::admin::{AdminDesk, OrgTable, Revocations};
+use crate::audit::{AuditLog, AuditSink};
 use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
@@ -21,7 +22,7 @@ use crate::observe::{self, HttpState};
 use crate::ratelimit::RateLimiter;
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
-use crate::store::{KvBackend, LogStore, RocksStore, StoreError};
+use crate::store::{self, KvBackend, LogStore, RocksStore, StoreError};
 use crate::tls::{ServerIdentity, TlsError};
 
 /// UDP socket buffer size. The kernel default (208 KiB) drops packets under fan-out and handshake
@@ -106,7 +107,8 @@ impl RunningBroker {
             .map_err(|source| BrokerError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Arc::new(RocksStore::open(&config.db_path())?);
         store.ensure_orgs(&config.orgs)?;
-        let orgs = store.orgs()?;
+        let orgs = Arc::new(OrgTable::new(configured_policies(&config), store::load_orgs(&*store)?));
+        let revocations = Arc::new(load_revocations(&*store)?);
 
         let identity = ServerIdentity::load_or_generate(&config)?;
         let server_config = identity.quic_server_config(&config.limits)?;
@@ -118,15 +120,12 @@ impl RunningBroker {
         };
         let verifier = TokenVerifier::new(&trusted, settings).map_err(BrokerError::TokenKeys)?;
         let registry = Arc::new(SessionRegistry::new());
-        let mut ctx = SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone());
-        ctx.recall_windows = config
-            .policies
-            .iter()
-            .filter_map(|(org, p)| Some((org.clone(), u64::try_from(p.recall_window?.as_millis()).ok()?)))
-            .collect();
+        let mut ctx = SessionContext::new(verifier, config.auth.leeway, [], &config.limits, registry.clone());
+        ctx.orgs = orgs.clone();
+        ctx.revocations = revocations.clone();
         ctx.rate_limits = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         let ctx = Arc::new(ctx);
-        let services = Arc::new(start_services(&config, store.clone(), registry)?);
+        let services = Arc::new(start_services(&config, store.clone(), registry, orgs, revocations)?);
 
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
@@ -215,10 +214,46 @@ fn trusted_token_keys(config: &Config) -> Result<(Vec<String>, Option<SigningKey
     Ok((pems, None))
 }
 
+/// The policies the configuration sets: broker-wide defaults and `[policies.<org>]` overrides.
+fn configured_policies(config: &Config) -> Policies {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let default = OrgPolicy {
+        recall_window_ms: millis(config.limits.recall_window),
+        read_receipts: config.receipts.enabled,
+        max_groups_per_user: config.limits.max_groups_per_user,
+        max_group_members: config.limits.max_group_members,
+        ..OrgPolicy::default()
+    };
+    let orgs = config.policies.iter().map(|(org, p)| {
+        let policy = OrgPolicy {
+            recall_window_ms: p.recall_window.map_or(default.recall_window_ms, millis),
+            read_receipts: p.read_receipts.unwrap_or(default.read_receipts),
+            ..default
+        };
+        (org.clone(), policy)
+    });
+    Policies { default, orgs: orgs.collect() }
+}
+
+/// Revoked devices and disabled users, as stored.
+fn load_revocations(kv: &dyn KvBackend) -> Result<Revocations, StoreError> {
+    let revocations = Revocations::new();
+    for (org, user, device, at_ms) in store::load_revocations(kv)? {
+        revocations.revoke_device(org, user, device, at_ms);
+    }
+    let orgs: Vec<_> = store::load_orgs(kv)?.into_iter().map(|(org, _)| org).collect();
+    for (org, user) in store::disabled_users(kv, &orgs)? {
+        revocations.set_disabled(org, user, true);
+    }
+    Ok(revocations)
+}
+
 fn start_services(
     config: &Config,
     store: Arc<RocksStore>,
     registry: Arc<SessionRegistry>,
+    orgs: Arc<OrgTable>,
+    revocations: Arc<Revocations>,
 ) -> Result<Services, BrokerError> {
     let shard_count = match config.storage.shards {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
@@ -233,20 +268,11 @@ fn start_services(
         receipt_horizon: config.receipts.horizon.max(1),
         max_schedule_ms: millis(config.limits.max_schedule),
     };
-    let default =
-        OrgPolicy { recall_window_ms: millis(config.limits.recall_window), read_receipts: config.receipts.enabled };
-    let orgs = config.policies.iter().map(|(org, p)| {
-        let policy = OrgPolicy {
-            recall_window_ms: p.recall_window.map_or(default.recall_window_ms, millis),
-            read_receipts: p.read_receipts.unwrap_or(default.read_receipts),
-        };
-        (org.clone(), policy)
-    });
     let kv: Arc<dyn KvBackend> = store.clone();
-    let audit = Arc::new(AuditLog::start(kv, config.storage.sync_writes).map_err(BrokerError::Shards)?);
+    let audit = Arc::new(AuditLog::start(kv.clone(), config.storage.sync_writes).map_err(BrokerError::Shards)?);
     let shard_config = ShardConfig {
         limits,
-        policies: Arc::new(Policies { default, orgs: orgs.collect() }),
+        policies: Arc::new(orgs.policies()),
         audit: audit.clone(),
         sync_writes: config.storage.sync_writes,
         max_batch: config.storage.max_batch,
@@ -256,7 +282,9 @@ fn start_services(
     let shards =
         Shards::start(shard_count, shard_config, log.clone(), registry.clone()).map_err(BrokerError::Shards)?;
     info!(shards = shard_count, sync_writes = config.storage.sync_writes, "shards started");
-    Ok(Services { shards, audit, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes })
+    let sink: Arc<dyn AuditSink> = audit.clone();
+    let admin = AdminDesk::new(kv, log.clone(), orgs, revocations, registry.clone(), sink, config.storage.sync_writes);
+    Ok(Services { shards, audit, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes, admin })
 }
 
 fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, BrokerError> {

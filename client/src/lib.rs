@@ -30,6 +30,7 @@
 //! [`EntryKind::Tombstone`] for what is gone. Not yet: automatic reconnection and offline send
 //! queues.
 
+mod admin;
 mod client;
 mod config;
 mod driver;
@@ -42,6 +43,7 @@ mod recall;
 mod receipts;
 mod tls;
 
+pub use admin::Admin;
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;

@@ -70,6 +70,7 @@ error_codes! {
     TOKEN_EXPIRED = 0x0202, true, "The token's expiry time has passed (also sent when a live session's token expires).";
     UNKNOWN_ORG = 0x0203, true, "The token names an organisation the broker does not serve.";
     FORBIDDEN = 0x0204, false, "The authenticated identity may not do this.";
+    REVOKED = 0x0205, true, "An administrator revoked this device or disabled this user; the session is closed and cannot reopen.";
     INVALID_ARGUMENT = 0x0301, false, "A field of the request is missing or out of range.";
     NOT_FOUND = 0x0302, false, "The request names something that does not exist, or that the caller may not see.";
     CONFLICT = 0x0303, false, "The request conflicts with the current state.";
@@ -80,6 +81,7 @@ error_codes! {
     ALREADY_RECALLED = 0x0308, false, "The message was already recalled or has expired.";
     RECALL_WINDOW_CLOSED = 0x0309, false, "The sender's recall window for this message has passed; only admins may recall it now.";
     RECEIPTS_DISABLED = 0x030a, false, "Read receipts are turned off for this conversation or organisation.";
+    ARCHIVED = 0x030b, false, "The conversation is archived (read-only): it takes no messages or membership changes.";
     RATE_LIMITED = 0x0401, false, "Too many requests; retry after retry_after_ms.";
     OVERLOADED = 0x0402, false, "The broker is shedding load; retry after retry_after_ms.";
     INTERNAL = 0x0501, false, "The broker failed in a way the client cannot fix; the request had no effect unless stated.";

@@ -21,11 +21,25 @@ pub enum AuditAction {
     MessageExpired,
     /// A conversation's settings changed.
     SettingsChanged,
+    /// An admin archived a conversation (read-only).
+    ConversationArchived,
+    /// An admin made an archived conversation writable again.
+    ConversationUnarchived,
+    /// An operator started serving an organisation (details: its settings).
+    OrgCreated,
+    /// An organisation's settings changed (details: the new values).
+    OrgSettingsChanged,
+    /// Users were imported into the directory (details: counts).
+    DirectoryImported,
+    /// An admin revoked a device (target: user/device).
+    DeviceRevoked,
+    /// An admin read the audit log (details: the filter).
+    AuditQueried,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::Login,
         AuditAction::GroupCreated,
         AuditAction::MembersChanged,
@@ -34,6 +48,13 @@ impl AuditAction {
         AuditAction::MessageRecalled,
         AuditAction::MessageExpired,
         AuditAction::SettingsChanged,
+        AuditAction::ConversationArchived,
+        AuditAction::ConversationUnarchived,
+        AuditAction::OrgCreated,
+        AuditAction::OrgSettingsChanged,
+        AuditAction::DirectoryImported,
+        AuditAction::DeviceRevoked,
+        AuditAction::AuditQueried,
     ];
 
     /// The action's stable name.
@@ -47,6 +68,13 @@ impl AuditAction {
             AuditAction::MessageRecalled => "message_recalled",
             AuditAction::MessageExpired => "message_expired",
             AuditAction::SettingsChanged => "settings_changed",
+            AuditAction::ConversationArchived => "conversation_archived",
+            AuditAction::ConversationUnarchived => "conversation_unarchived",
+            AuditAction::OrgCreated => "org_created",
+            AuditAction::OrgSettingsChanged => "org_settings_changed",
+            AuditAction::DirectoryImported => "directory_imported",
+            AuditAction::DeviceRevoked => "device_revoked",
+            AuditAction::AuditQueried => "audit_queried",
         }
     }
 

@@ -121,18 +121,24 @@ pub struct Settings {
     pub read_receipts: bool,
     /// Messages sent while this is non-zero expire this many seconds after they were sequenced.
     pub retention_secs: u64,
+    /// Read-only: no messages, no membership changes (an admin archived it).
+    pub archived: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { read_receipts: true, retention_secs: 0 }
+        Self { read_receipts: true, retention_secs: 0, archived: false }
     }
 }
 
 impl Settings {
     /// The wire form.
     pub fn to_pb(self) -> pb::ConversationSettings {
-        pb::ConversationSettings { read_receipts: self.read_receipts, retention_secs: self.retention_secs }
+        pb::ConversationSettings {
+            read_receipts: self.read_receipts,
+            retention_secs: self.retention_secs,
+            archived: self.archived,
+        }
     }
 }
 

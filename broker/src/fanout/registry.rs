@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use herald_protocol::{DeviceId, OrgId, SessionId, UserId};
+use tokio_util::sync::CancellationToken;
 
 use super::{Lane, PushQueue};
 
@@ -19,6 +20,9 @@ pub struct DeviceSession {
     pub push: PushQueue,
     /// Its urgent queue: notices that must overtake the push stream.
     pub urgent: PushQueue,
+    /// Cancelled when an admin revokes the device or disables its user: the session's loop
+    /// closes the connection with REVOKED at once.
+    pub revoked: CancellationToken,
 }
 
 type UserSessions = DashMap<UserId, Vec<DeviceSession>>;
@@ -54,6 +58,34 @@ impl SessionRegistry {
     /// How many device sessions `user` has open.
     pub fn device_count(&self, org: &OrgId, user: &UserId) -> usize {
         self.orgs.get(org).and_then(|users| users.get(user).map(|s| s.len())).unwrap_or(0)
+    }
+
+    /// Ends the sessions of `user` (of one device, or all its devices): each closes with REVOKED.
+    /// Returns how many were open and not already being closed.
+    pub fn revoke(&self, org: &OrgId, user: &UserId, device: Option<&DeviceId>) -> usize {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return 0 };
+        let Some(sessions) = users.get(user) else { return 0 };
+        let mut closed = 0;
+        for session in sessions.iter().filter(|s| device.is_none_or(|d| *d == s.device)) {
+            if !session.revoked.is_cancelled() {
+                session.revoked.cancel();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// The devices `user` has online, each with its number of open sessions (not counting those
+    /// revoked and still closing), by device id.
+    pub fn devices(&self, org: &OrgId, user: &UserId) -> Vec<(DeviceId, usize)> {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return Vec::new() };
+        let mut devices = std::collections::BTreeMap::new();
+        if let Some(sessions) = users.get(user) {
+            for session in sessions.iter().filter(|s| !s.revoked.is_cancelled()) {
+                *devices.entry(session.device.clone()).or_insert(0) += 1;
+            }
+        }
+        devices.into_iter().collect()
     }
 
     /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
@@ -99,7 +131,8 @@ mod tests {
         for (org, user, n) in [(&acme, "alice", 1), (&acme, "alice", 2), (&acme, "bob", 3), (&globex, "alice", 4)] {
             let (push, rx) = push_queue(1 << 20);
             let (urgent, urgent_rx) = push_queue(1 << 20);
-            let session = DeviceSession { session: SessionId::new(n), device: id("d"), push, urgent };
+            let revoked = CancellationToken::new();
+            let session = DeviceSession { session: SessionId::new(n), device: id("d"), push, urgent, revoked };
             registry.register(org, &id(user), session);
             receivers.push((rx, urgent_rx));
         }
@@ -108,5 +141,30 @@ mod tests {
         registry.unregister(&acme, &id("alice"), SessionId::new(1));
         assert_eq!(registry.device_count(&acme, &id("alice")), 1);
         assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
+    }
+
+    #[test]
+    fn revoking_cancels_only_the_named_device_sessions() {
+        let registry = SessionRegistry::new();
+        let acme: OrgId = id("acme");
+        let mut tokens = Vec::new();
+        for (n, device) in [(1, "phone"), (2, "phone"), (3, "laptop")] {
+            let (push, _) = push_queue(1024);
+            let (urgent, _) = push_queue(1024);
+            let revoked = CancellationToken::new();
+            tokens.push(revoked.clone());
+            registry.register(
+                &acme,
+                &id("alice"),
+                DeviceSession { session: SessionId::new(n), device: id(device), push, urgent, revoked },
+            );
+        }
+        assert_eq!(registry.devices(&acme, &id("alice")), vec![(id("laptop"), 1), (id("phone"), 2)]);
+        assert_eq!(registry.revoke(&acme, &id("alice"), Some(&id("phone"))), 2);
+        assert_eq!(tokens.iter().map(CancellationToken::is_cancelled).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!(registry.revoke(&acme, &id("bob"), None), 0);
+        assert_eq!(registry.revoke(&acme, &id("alice"), None), 1, "the phone's sessions are already closing");
+        assert_eq!(registry.devices(&acme, &id("alice")), vec![]);
+        assert!(tokens[2].is_cancelled());
     }
 }

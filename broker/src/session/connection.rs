@@ -12,12 +12,13 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::requests::Routed;
 use super::{Action, Services, SessionContext, SessionMachine, directory};
+use crate::admin::{ADMIN_ROLE, AdminRequest, Revocations};
 use crate::audit::{AuditAction, AuditEvent, AuditSink};
 use crate::auth::Identity;
 use crate::clock::Now;
 use crate::fanout::{DeviceSession, ReplyTo, push_queue};
 use crate::observe::names;
-use crate::shard::{Command, Origin};
+use crate::shard::{Command, Origin, Request};
 
 /// Largest chunk read from the control stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -48,6 +49,7 @@ pub(crate) async fn serve_connection(
                 open.increment(1.0);
                 let codec = FrameCodec::new(ctx.limits.max_frame_bytes);
                 let max_inflight = usize::try_from(ctx.limits.max_inflight_requests).unwrap_or(usize::MAX);
+                let revocations = ctx.revocations.clone();
                 let machine = SessionMachine::new(ctx, id, Now::system(), rand::random());
                 let (reply_to, replies) = ReplyTo::channel();
                 let mut session = ConnectionLoop {
@@ -62,6 +64,8 @@ pub(crate) async fn serve_connection(
                     inflight: 0,
                     max_inflight,
                     registered: None,
+                    revoked: CancellationToken::new(),
+                    revocations,
                 };
                 session.run(shutdown).await;
                 session.unregister();
@@ -97,6 +101,10 @@ struct ConnectionLoop {
     max_inflight: usize,
     /// The identity under which this session is in the registry.
     registered: Option<Identity>,
+    /// Cancelled (through the registry) when an admin revokes this session's device.
+    revoked: CancellationToken,
+    /// Checked again once registered, for a revocation that raced this session's HELLO.
+    revocations: Arc<Revocations>,
 }
 
 impl ConnectionLoop {
@@ -118,6 +126,7 @@ impl ConnectionLoop {
                     self.machine.handle_shutdown();
                 }
                 () = sleep_until(deadline) => self.machine.handle_timeout(Now::system()),
+                () = self.revoked.cancelled() => self.machine.handle_revoked(),
                 // Cancel safety: recv on an mpsc channel loses nothing.
                 Some(reply) = self.replies.recv() => {
                     self.inflight = self.inflight.saturating_sub(1);
@@ -243,8 +252,14 @@ impl ConnectionLoop {
             device: identity.device.clone(),
             push: push_queue_tx,
             urgent: urgent_tx,
+            revoked: self.revoked.clone(),
         };
         self.services.registry.register(&identity.org, &identity.user, device);
+        // A revocation between this session's HELLO check and its registration found no session
+        // to close; the table already holds it.
+        if self.revocations.refusal(&identity).is_some() {
+            self.revoked.cancel();
+        }
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
         metrics::counter!(names::SESSIONS_OPENED, names::LABEL_ORG => identity.org.to_string()).increment(1);
         self.services.audit.record(AuditEvent {
@@ -288,7 +303,7 @@ impl ConnectionLoop {
                     org: identity.org,
                     user: identity.user,
                     device: identity.device,
-                    org_admin: identity.roles.contains(ORG_ADMIN_ROLE),
+                    org_admin: identity.roles.contains(ADMIN_ROLE),
                     request_id,
                     reply: reply.clone(),
                 };
@@ -307,6 +322,29 @@ impl ConnectionLoop {
                 tokio::task::spawn_blocking(move || {
                     let answer = directory::list_conversations(&*store, &identity, after, limit);
                     reply.send(answer_or_unavailable(request_id, answer));
+                });
+            }
+            Routed::Admin(AdminRequest::ConversationArchive { conv, archived }) => {
+                let origin = Origin {
+                    session: self.machine.id(),
+                    org: conv.org,
+                    user: identity.user,
+                    device: identity.device,
+                    // Parsing admitted only admins and operators.
+                    org_admin: true,
+                    request_id,
+                    reply: reply.clone(),
+                };
+                let command = Command { origin, request: Request::Archive { id: conv.id, archived } };
+                if self.services.shards.route(command).is_err() {
+                    reply.send(Frame::error(request_id, ErrorCode::OVERLOADED, "the conversation's shard is busy"));
+                }
+            }
+            Routed::Admin(request) => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || {
+                    let now_ms = Now::system().unix_ms;
+                    reply.send(services.admin.serve(&services.shards, &identity, request, request_id, now_ms));
                 });
             }
             Routed::Sync { cursors } => {
@@ -348,9 +386,6 @@ fn encode_or_warn(codec: &FrameCodec, frame: &Frame, buf: &mut BytesMut) {
         warn!(error = %e, frame_type = %frame.frame_type(), "dropping an oversize outgoing frame");
     }
 }
-
-/// The token role that makes a user an administrator of its organisation.
-const ORG_ADMIN_ROLE: &str = "admin";
 
 /// The urgent stream's send priority; quinn sends higher priorities first.
 const URGENT_PRIORITY: i32 = 16;

@@ -1,24 +1,27 @@
 //! What every session of one broker shares, read-only.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::{OrgId, pb};
 
+use crate::admin::{OrgTable, Revocations};
 use crate::auth::TokenVerifier;
 use crate::config::LimitsConfig;
 use crate::config::RateLimitsConfig;
 use crate::fanout::SessionRegistry;
 use crate::ratelimit::RateLimiter;
+use crate::shard::Policies;
 
 /// Immutable per-broker inputs of the session state machine.
 #[derive(Debug)]
 pub struct SessionContext {
     /// Checks HELLO tokens.
     pub verifier: TokenVerifier,
-    /// Organisations this broker serves.
-    pub orgs: HashSet<OrgId>,
+    /// Organisations this broker serves, and their policies.
+    pub orgs: Arc<OrgTable>,
+    /// Revoked devices and disabled users.
+    pub revocations: Arc<Revocations>,
     /// The limits announced in WELCOME.
     pub limits: pb::Limits,
     /// How long a connection has to send a valid HELLO.
@@ -29,8 +32,6 @@ pub struct SessionContext {
     pub registry: Arc<SessionRegistry>,
     /// Most devices one user may have online at once.
     pub max_devices_per_user: usize,
-    /// Organisations whose recall window differs from `limits.recall_window_ms`.
-    pub recall_windows: HashMap<OrgId, u64>,
     /// The user and organisation rate-limit buckets every session charges (default limits
     /// until the broker installs its configured ones).
     pub rate_limits: Arc<RateLimiter>,
@@ -39,8 +40,12 @@ pub struct SessionContext {
 impl SessionContext {
     /// The limits WELCOME announces to a session of `org`.
     pub fn limits_for(&self, org: &OrgId) -> pb::Limits {
-        let recall_window_ms = self.recall_windows.get(org).copied().unwrap_or(self.limits.recall_window_ms);
-        pb::Limits { recall_window_ms, ..self.limits }
+        let Some(policy) = self.orgs.policy(org) else { return self.limits };
+        pb::Limits {
+            recall_window_ms: policy.recall_window_ms,
+            max_group_members: self.limits.max_group_members.min(policy.max_group_members),
+            ..self.limits
+        }
     }
 
     /// Builds the context from configuration.
@@ -53,7 +58,8 @@ impl SessionContext {
     ) -> Self {
         Self {
             verifier,
-            orgs: orgs.into_iter().collect(),
+            orgs: Arc::new(OrgTable::new(Policies::default(), orgs.into_iter().map(|org| (org, Default::default())))),
+            revocations: Arc::new(Revocations::new()),
             limits: pb::Limits {
                 max_frame_bytes: limits.max_frame_bytes,
                 max_payload_bytes: limits.max_payload_bytes,
@@ -66,7 +72,6 @@ impl SessionContext {
             token_leeway,
             registry,
             max_devices_per_user: limits.max_devices_per_user,
-            recall_windows: HashMap::new(),
             rate_limits: Arc::new(RateLimiter::new(RateLimitsConfig::default())),
         }
     }

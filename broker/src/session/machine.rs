@@ -208,6 +208,13 @@ impl SessionMachine {
         }
     }
 
+    /// An administrator revoked this session's device or disabled its user.
+    pub fn handle_revoked(&mut self) {
+        if !self.is_closed() {
+            self.fail(RequestId::NONE, ErrorCode::REVOKED, "an administrator revoked this device".into());
+        }
+    }
+
     /// The broker is shutting down.
     pub fn handle_shutdown(&mut self) {
         if !self.is_closed() {
@@ -241,6 +248,9 @@ impl SessionMachine {
         let identity = self.ctx.verifier.verify(&hello.token, &device, now.unix_ms).map_err(auth_failure)?;
         if !self.ctx.orgs.contains(&identity.org) {
             return Err(auth_failure(AuthError::UnknownOrg(identity.org)));
+        }
+        if let Some(reason) = self.ctx.revocations.refusal(&identity) {
+            return Err((ErrorCode::REVOKED, reason.into()));
         }
         let online = self.ctx.registry.device_count(&identity.org, &identity.user);
         if online >= self.ctx.max_devices_per_user {

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use herald_protocol::{Body, ErrorCode, UserId, pb};
 
+use crate::admin::AdminRequest;
 use crate::auth::Identity;
 use crate::conversation::{ConversationId, Role};
 use crate::ratelimit::{Class, Demand};
@@ -29,6 +30,8 @@ pub enum Routed {
     ListConversations { after: ConversationId, limit: usize },
     /// Compare the caller's cursors with its conversations.
     Sync { cursors: Vec<(ConversationId, u64)> },
+    /// An administration request, already authorised.
+    Admin(AdminRequest),
 }
 
 /// A refusal: the code and the message the caller sees.
@@ -140,7 +143,7 @@ pub(super) fn parse(
         Body::Sync(r) => Ok(Routed::Sync {
             cursors: r.cursors.iter().map(|c| (ConversationId::new(c.conversation_id), c.seq)).collect(),
         }),
-        _ => return None,
+        body => return crate::admin::parse(body, identity).map(|parsed| parsed.map(Routed::Admin)),
     };
     Some(routed)
 }
@@ -151,7 +154,9 @@ pub(super) fn demand(routed: &Routed) -> Demand {
     match routed {
         Routed::Shard(Request::Send { payload, .. }) => Demand::send(u64::try_from(payload.len()).unwrap_or(u64::MAX)),
         Routed::Shard(Request::CreateGroup { .. }) => Demand::one(Class::GroupCreations),
-        Routed::Shard(_) | Routed::ListConversations { .. } | Routed::Sync { .. } => Demand::one(Class::Requests),
+        Routed::Shard(_) | Routed::ListConversations { .. } | Routed::Sync { .. } | Routed::Admin(_) => {
+            Demand::one(Class::Requests)
+        }
     }
 }
 

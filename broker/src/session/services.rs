@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::admin::AdminDesk;
 use crate::audit::AuditLog;
 use crate::fanout::SessionRegistry;
 use crate::shard::Shards;
@@ -21,4 +22,6 @@ pub struct Services {
     pub registry: Arc<SessionRegistry>,
     /// Bytes of deliveries queued per session before it is told to resync.
     pub push_queue_bytes: usize,
+    /// Serves administration requests.
+    pub admin: AdminDesk,
 }

@@ -20,7 +20,8 @@ pub struct Origin {
     /// The caller's device.
     pub device: DeviceId,
     /// The caller is an administrator of its organisation (token role `admin`): it may recall
-    /// any message and read any receipt list in conversations it is a member of.
+    /// any message and read any receipt list in conversations it is a member of, and archive any
+    /// conversation.
     pub org_admin: bool,
     /// The request's id, echoed in the answer.
     pub request_id: RequestId,
@@ -60,6 +61,8 @@ pub enum Request {
     Reschedule { id: ConversationId, client_msg_id: String, deliver_at_ms: u64 },
     /// Change the conversation's settings; `None` keeps a setting.
     UpdateSettings { id: ConversationId, read_receipts: Option<bool>, retention_secs: Option<u64> },
+    /// Make the conversation read-only, or writable again (organisation admins, members or not).
+    Archive { id: ConversationId, archived: bool },
 }
 
 /// When a message is sequenced and when it expires; zeros mean "now" and "never".
@@ -90,7 +93,8 @@ impl Request {
             | Request::ReceiptQuery { id, .. }
             | Request::Recall { id, .. }
             | Request::Reschedule { id, .. }
-            | Request::UpdateSettings { id, .. } => *id,
+            | Request::UpdateSettings { id, .. }
+            | Request::Archive { id, .. } => *id,
         }
     }
 }

@@ -21,7 +21,7 @@ use herald_protocol::{ErrorCode, Frame, FrameCodec, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
 use super::live::{EntryInfo, LiveWindow};
-use super::policy::Policies;
+use super::policy::{OrgPolicy, Policies};
 use super::receipts::PendingReceipts;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings};
@@ -314,6 +314,7 @@ impl ShardMachine {
             Request::UpdateSettings { read_receipts, retention_secs, .. } => {
                 self.update_settings(&conv, &origin, read_receipts, retention_secs, now_ms)
             }
+            Request::Archive { archived, .. } => self.archive(&conv, &origin, archived, now_ms),
         };
         if let Err((code, message)) = result {
             self.reply(&origin, Frame::error(origin.request_id, code, message));
@@ -355,6 +356,50 @@ impl ShardMachine {
             settings: Some(self.effective_settings(conv, state.settings).to_pb()),
         };
         Ok(Frame::from_body(origin.request_id, &info))
+    }
+
+    /// The largest group `org` may have: its policy's limit within the broker's.
+    fn max_group_members(&self, org: &OrgId) -> usize {
+        let org_limit = usize::try_from(self.policies.of(org).max_group_members).unwrap_or(usize::MAX);
+        self.limits.max_group_members.min(org_limit)
+    }
+
+    /// Refuses changes to an archived conversation.
+    pub(super) fn writable(&self, conv: &ConvKey) -> Result<(), Refusal> {
+        match self.conversations.get(conv) {
+            Some(state) if state.settings.archived => {
+                Err((ErrorCode::ARCHIVED, "the conversation is archived (read-only)".into()))
+            }
+            Some(_) => Ok(()),
+            None => Err(not_found()),
+        }
+    }
+
+    /// Replaces one organisation's policy; the next request of the organisation follows it.
+    pub fn set_policy(&mut self, org: OrgId, policy: OrgPolicy) {
+        Arc::make_mut(&mut self.policies).orgs.insert(org, policy);
+    }
+
+    /// Archives or unarchives a conversation for an organisation admin, member or not.
+    fn archive(&mut self, conv: &ConvKey, origin: &Origin, archived: bool, now_ms: u64) -> Result<(), Refusal> {
+        if !origin.org_admin {
+            return Err((ErrorCode::FORBIDDEN, "only organisation admins archive conversations".into()));
+        }
+        let state = self.state_mut(conv)?;
+        if state.settings.archived == archived {
+            let seq = state.last_seq;
+            self.sequenced(conv, origin, seq, now_ms);
+            return Ok(());
+        }
+        state.settings.archived = archived;
+        let settings = state.settings;
+        let recipients = state.recipients();
+        let event = pb::event::Kind::SettingsChanged(settings.to_pb());
+        let seq = self.event(conv, Author::of(origin), event, recipients, now_ms)?;
+        let action = if archived { AuditAction::ConversationArchived } else { AuditAction::ConversationUnarchived };
+        self.audit(conv, Author::of(origin), action, conv.id.to_string(), Vec::new(), now_ms);
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
     }
 
     /// The settings as they apply: an organisation without receipts has none in any conversation.
@@ -483,12 +528,18 @@ impl ShardMachine {
         let mut roster: Vec<(UserId, Role)> = vec![(origin.user.clone(), Role::Owner)];
         let mut seen = HashSet::from([origin.user.clone()]);
         roster.extend(members.into_iter().filter(|m| seen.insert(m.clone())).map(|m| (m, Role::Member)));
-        if roster.len() > self.limits.max_group_members {
-            let message = format!("{} members exceed the limit of {}", roster.len(), self.limits.max_group_members);
+        let max_members = self.max_group_members(&conv.org);
+        if roster.len() > max_members {
+            let message = format!("{} members exceed the limit of {max_members}", roster.len());
             return Err((ErrorCode::LIMIT_EXCEEDED, message));
         }
         let members = roster.len().to_string();
         self.create(conv, origin, Kind::Group, name, roster, now_ms)?;
+        let retention_secs = self.policies.of(&conv.org).retention_secs;
+        if retention_secs > 0 {
+            // The organisation's retention applies to groups created under it; members change it later.
+            self.state_mut(conv)?.settings.retention_secs = retention_secs;
+        }
         let details = vec![("members".to_owned(), members)];
         self.audit(conv, Author::of(origin), AuditAction::GroupCreated, conv.id.to_string(), details, now_ms);
         let frame = self.conversation_frame(conv, origin)?;
@@ -549,6 +600,7 @@ impl ShardMachine {
         if caller < Role::Admin {
             return Err((ErrorCode::FORBIDDEN, "only the owner and admins manage members".into()));
         }
+        self.writable(conv)?;
         let state = self.conversations.get(conv).ok_or_else(not_found)?;
         let mut seen = HashSet::new();
         let added: Vec<UserId> =
@@ -565,8 +617,9 @@ impl ShardMachine {
             removed.push((user, role));
         }
         let resulting = state.member_count() + added.len() - removed.len();
-        if resulting > self.limits.max_group_members {
-            let message = format!("{resulting} members would exceed the limit of {}", self.limits.max_group_members);
+        let max_members = self.max_group_members(&conv.org);
+        if resulting > max_members {
+            let message = format!("{resulting} members would exceed the limit of {max_members}");
             return Err((ErrorCode::LIMIT_EXCEEDED, message));
         }
         let mut seq = state.last_seq;
@@ -642,6 +695,7 @@ impl ShardMachine {
         if self.group_role(conv, &origin.user)? < Role::Admin {
             return Err((ErrorCode::FORBIDDEN, "only the owner and admins rename a group".into()));
         }
+        self.writable(conv)?;
         let state = self.state_mut(conv)?;
         if state.name == name {
             let seq = state.last_seq;
@@ -674,6 +728,7 @@ impl ShardMachine {
         let settings = Settings {
             read_receipts: read_receipts.unwrap_or(current.read_receipts),
             retention_secs: retention_secs.unwrap_or(current.retention_secs),
+            ..current
         };
         if settings == current {
             let seq = state.last_seq;
@@ -705,6 +760,7 @@ impl ShardMachine {
         if self.group_role(conv, &origin.user)? != Role::Owner {
             return Err((ErrorCode::FORBIDDEN, "only the owner changes roles".into()));
         }
+        self.writable(conv)?;
         if user == origin.user {
             return Err((
                 ErrorCode::INVALID_ARGUMENT,

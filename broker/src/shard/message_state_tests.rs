@@ -226,7 +226,7 @@ fn recall_tombstones_the_entry_sequences_an_event_and_notifies_on_the_urgent_lan
 
 #[test]
 fn the_recall_window_binds_senders_but_not_admins() {
-    let policy = OrgPolicy { recall_window_ms: 60_000, read_receipts: true };
+    let policy = OrgPolicy { recall_window_ms: 60_000, ..OrgPolicy::default() };
     let mut shard = Shard::with_policy(&["bob", "carol"], policy);
     let by_bob = |shard: &mut Shard, id| {
         let Body::SendAck(ack) = answer(&shard.send("bob", id, SendOptions::default())) else { panic!("ack") };

@@ -7,14 +7,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_protocol::{ErrorCode, Flags, Frame, FrameType, pb, raw};
+use herald_protocol::{ErrorCode, Flags, Frame, FrameType, OrgId, pb, raw};
 use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use super::command::{Command, PriorSend, Request};
+use super::command::{Command, Origin, PriorSend, Request};
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
-use super::policy::Policies;
+use super::policy::{OrgPolicy, Policies};
 use crate::audit::AuditSink;
 use crate::clock::Now;
 use crate::conversation::ConvKey;
@@ -22,6 +22,14 @@ use crate::fanout::FanOut;
 use crate::observe::ShardMetrics;
 use crate::store::{LogStore, StoreError, WriteOp};
 use crate::timer::{Timer, TimerId, TimerWhat};
+
+/// What a command needs before the machine serves it.
+enum Prepared {
+    /// Served with this prior send (for SEND retries).
+    Ready(Option<PriorSend>),
+    /// Refused before it reaches the machine.
+    Refused(ErrorCode, String),
+}
 
 fn now_ms() -> u64 {
     Now::system().unix_ms
@@ -47,6 +55,7 @@ pub struct ShardConfig {
 
 enum Input {
     Command(Box<Command>),
+    Policy(OrgId, OrgPolicy),
     Stop,
 }
 
@@ -71,6 +80,7 @@ impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::Command(c) => c.fmt(f),
+            Input::Policy(org, policy) => write!(f, "Policy({org}, {policy:?})"),
             Input::Stop => f.write_str("Stop"),
         }
     }
@@ -123,6 +133,14 @@ impl Shards {
                 Ok(())
             }
             _ => Err(Box::new(command)),
+        }
+    }
+
+    /// Gives every shard `org`'s new policy. Each applies it between two batches, so a request
+    /// queued after this call follows it. Blocking: call it from a blocking context.
+    pub fn set_policy(&self, org: &OrgId, policy: OrgPolicy) {
+        for inbox in &self.inboxes {
+            let _ = inbox.blocking_send(Input::Policy(org.clone(), policy));
         }
     }
 
@@ -190,6 +208,11 @@ impl ShardLoop {
                     for input in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
                         match input {
                             Input::Command(command) => batch.push(*command),
+                            // Commands queued before the change are served under the old policy.
+                            Input::Policy(org, policy) => {
+                                self.serve_batch(std::mem::take(&mut batch));
+                                self.machine.set_policy(org, policy);
+                            }
                             Input::Stop => stopping = true,
                         }
                         if batch.len() >= self.config.max_batch || stopping {
@@ -213,7 +236,10 @@ impl ShardLoop {
         }
         for command in commands {
             match self.prepare(&command) {
-                Ok(prior) => self.machine.handle(command, prior, now.unix_ms),
+                Ok(Prepared::Refused(code, message)) => {
+                    command.origin.reply.send(Frame::error(command.origin.request_id, code, message));
+                }
+                Ok(Prepared::Ready(prior)) => self.machine.handle(command, prior, now.unix_ms),
                 Err(e) => {
                     error!(error = %e, "store read failed");
                     command.origin.reply.send(error_frame(command.origin.request_id, ErrorCode::UNAVAILABLE, &e));
@@ -276,9 +302,32 @@ impl ShardLoop {
         Ok(())
     }
 
-    /// Loads the command's conversation and the old entry it names if needed, and finds a prior
-    /// send with its id.
-    fn prepare(&mut self, command: &Command) -> Result<Option<PriorSend>, StoreError> {
+    /// Loads the command's conversation and the old entry it names if needed, finds a prior
+    /// send with its id, and checks the limits that need the caller's other conversations.
+    fn prepare(&mut self, command: &Command) -> Result<Prepared, StoreError> {
+        if let Request::CreateGroup { .. } = &command.request
+            && let Some(refusal) = self.check_group_quota(&command.origin)?
+        {
+            return Ok(refusal);
+        }
+        self.prior_send(command).map(Prepared::Ready)
+    }
+
+    /// Refuses a new group to a user already in `max_groups_per_user` conversations. Counted from
+    /// the committed per-user index: groups created in other shards' uncommitted batches are not
+    /// seen, so a burst across shards may overshoot by at most one group per shard.
+    fn check_group_quota(&self, origin: &Origin) -> Result<Option<Prepared>, StoreError> {
+        let limit = self.machine.policies.of(&origin.org).max_groups_per_user as usize;
+        let none = crate::conversation::ConversationId::new(0);
+        let count = self.store.user_conversations(&origin.org, &origin.user, none, limit + 1)?.len();
+        if count < limit {
+            return Ok(None);
+        }
+        let message = format!("the user is in {count} conversations; the limit to create another group is {limit}");
+        Ok(Some(Prepared::Refused(ErrorCode::LIMIT_EXCEEDED, message)))
+    }
+
+    fn prior_send(&mut self, command: &Command) -> Result<Option<PriorSend>, StoreError> {
         let conv = command.conv_key();
         self.ensure_loaded(&conv)?;
         if let Request::Recall { seq, .. } | Request::ReceiptQuery { seq, .. } = &command.request {

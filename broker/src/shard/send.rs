@@ -44,6 +44,7 @@ impl ShardMachine {
         if let Some(prior) = prior.or_else(|| self.batch_sends.get(&key).cloned()) {
             return self.acknowledge_retry(conv, origin, &prior, &payload);
         }
+        self.writable(conv)?;
         let held = TimerId {
             conv: conv.clone(),
             what: TimerWhat::Deliver { sender: origin.user.clone(), client_msg_id: key.2.clone() },
@@ -195,7 +196,8 @@ impl ShardMachine {
             expire_at_ms: message.expire_at_ms,
             expire_after_read_secs: message.expire_after_read_secs,
         };
-        if let Err((_, reason)) = self.sequence_message(conv, outgoing, now_ms) {
+        let sequenced = self.writable(conv).and_then(|()| self.sequence_message(conv, outgoing, now_ms));
+        if let Err((_, reason)) = sequenced {
             tracing::info!(conv = %conv.id, sender = %sender, reason, "scheduled message dropped");
         }
     }

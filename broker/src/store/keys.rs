@@ -111,6 +111,30 @@ pub(crate) fn audit(org: &OrgId, seq: u64) -> Vec<u8> {
     key
 }
 
+/// `org \0 user \0`: a directory entry (and a user's revoked devices' prefix).
+pub(crate) fn org_user(org: &OrgId, user: &UserId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.as_str().len() + user.as_str().len() + 2);
+    push_str(&mut key, org.as_str());
+    push_str(&mut key, user.as_str());
+    key
+}
+
+/// `org \0 user \0 device \0`: one revoked device.
+pub(crate) fn revocation(org: &OrgId, user: &UserId, device: &DeviceId) -> Vec<u8> {
+    let mut key = org_user(org, user);
+    push_str(&mut key, device.as_str());
+    key
+}
+
+/// The user and device of a revocation key.
+pub(crate) fn revocation_ids(key: &[u8]) -> Option<(&str, &str, &str)> {
+    let mut parts = key.strip_suffix(&[0])?.split(|b| *b == 0);
+    let org = std::str::from_utf8(parts.next()?).ok()?;
+    let user = std::str::from_utf8(parts.next()?).ok()?;
+    let device = std::str::from_utf8(parts.next()?).ok()?;
+    parts.next().is_none().then_some((org, user, device))
+}
+
 /// `org \0 user \0`: the prefix of a user's conversation index.
 pub(crate) fn user_prefix(org: &OrgId, user: &UserId) -> Vec<u8> {
     let mut key = Vec::with_capacity(org.as_str().len() + user.as_str().len() + 2 + 8);

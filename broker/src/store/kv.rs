@@ -35,11 +35,15 @@ pub enum Cf {
     Timers,
     /// The audit log: one hash chain per organisation, by organisation and position.
     Audit,
+    /// The organisations' directories of users, by organisation then user.
+    Directory,
+    /// Revoked devices, by organisation, user, device.
+    Revocations,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 13] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -51,6 +55,8 @@ impl Cf {
         Cf::DeviceCursors,
         Cf::Timers,
         Cf::Audit,
+        Cf::Directory,
+        Cf::Revocations,
     ];
 
     /// The column family's name on disk.
@@ -67,6 +73,8 @@ impl Cf {
             Cf::DeviceCursors => "device_cursors",
             Cf::Timers => "timers",
             Cf::Audit => "audit",
+            Cf::Directory => "directory",
+            Cf::Revocations => "revocations",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`LogStore`] is the seam the rest of the broker uses; it is implemented once over the ordered
 //! key-value layer in [`kv`], which RocksDB and the in-memory twin provide.
 
+mod admin;
 mod audit;
 mod keys;
 mod kv;
@@ -11,6 +12,10 @@ mod memory;
 mod records;
 mod rocks;
 
+pub use admin::{
+    Revocation, directory_len, directory_page, directory_user, directory_write, disabled_users, load_orgs,
+    load_revocations, org_write, revocation_write,
+};
 pub use audit::{append_audit, audit_head, audit_key, scan_audit};
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};
 pub use log::{ConversationSummary, CursorRecords, LogStore, WriteOp};

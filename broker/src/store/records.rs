@@ -29,6 +29,8 @@ struct ConversationRecord {
     receipts_off: bool,
     #[prost(uint64, tag = "7")]
     retention_secs: u64,
+    #[prost(bool, tag = "8")]
+    archived: bool,
 }
 
 pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
@@ -43,6 +45,7 @@ pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
         member_count: summary.member_count,
         receipts_off: !summary.settings.read_receipts,
         retention_secs: summary.settings.retention_secs,
+        archived: summary.settings.archived,
     }
     .encode_to_vec()
 }
@@ -60,7 +63,11 @@ pub(crate) fn decode_summary(bytes: &[u8]) -> Result<ConversationSummary, String
         created_at_ms: record.created_at_ms,
         last_seq: record.last_seq,
         member_count: record.member_count,
-        settings: Settings { read_receipts: !record.receipts_off, retention_secs: record.retention_secs },
+        settings: Settings {
+            read_receipts: !record.receipts_off,
+            retention_secs: record.retention_secs,
+            archived: record.archived,
+        },
     })
 }
 
@@ -187,7 +194,7 @@ mod tests {
             created_at_ms: 7,
             last_seq: 99,
             member_count: 5000,
-            settings: Settings { read_receipts: false, retention_secs: 60 },
+            settings: Settings { read_receipts: false, retention_secs: 60, archived: true },
         };
         assert_eq!(decode_summary(&encode_summary(&summary)), Ok(summary));
         for role in [Role::Member, Role::Admin, Role::Owner] {

@@ -158,7 +158,10 @@ impl RocksStore {
         let cf = self.cf(Cf::Orgs)?;
         let mut batch = WriteBatch::default();
         for org in orgs {
-            batch.put_cf(cf, org.as_str().as_bytes(), []);
+            // An organisation already served keeps the settings its admins stored.
+            if self.db.get_pinned_cf(cf, org.as_str().as_bytes()).map_err(self.rocks_err())?.is_none() {
+                batch.put_cf(cf, org.as_str().as_bytes(), []);
+            }
         }
         self.write_batch(batch, true)
     }

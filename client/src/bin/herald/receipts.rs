@@ -137,7 +137,7 @@ async fn show_settings(client: &Client, conversation: u64) -> Result<()> {
         let list: pb::ConversationList = client.call(request).await.context("listing conversations")?;
         if let Some(c) = list.conversations.iter().find(|c| c.conversation_id == conversation) {
             // A broker that sends no settings has the defaults: receipts on, no retention.
-            let defaults = pb::ConversationSettings { read_receipts: true, retention_secs: 0 };
+            let defaults = pb::ConversationSettings { read_receipts: true, retention_secs: 0, archived: false };
             println!("{}", settings_line(conversation, c.settings.unwrap_or(defaults)));
             return Ok(());
         }
@@ -153,7 +153,8 @@ fn settings_line(conversation: u64, settings: pb::ConversationSettings) -> Strin
         0 => "off".to_owned(),
         secs => humantime::format_duration(Duration::from_secs(secs)).to_string(),
     };
-    format!("conv={conversation} receipts={} retention={retention}", format::on_off(settings.read_receipts))
+    let archived = if settings.archived { " archived" } else { "" };
+    format!("conv={conversation} receipts={} retention={retention}{archived}", format::on_off(settings.read_receipts))
 }
 
 #[cfg(test)]
@@ -162,9 +163,9 @@ mod tests {
 
     #[test]
     fn settings_read_as_words() {
-        let settings = pb::ConversationSettings { read_receipts: true, retention_secs: 0 };
+        let settings = pb::ConversationSettings { read_receipts: true, retention_secs: 0, archived: false };
         assert_eq!(settings_line(3, settings), "conv=3 receipts=on retention=off");
-        let settings = pb::ConversationSettings { read_receipts: false, retention_secs: 93_600 };
+        let settings = pb::ConversationSettings { read_receipts: false, retention_secs: 93_600, archived: false };
         assert_eq!(settings_line(3, settings), "conv=3 receipts=off retention=1day 2h");
     }
 }
