@@ -31,6 +31,7 @@ mod fs;
 pub mod observe;
 pub mod ratelimit;
 pub mod receipts;
+pub mod reload;
 mod server;
 pub mod session;
 pub mod shard;

@@ -144,7 +144,7 @@ async fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     init_logging(&config);
     let broker = RunningBroker::start(config.clone()).await.context("starting the broker")?;
     print_banner(&config, &broker);
-    wait_for_signal().await?;
+    serve_until_stopped(&broker).await?;
     broker.shutdown().await.context("shutting down")?;
     Ok(())
 }
@@ -179,11 +179,20 @@ fn print_banner(config: &Config, broker: &RunningBroker) {
     println!("Press Ctrl-C to stop.");
 }
 
-async fn wait_for_signal() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// Waits for SIGINT or SIGTERM, reloading the certificate and the revocation list on each SIGHUP
+/// meanwhile (the outcome is logged part by part).
+async fn serve_until_stopped(broker: &RunningBroker) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => return Ok(result?),
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                let report = broker.reload();
+                tracing::info!(ok = report.is_ok(), "SIGHUP: reload finished");
+            }
+        }
     }
-    Ok(())
 }

@@ -19,10 +19,11 @@ use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
 use crate::observe::{self, HttpState};
 use crate::ratelimit::RateLimiter;
+use crate::reload::{self, ReloadReport};
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{KvBackend, LogStore, RocksStore, StoreError};
-use crate::tls::{ServerIdentity, TlsError};
+use crate::tls::{ReloadableCert, ServerIdentity, TlsError};
 
 /// UDP socket buffer size. The kernel default (208 KiB) drops packets under fan-out and handshake
 /// bursts, and quinn then waits for loss recovery (../shared/PERF-NOTES.md, pitfall 1).
@@ -81,9 +82,10 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub struct RunningBroker {
     local_addr: SocketAddr,
-    certificate: CertificateDer<'static>,
-    cert_path: PathBuf,
-    self_signed: bool,
+    /// Where the certificate was loaded from, to read it again on reload.
+    identity: ServerIdentity,
+    /// What new handshakes present.
+    cert_resolver: Arc<ReloadableCert>,
     dev_signing_key: Option<SigningKeyPair>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), BrokerError>>,
@@ -109,7 +111,8 @@ impl RunningBroker {
         let orgs = store.orgs()?;
 
         let identity = ServerIdentity::load_or_generate(&config)?;
-        let server_config = identity.quic_server_config(&config.limits)?;
+        let cert_resolver = Arc::new(ReloadableCert::new(identity.certified_key()?));
+        let server_config = ServerIdentity::quic_server_config_with(cert_resolver.clone(), &config.limits)?;
         let (trusted, dev_signing_key) = trusted_token_keys(&config)?;
         let settings = VerifierSettings {
             issuer: config.auth.issuer.clone(),
@@ -135,21 +138,7 @@ impl RunningBroker {
         let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
         http.set_ready(true);
         info!(%local_addr, "broker listening");
-        let certificate = identity.chain.first().cloned().ok_or_else(|| {
-            BrokerError::Tls(TlsError::Pem { path: identity.cert_path.clone(), reason: "empty chain".into() })
-        })?;
-        Ok(Self {
-            local_addr,
-            certificate,
-            cert_path: identity.cert_path,
-            self_signed: identity.self_signed,
-            dev_signing_key,
-            shutdown,
-            task,
-            services,
-            metrics_addr,
-            http,
-        })
+        Ok(Self { local_addr, identity, cert_resolver, dev_signing_key, shutdown, task, services, metrics_addr, http })
     }
 
     /// The address of the metrics and health endpoint, if configured.
@@ -168,19 +157,28 @@ impl RunningBroker {
         self.local_addr
     }
 
-    /// The leaf certificate, for clients that pin it.
-    pub fn certificate(&self) -> &CertificateDer<'static> {
-        &self.certificate
+    /// The leaf certificate new handshakes present, for clients that pin it.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        // `CertifiedKey::from_der` refuses an empty chain, so the leaf is always there.
+        self.cert_resolver.current().cert.first().cloned().unwrap_or_else(|| CertificateDer::from(Vec::new()))
     }
 
     /// The certificate chain's PEM file.
     pub fn cert_path(&self) -> &std::path::Path {
-        &self.cert_path
+        &self.identity.cert_path
     }
 
     /// Whether the certificate is the generated self-signed one.
     pub fn is_self_signed(&self) -> bool {
-        self.self_signed
+        self.identity.self_signed
+    }
+
+    /// Reloads what an operator may replace while the broker runs (the `herald-broker` binary
+    /// calls it on SIGHUP): the configured certificate and key, which new handshakes present
+    /// from now on while established connections go on. A part whose new files are unusable
+    /// keeps its current state; the report and the log say which.
+    pub fn reload(&self) -> ReloadReport {
+        ReloadReport { certificate: reload::reload_certificate(&self.identity, &self.cert_resolver) }
     }
 
     /// The development signing key, when the broker trusts no configured key.

@@ -60,7 +60,7 @@ impl TestBroker {
     }
 
     pub fn certificate(&self) -> CertificateDer<'static> {
-        self.running().certificate().clone()
+        self.running().certificate()
     }
 
     /// A token for `user` in `org`, valid for an hour.
