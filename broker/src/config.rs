@@ -138,13 +138,17 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// How tokens are checked. With no public key configured, the broker generates an Ed25519
-/// development key pair in the data directory and trusts its public half.
+/// How tokens are checked. With neither a public key nor an HMAC secret configured, the broker
+/// generates an Ed25519 development key pair in the data directory and trusts its public half.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// PEM files of Ed25519 public keys whose EdDSA signatures the broker accepts.
     pub public_keys: Vec<PathBuf>,
+    /// A file holding the shared secret of HS256 tokens (at least 32 bytes; one trailing line
+    /// break is ignored). Accepted in addition to `public_keys`; each token's algorithm decides
+    /// which is checked.
+    pub hmac_secret_file: Option<PathBuf>,
     /// When set, a token's `iss` claim must equal it.
     pub issuer: Option<String>,
     /// When set, a token's `aud` claim must equal it.
@@ -156,7 +160,13 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { public_keys: Vec::new(), issuer: None, audience: None, leeway: Duration::from_secs(30) }
+        Self {
+            public_keys: Vec::new(),
+            hmac_secret_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        }
     }
 }
 
@@ -395,6 +405,12 @@ impl Config {
         self.validate_rate_limits()
     }
 
+    /// Whether tokens are checked against the development key, because no production key (an
+    /// Ed25519 public key or an HMAC secret) is configured.
+    pub fn uses_dev_signing_key(&self) -> bool {
+        self.auth.public_keys.is_empty() && self.auth.hmac_secret_file.is_none()
+    }
+
     fn validate_rate_limits(&self) -> Result<(), ConfigError> {
         for scope in Scope::ALL {
             for class in Class::ALL {
@@ -422,7 +438,8 @@ impl Config {
         self.data_dir.join("tls").join("key.pem")
     }
 
-    /// The development token-signing key (Ed25519, PKCS#8 PEM), used when `auth.public_keys` is empty.
+    /// The development token-signing key (Ed25519, PKCS#8 PEM), used when neither
+    /// `auth.public_keys` nor `auth.hmac_secret_file` is set.
     pub fn dev_signing_key_path(&self) -> PathBuf {
         self.data_dir.join("token-signing-key.pem")
     }

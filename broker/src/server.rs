@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audit::AuditLog;
-use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
+use crate::auth::{HmacSecret, KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
@@ -114,12 +114,13 @@ impl RunningBroker {
         let cert_resolver = Arc::new(ReloadableCert::new(identity.certified_key()?));
         let server_config = ServerIdentity::quic_server_config_with(cert_resolver.clone(), &config.limits)?;
         let (trusted, dev_signing_key) = trusted_token_keys(&config)?;
+        let hmac = config.auth.hmac_secret_file.as_deref().map(HmacSecret::load).transpose()?;
         let settings = VerifierSettings {
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
             leeway: config.auth.leeway,
         };
-        let verifier = TokenVerifier::new(&trusted, settings).map_err(BrokerError::TokenKeys)?;
+        let verifier = TokenVerifier::with_keys(&trusted, hmac.as_ref(), settings).map_err(BrokerError::TokenKeys)?;
         let registry = Arc::new(SessionRegistry::new());
         let mut ctx = SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone());
         ctx.recall_windows = config
@@ -197,10 +198,11 @@ impl RunningBroker {
     }
 }
 
-/// The keys tokens must be signed with: the configured ones, or else the development key pair
-/// (created on first start), whose private half the `token` command uses.
+/// The Ed25519 keys tokens may be signed with: the configured ones, or else, when no production
+/// key (public key or HMAC secret) is configured, the development key pair (created on first
+/// start), whose private half the `token` command uses.
 fn trusted_token_keys(config: &Config) -> Result<(Vec<String>, Option<SigningKeyPair>), BrokerError> {
-    if config.auth.public_keys.is_empty() {
+    if config.uses_dev_signing_key() {
         let pair = SigningKeyPair::load_or_generate(&config.dev_signing_key_path())?;
         return Ok((vec![pair.public_pem().to_owned()], Some(pair)));
     }
