@@ -149,6 +149,9 @@ pub struct AuthConfig {
     /// break is ignored). Accepted in addition to `public_keys`; each token's algorithm decides
     /// which is checked.
     pub hmac_secret_file: Option<PathBuf>,
+    /// The token revocation list (`jti <id>`, `device <org>/<user>/<device>`, `user <org>/<user>`
+    /// lines), read at start and on every reload.
+    pub revoked_file: Option<PathBuf>,
     /// When set, a token's `iss` claim must equal it.
     pub issuer: Option<String>,
     /// When set, a token's `aud` claim must equal it.
@@ -163,6 +166,7 @@ impl Default for AuthConfig {
         Self {
             public_keys: Vec::new(),
             hmac_secret_file: None,
+            revoked_file: None,
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(30),

@@ -13,7 +13,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audit::AuditLog;
-use crate::auth::{HmacSecret, KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
+use crate::auth::{
+    HmacSecret, KeyError, RevocationError, RevocationList, Revocations, SigningKeyPair, TokenVerifier, VerifierSettings,
+};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
 use crate::fanout::SessionRegistry;
@@ -61,6 +63,9 @@ pub enum BrokerError {
     /// The trusted token keys are unusable.
     #[error("token keys: {0}")]
     TokenKeys(String),
+    /// The token revocation list cannot be read.
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -86,6 +91,10 @@ pub struct RunningBroker {
     identity: ServerIdentity,
     /// What new handshakes present.
     cert_resolver: Arc<ReloadableCert>,
+    /// The revocation list file, if configured.
+    revoked_file: Option<PathBuf>,
+    /// The revocation list sessions check.
+    revocations: Arc<Revocations>,
     dev_signing_key: Option<SigningKeyPair>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), BrokerError>>,
@@ -123,6 +132,9 @@ impl RunningBroker {
         let verifier = TokenVerifier::with_keys(&trusted, hmac.as_ref(), settings).map_err(BrokerError::TokenKeys)?;
         let registry = Arc::new(SessionRegistry::new());
         let mut ctx = SessionContext::new(verifier, config.auth.leeway, orgs, &config.limits, registry.clone());
+        let revoked = config.auth.revoked_file.as_deref().map(RevocationList::load).transpose()?;
+        ctx.revocations = Arc::new(Revocations::new(revoked.unwrap_or_default()));
+        let revocations = ctx.revocations.clone();
         ctx.recall_windows = config
             .policies
             .iter()
@@ -139,7 +151,19 @@ impl RunningBroker {
         let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
         http.set_ready(true);
         info!(%local_addr, "broker listening");
-        Ok(Self { local_addr, identity, cert_resolver, dev_signing_key, shutdown, task, services, metrics_addr, http })
+        Ok(Self {
+            local_addr,
+            identity,
+            cert_resolver,
+            revoked_file: config.auth.revoked_file.clone(),
+            revocations,
+            dev_signing_key,
+            shutdown,
+            task,
+            services,
+            metrics_addr,
+            http,
+        })
     }
 
     /// The address of the metrics and health endpoint, if configured.
@@ -176,10 +200,17 @@ impl RunningBroker {
 
     /// Reloads what an operator may replace while the broker runs (the `herald-broker` binary
     /// calls it on SIGHUP): the configured certificate and key, which new handshakes present
-    /// from now on while established connections go on. A part whose new files are unusable
-    /// keeps its current state; the report and the log say which.
+    /// from now on while established connections go on; and the token revocation list, whose
+    /// entries are refused at HELLO from now on and whose open sessions are closed with
+    /// TOKEN_REVOKED. A part whose new file is unusable keeps its current state; the report
+    /// and the log say which.
     pub fn reload(&self) -> ReloadReport {
-        ReloadReport { certificate: reload::reload_certificate(&self.identity, &self.cert_resolver) }
+        let certificate = reload::reload_certificate(&self.identity, &self.cert_resolver);
+        let revocations = match &self.revoked_file {
+            Some(path) => reload::reload_revocations(path, &self.revocations, &self.services.registry).map(Some),
+            None => Ok(None),
+        };
+        ReloadReport { certificate, revocations }
     }
 
     /// The development signing key, when the broker trusts no configured key.

@@ -94,6 +94,7 @@ impl TestBroker {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         };
         tweak(&mut claims);
         minter.mint(&claims).expect("mint")

@@ -77,6 +77,7 @@ impl TokenMinter {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         })
     }
 }

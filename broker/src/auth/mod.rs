@@ -10,6 +10,7 @@ mod hmac_secret;
 mod identity;
 mod keys;
 mod minter;
+mod revocation;
 mod verifier;
 
 pub use claims::Claims;
@@ -17,4 +18,5 @@ pub use hmac_secret::{HmacSecret, MIN_HMAC_SECRET_BYTES};
 pub use identity::{Identity, Roles};
 pub use keys::{KeyError, SigningKeyPair};
 pub use minter::{MintError, TokenMinter};
+pub use revocation::{RevocationError, RevocationList, Revocations};
 pub use verifier::{AuthError, TokenVerifier, VerifierSettings};

@@ -56,6 +56,9 @@ pub enum AuthError {
     /// The organisation is not served by this broker.
     #[error("organisation {0} is not served here")]
     UnknownOrg(OrgId),
+    /// The token, its device or its user is on the revocation list.
+    #[error("token is revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -64,6 +67,7 @@ impl AuthError {
         match self {
             AuthError::Expired { .. } => ErrorCode::TOKEN_EXPIRED,
             AuthError::UnknownOrg(_) => ErrorCode::UNKNOWN_ORG,
+            AuthError::Revoked => ErrorCode::TOKEN_REVOKED,
             _ => ErrorCode::TOKEN_INVALID,
         }
     }
@@ -161,6 +165,7 @@ impl TokenVerifier {
             device: device.clone(),
             roles: Roles::new(claims.roles),
             expires_at_ms: claims.exp.saturating_mul(1000),
+            token_id: claims.jti,
         })
     }
 
@@ -245,6 +250,7 @@ mod tests {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use herald_protocol::{DeviceId, OrgId, SessionId, UserId};
+use tokio_util::sync::CancellationToken;
 
 use super::{Lane, PushQueue};
 
@@ -19,6 +20,11 @@ pub struct DeviceSession {
     pub push: PushQueue,
     /// Its urgent queue: notices that must overtake the push stream.
     pub urgent: PushQueue,
+    /// The `jti` of the token the session opened with, if it had one.
+    pub token_id: Option<String>,
+    /// Cancelled to make the session check its identity against the revocation list again
+    /// (and close with TOKEN_REVOKED if it is now revoked).
+    pub recheck: CancellationToken,
 }
 
 type UserSessions = DashMap<UserId, Vec<DeviceSession>>;
@@ -49,6 +55,21 @@ impl SessionRegistry {
             sessions.retain(|s| s.session != session);
             sessions.is_empty()
         });
+    }
+
+    /// Signals every session for which `matches` holds (see [`DeviceSession::recheck`]) and
+    /// returns how many. Visits every session: for rare operator actions, not the hot path.
+    pub fn signal_where(&self, mut matches: impl FnMut(&OrgId, &UserId, &DeviceSession) -> bool) -> usize {
+        let mut signalled = 0;
+        for org in self.orgs.iter() {
+            for user in org.value().iter() {
+                for session in user.value().iter().filter(|s| matches(org.key(), user.key(), s)) {
+                    session.recheck.cancel();
+                    signalled += 1;
+                }
+            }
+        }
+        signalled
     }
 
     /// How many device sessions `user` has open.
@@ -99,7 +120,14 @@ mod tests {
         for (org, user, n) in [(&acme, "alice", 1), (&acme, "alice", 2), (&acme, "bob", 3), (&globex, "alice", 4)] {
             let (push, rx) = push_queue(1 << 20);
             let (urgent, urgent_rx) = push_queue(1 << 20);
-            let session = DeviceSession { session: SessionId::new(n), device: id("d"), push, urgent };
+            let session = DeviceSession {
+                session: SessionId::new(n),
+                device: id("d"),
+                push,
+                urgent,
+                token_id: None,
+                recheck: CancellationToken::new(),
+            };
             registry.register(org, &id(user), session);
             receivers.push((rx, urgent_rx));
         }
@@ -108,5 +136,6 @@ mod tests {
         registry.unregister(&acme, &id("alice"), SessionId::new(1));
         assert_eq!(registry.device_count(&acme, &id("alice")), 1);
         assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
+        assert_eq!(registry.signal_where(|org, user, _| org == &acme && user.as_str() == "bob"), 1);
     }
 }

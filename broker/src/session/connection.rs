@@ -62,6 +62,7 @@ pub(crate) async fn serve_connection(
                     inflight: 0,
                     max_inflight,
                     registered: None,
+                    recheck: CancellationToken::new(),
                 };
                 session.run(shutdown).await;
                 session.unregister();
@@ -97,6 +98,8 @@ struct ConnectionLoop {
     max_inflight: usize,
     /// The identity under which this session is in the registry.
     registered: Option<Identity>,
+    /// Cancelled by a revocation-list reload that names this session.
+    recheck: CancellationToken,
 }
 
 impl ConnectionLoop {
@@ -107,6 +110,7 @@ impl ConnectionLoop {
         };
         let mut inbuf = BytesMut::new();
         let mut shutdown_seen = false;
+        let mut recheck_seen = false;
         loop {
             if let Flow::Closed = self.perform_actions().await {
                 return;
@@ -116,6 +120,10 @@ impl ConnectionLoop {
                 () = shutdown.cancelled(), if !shutdown_seen => {
                     shutdown_seen = true;
                     self.machine.handle_shutdown();
+                }
+                () = self.recheck.cancelled(), if !recheck_seen => {
+                    recheck_seen = true;
+                    self.machine.handle_revocations_changed();
                 }
                 () = sleep_until(deadline) => self.machine.handle_timeout(Now::system()),
                 // Cancel safety: recv on an mpsc channel loses nothing.
@@ -243,8 +251,14 @@ impl ConnectionLoop {
             device: identity.device.clone(),
             push: push_queue_tx,
             urgent: urgent_tx,
+            token_id: identity.token_id.clone(),
+            recheck: self.recheck.clone(),
         };
         self.services.registry.register(&identity.org, &identity.user, device);
+        // A reload that swapped the list after HELLO was checked but scanned the registry
+        // before this registration would miss the session; checking once more after
+        // registering closes that gap (the reload swaps before it scans).
+        self.machine.handle_revocations_changed();
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
         metrics::counter!(names::SESSIONS_OPENED, names::LABEL_ORG => identity.org.to_string()).increment(1);
         self.services.audit.record(AuditEvent {

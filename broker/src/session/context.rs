@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald_protocol::{OrgId, pb};
 
-use crate::auth::TokenVerifier;
+use crate::auth::{Revocations, TokenVerifier};
 use crate::config::LimitsConfig;
 use crate::config::RateLimitsConfig;
 use crate::fanout::SessionRegistry;
@@ -17,6 +17,8 @@ use crate::ratelimit::RateLimiter;
 pub struct SessionContext {
     /// Checks HELLO tokens.
     pub verifier: TokenVerifier,
+    /// Tokens, devices and users refused although their tokens verify; replaced on reload.
+    pub revocations: Arc<Revocations>,
     /// Organisations this broker serves.
     pub orgs: HashSet<OrgId>,
     /// The limits announced in WELCOME.
@@ -53,6 +55,7 @@ impl SessionContext {
     ) -> Self {
         Self {
             verifier,
+            revocations: Arc::new(Revocations::default()),
             orgs: orgs.into_iter().collect(),
             limits: pb::Limits {
                 max_frame_bytes: limits.max_frame_bytes,

@@ -9,7 +9,7 @@
 //!
 //! # States
 //! ```text
-//!              HELLO ok                          token expiry, shutdown,
+//!              HELLO ok                 token expiry or revocation, shutdown,
 //! AwaitingHello ───────► Open ───────────────► Closed
 //!       │                  │   FRAME_TOO_LARGE,     ▲
 //!       │                  │   control stream end   │
@@ -208,6 +208,17 @@ impl SessionMachine {
         }
     }
 
+    /// The revocation list changed (or the session just registered for fan-out, which may
+    /// have raced a reload): an open session whose identity is now revoked closes with
+    /// TOKEN_REVOKED.
+    pub fn handle_revocations_changed(&mut self) {
+        if let State::Open { identity, .. } = &self.state
+            && self.ctx.revocations.current().revokes_identity(identity)
+        {
+            self.fail(RequestId::NONE, ErrorCode::TOKEN_REVOKED, "the session's token was revoked".into());
+        }
+    }
+
     /// The broker is shutting down.
     pub fn handle_shutdown(&mut self) {
         if !self.is_closed() {
@@ -241,6 +252,9 @@ impl SessionMachine {
         let identity = self.ctx.verifier.verify(&hello.token, &device, now.unix_ms).map_err(auth_failure)?;
         if !self.ctx.orgs.contains(&identity.org) {
             return Err(auth_failure(AuthError::UnknownOrg(identity.org)));
+        }
+        if self.ctx.revocations.current().revokes_identity(&identity) {
+            return Err(auth_failure(AuthError::Revoked));
         }
         let online = self.ctx.registry.device_count(&identity.org, &identity.user);
         if online >= self.ctx.max_devices_per_user {
@@ -331,7 +345,9 @@ fn auth_failure(error: AuthError) -> (ErrorCode, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Claims, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings};
+    use crate::auth::{
+        Claims, RevocationList, Revocations, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings,
+    };
     use crate::config::{LimitsConfig, RateLimit, RateLimitsConfig};
     use crate::ratelimit::RateLimiter;
     use bytes::Bytes;
@@ -343,6 +359,7 @@ mod tests {
         minter: TokenMinter,
         machine: SessionMachine,
         start: Instant,
+        revocations: Arc<Revocations>,
     }
 
     impl Harness {
@@ -358,10 +375,11 @@ mod tests {
             let registry = Arc::new(crate::fanout::SessionRegistry::new());
             let mut ctx = SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default(), registry);
             ctx.rate_limits = Arc::new(RateLimiter::new(rate_limits));
+            let revocations = ctx.revocations.clone();
             let ctx = Arc::new(ctx);
             let start = Instant::now();
             let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS }, 1);
-            Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start }
+            Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start, revocations }
         }
 
         fn at(&self, secs: u64) -> Now {
@@ -379,6 +397,7 @@ mod tests {
                 nbf: None,
                 iss: None,
                 aud: None,
+                jti: None,
             };
             self.minter.mint(&claims).expect("mint")
         }
@@ -470,6 +489,28 @@ mod tests {
             assert_eq!(h.errors(), (vec![(RequestId::new(1), code)], Some(code)), "{name}");
             assert!(h.machine.is_closed());
         }
+    }
+
+    #[test]
+    fn a_revoked_identity_is_refused_at_hello_and_closed_when_open() {
+        let mut h = Harness::new();
+        h.revocations.replace(RevocationList::parse("device acme/alice/phone-1").expect("valid"));
+        let token = h.token("acme", 60);
+        h.hello(PROTOCOL_VERSION, token);
+        let refused = ErrorCode::TOKEN_REVOKED;
+        assert_eq!(h.errors(), (vec![(RequestId::new(1), refused)], Some(refused)));
+
+        let mut h = Harness::new();
+        h.open();
+        h.machine.handle_revocations_changed();
+        assert!(h.actions().is_empty(), "nothing revoked yet");
+        h.revocations.replace(RevocationList::parse("user acme/bob\ndevice acme/alice/laptop").expect("valid"));
+        h.machine.handle_revocations_changed();
+        assert!(h.actions().is_empty(), "other users and devices are not this session");
+        h.revocations.replace(RevocationList::parse("user acme/alice").expect("valid"));
+        h.machine.handle_revocations_changed();
+        assert_eq!(h.errors(), (vec![(RequestId::NONE, refused)], Some(refused)));
+        assert!(h.machine.is_closed());
     }
 
     #[test]
