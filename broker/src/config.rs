@@ -202,6 +202,10 @@ pub struct LimitsConfig {
     /// How far ahead a message may be scheduled or set to expire.
     #[serde(with = "humantime_serde")]
     pub max_schedule: Duration,
+    /// Most QUIC connections the broker holds at once; more are closed with OVERLOADED.
+    pub max_connections: usize,
+    /// Most QUIC connections from one IP address; more are closed with OVERLOADED.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -217,6 +221,8 @@ impl Default for LimitsConfig {
             max_devices_per_user: 10,
             push_queue_bytes: 4 * 1024 * 1024,
             max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
@@ -399,6 +405,11 @@ impl Config {
         }
         if limits.max_inflight_requests == 0 {
             return Err(ConfigError::Invalid("limits.max_inflight_requests must be at least 1".into()));
+        }
+        if limits.max_connections == 0 || limits.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections and limits.max_connections_per_ip must be at least 1".into(),
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid("tls.cert and tls.key must be set together".into()));

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod connlimit;
 pub mod conversation;
 pub mod fanout;
 mod fs;

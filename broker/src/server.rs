@@ -18,6 +18,7 @@ use crate::auth::{
 };
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
+use crate::connlimit::{ConnectionLimits, LimitExceeded};
 use crate::fanout::SessionRegistry;
 use crate::observe::{self, HttpState};
 use crate::ratelimit::RateLimiter;
@@ -32,6 +33,10 @@ use crate::tls::{ReloadableCert, ServerIdentity, TlsError};
 const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long shutdown waits for sessions to close before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections refused over a connection limit that may be completing their handshake at
+/// once (to be told OVERLOADED); beyond it, refusals are bare QUIC CONNECTION_REFUSED, which
+/// costs no handshake.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How often the rate limiter forgets the buckets of users and organisations gone idle. The
 /// sweep visits every entry, so it runs rarely; idle entries are small.
 const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
@@ -148,7 +153,8 @@ impl RunningBroker {
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
         let (metrics_addr, http) = start_http(&config, metrics, shutdown.clone()).await?;
-        let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
+        let limits = ConnectionLimits::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+        let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, limits, shutdown.clone()));
         http.set_ready(true);
         info!(%local_addr, "broker listening");
         Ok(Self {
@@ -328,13 +334,48 @@ async fn start_http(
     Ok((Some(local), http))
 }
 
+/// Turns away a connection over a limit with a reason the client can see: the handshake is
+/// completed so that the close can carry OVERLOADED and the limit as its reason (before the
+/// handshake QUIC can only send a bare transport error). Under a flood of refusals, beyond
+/// [`MAX_REFUSALS_IN_FLIGHT`], the handshake is skipped and QUIC refuses the connection instead.
+fn refuse_over_limit(
+    incoming: quinn::Incoming,
+    exceeded: LimitExceeded,
+    refusing: &Arc<std::sync::atomic::AtomicUsize>,
+    handshake_timeout: Duration,
+    tasks: &TaskTracker,
+) {
+    use std::sync::atomic::Ordering;
+    metrics::counter!(crate::observe::names::CONNECTIONS_REFUSED, crate::observe::names::LABEL_LIMIT => exceeded.label())
+        .increment(1);
+    let remote = incoming.remote_address();
+    if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSALS_IN_FLIGHT {
+        refusing.fetch_sub(1, Ordering::Relaxed);
+        warn!(%remote, %exceeded, "connection refused without a handshake (too many refusals at once)");
+        incoming.refuse();
+        return;
+    }
+    warn!(%remote, %exceeded, "connection refused: OVERLOADED");
+    let refusing = refusing.clone();
+    tasks.spawn(async move {
+        if let Ok(connecting) = incoming.accept()
+            && let Ok(Ok(conn)) = tokio::time::timeout(handshake_timeout, connecting).await
+        {
+            conn.close(quinn::VarInt::from_u32(ErrorCode::OVERLOADED.get()), exceeded.to_string().as_bytes());
+        }
+        refusing.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     ctx: Arc<SessionContext>,
     services: Arc<Services>,
     store: Arc<RocksStore>,
+    limits: Arc<ConnectionLimits>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
+    let refusing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sessions = TaskTracker::new();
     // Session ids start from the clock so ids from successive runs do not repeat in the logs.
     let mut next_id = Now::system().unix_ms << 16;
@@ -348,9 +389,19 @@ async fn accept_loop(
             }
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
+                let slot = match limits.try_acquire(incoming.remote_address().ip()) {
+                    Ok(slot) => slot,
+                    Err(exceeded) => {
+                        refuse_over_limit(incoming, exceeded, &refusing, ctx.handshake_timeout, &sessions);
+                        continue;
+                    }
+                };
                 next_id = next_id.wrapping_add(1);
                 let session = serve_connection(incoming, ctx.clone(), services.clone(), SessionId::new(next_id), shutdown.clone());
-                sessions.spawn(session);
+                sessions.spawn(async move {
+                    session.await;
+                    drop(slot);
+                });
             }
             () = shutdown.cancelled() => break,
         }
