@@ -19,4 +19,4 @@ pub use identity::{Identity, Roles};
 pub use keys::{KeyError, SigningKeyPair};
 pub use minter::{MintError, TokenMinter};
 pub use revocation::{RevocationError, RevocationList, Revocations};
-pub use verifier::{AuthError, TokenVerifier, VerifierSettings};
+pub use verifier::{AuthError, TokenVerifier, UnverifiedClaims, VerifierSettings};

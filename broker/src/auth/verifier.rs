@@ -73,6 +73,34 @@ impl AuthError {
     }
 }
 
+/// The `org` and `sub` a token claims, read without checking anything: only for recording who a
+/// refused login pretended to be. Never trust them for anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedClaims {
+    /// The claimed organisation, if it is a valid id.
+    pub org: Option<OrgId>,
+    /// The claimed user, if it is a valid id.
+    pub user: Option<UserId>,
+}
+
+impl UnverifiedClaims {
+    /// Reads `org` and `sub` from `token`'s payload without verifying it.
+    pub fn peek(token: &str) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            org: Option<String>,
+            sub: Option<String>,
+        }
+        match jsonwebtoken::dangerous::insecure_decode_claims::<Peek>(token) {
+            Ok(peek) => Self {
+                org: peek.org.and_then(|org| OrgId::new(org).ok()),
+                user: peek.sub.and_then(|sub| UserId::new(sub).ok()),
+            },
+            Err(_) => Self { org: None, user: None },
+        }
+    }
+}
+
 /// The claim checks besides the signature.
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_protocol::{ErrorCode, Frame, FrameCodec, RequestId, SessionId, pb};
+use herald_protocol::{DeviceId, ErrorCode, Frame, FrameCodec, OrgId, RequestId, SessionId, UserId, pb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -206,6 +206,9 @@ impl ConnectionLoop {
                     }
                 }
                 Action::Dispatch { request_id, routed } => self.dispatch(request_id, routed),
+                Action::AuditLoginRefused { org, user, device, claims_verified, code } => {
+                    self.audit_login_refused(org, user, device, claims_verified, code);
+                }
                 Action::Close { code, reason } => {
                     self.close(code, &reason).await;
                     return Flow::Closed;
@@ -283,6 +286,31 @@ impl ConnectionLoop {
         Ok(stream)
     }
 
+    /// Records a refused HELLO: who the token claimed to be, the code, and where it came from;
+    /// never the token itself.
+    fn audit_login_refused(
+        &self,
+        org: OrgId,
+        user: Option<UserId>,
+        device: Option<DeviceId>,
+        claims_verified: bool,
+        code: ErrorCode,
+    ) {
+        self.services.audit.record(AuditEvent {
+            org,
+            at_ms: Now::system().unix_ms,
+            actor: user.map(|u| u.to_string()).unwrap_or_default(),
+            device: device.map(|d| d.to_string()).unwrap_or_default(),
+            action: AuditAction::LoginFailed,
+            target: format!("session {}", self.machine.id()),
+            details: vec![
+                ("code".to_owned(), code.name().unwrap_or("UNKNOWN").to_owned()),
+                ("remote".to_owned(), self.conn.remote_address().to_string()),
+                ("claims_verified".to_owned(), claims_verified.to_string()),
+            ],
+        });
+    }
+
     fn unregister(&mut self) {
         if let Some(identity) = self.registered.take() {
             self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
@@ -340,7 +368,12 @@ impl ConnectionLoop {
             let _ = control.finish();
             let _ = tokio::time::timeout(CLOSE_LINGER, control.stopped()).await;
         }
-        debug!(%code, reason, "closing connection");
+        if self.registered.is_none() && self.machine.identity().is_none() && code != ErrorCode::NO_ERROR {
+            // A refused or abandoned handshake; the span carries the remote address.
+            info!(%code, reason, "session refused");
+        } else {
+            debug!(%code, reason, "closing connection");
+        }
         self.conn.close(quinn::VarInt::from_u32(code.get()), reason.as_bytes());
     }
 }

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_protocol::{
-    Body, BodyError, DeviceId, ErrorCode, Frame, FrameError, PROTOCOL_VERSION, RequestId, SUPPORTED_VERSIONS,
-    SessionId, pb,
+    Body, BodyError, DeviceId, ErrorCode, Frame, FrameError, OrgId, PROTOCOL_VERSION, RequestId, SUPPORTED_VERSIONS,
+    SessionId, UserId, pb,
 };
 
 use super::SessionContext;
 use super::requests::{self, Routed};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, UnverifiedClaims};
 use crate::clock::Now;
 use crate::ratelimit::SessionLimiter;
 
@@ -54,6 +54,21 @@ pub enum Action {
         request_id: RequestId,
         /// Where it goes and what it asks.
         routed: Routed,
+    },
+    /// Record a refused HELLO in the audit log of the organisation it claims (one the broker
+    /// serves), with the connection's remote address. Comes before the ERROR and the close.
+    AuditLoginRefused {
+        /// The organisation the token names; verified only if `claims_verified`.
+        org: OrgId,
+        /// The user the token names, when it is a valid id.
+        user: Option<UserId>,
+        /// The device HELLO names, when it is a valid id.
+        device: Option<DeviceId>,
+        /// Whether the token's signature and claims had been verified (the refusal came later:
+        /// the organisation, the revocation list, the device limit).
+        claims_verified: bool,
+        /// The code the client is refused with.
+        code: ErrorCode,
     },
     /// Flush the control stream, then close the connection with this code and reason.
     Close {
@@ -230,12 +245,31 @@ impl SessionMachine {
         match self.accept_hello(hello, now) {
             Ok(identity) => self.open(request_id, identity, now),
             Err((code, message)) => {
+                self.audit_refusal(hello, code);
                 let supported =
                     if code == ErrorCode::UNSUPPORTED_VERSION { SUPPORTED_VERSIONS.to_vec() } else { vec![] };
                 self.push_error(request_id, code, message.clone(), supported);
                 self.close(code, message);
             }
         }
+    }
+
+    /// Queues the audit record of a refused HELLO when the organisation it claims is served
+    /// here. Tokens naming no organisation, or one not served, have no audit chain to go to
+    /// (creating chains for any name a stranger sends would let anyone grow the audit store);
+    /// the connection loop logs those refusals instead.
+    fn audit_refusal(&mut self, hello: &pb::Hello, code: ErrorCode) {
+        let claimed = UnverifiedClaims::peek(&hello.token);
+        let Some(org) = claimed.org.filter(|org| self.ctx.orgs.contains(org)) else { return };
+        // Only these refusals follow a successful verification in `accept_hello`.
+        let claims_verified = [ErrorCode::TOKEN_REVOKED, ErrorCode::LIMIT_EXCEEDED].contains(&code);
+        self.actions.push_back(Action::AuditLoginRefused {
+            org,
+            user: claimed.user,
+            device: DeviceId::new(hello.device_id.as_str()).ok(),
+            claims_verified,
+            code,
+        });
     }
 
     fn accept_hello(&self, hello: &pb::Hello, now: Now) -> Result<Identity, (ErrorCode, String)> {
@@ -435,6 +469,7 @@ mod tests {
                         errors.push((f.request_id(), ErrorCode::from_u32(e.code)));
                     }
                     Action::Close { code, .. } => closed = Some(code),
+                    Action::AuditLoginRefused { .. } => {}
                     other => panic!("unexpected action {other:?}"),
                 }
             }
@@ -514,11 +549,40 @@ mod tests {
     }
 
     #[test]
+    fn refused_hellos_of_served_organisations_are_audited_before_the_error() {
+        let mut h = Harness::new();
+        let token = h.token("acme", 0);
+        h.hello(PROTOCOL_VERSION, token);
+        let actions = h.actions();
+        let [audit, Action::Send(_), Action::Close { .. }] = actions.as_slice() else { panic!("{actions:?}") };
+        let Action::AuditLoginRefused { org, user, device, claims_verified, code } = audit else { panic!("{audit:?}") };
+        assert_eq!((org.as_str(), user.as_ref().map(UserId::as_str)), ("acme", Some("alice")));
+        assert_eq!((device.as_ref().map(DeviceId::as_str), *claims_verified), (Some("phone-1"), false));
+        assert_eq!(*code, ErrorCode::TOKEN_EXPIRED);
+
+        let mut h = Harness::new();
+        h.revocations.replace(RevocationList::parse("user acme/alice").expect("valid"));
+        let token = h.token("acme", 60);
+        h.hello(PROTOCOL_VERSION, token);
+        assert!(
+            matches!(h.actions().first(), Some(Action::AuditLoginRefused { claims_verified: true, .. })),
+            "a revoked token was verified before it was refused"
+        );
+        for token in ["garbage".to_owned(), h.token("initech", 60)] {
+            let mut h = Harness::new();
+            h.hello(PROTOCOL_VERSION, token);
+            assert!(!h.actions().iter().any(|a| matches!(a, Action::AuditLoginRefused { .. })), "no chain to write");
+        }
+    }
+
+    #[test]
     fn unsupported_version_lists_the_supported_ones() {
         let mut h = Harness::new();
         let token = h.token("acme", 60);
         h.hello(7, token);
-        let error: pb::Error = decode(&h.actions()[0]);
+        let actions = h.actions();
+        let sent = actions.iter().find(|a| matches!(a, Action::Send(_))).expect("an ERROR");
+        let error: pb::Error = decode(sent);
         assert_eq!(error.supported_versions, SUPPORTED_VERSIONS);
     }
 
