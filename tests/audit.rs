@@ -61,3 +61,49 @@ async fn member_and_admin_actions_are_chained_per_organisation_and_tampering_sho
     drop(dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_are_audited_with_code_and_address_but_never_the_token() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let expired = broker.token_with(|c| {
+        c.sub = "mallory".into();
+        c.exp = common::now_s() - 60;
+    });
+    let forged = {
+        let stranger = herald_broker::auth::TokenMinter::new(&herald_broker::auth::SigningKeyPair::generate()?)?;
+        broker.token_by(&stranger, |c| c.sub = "eve".into())
+    };
+    let unknown_org = broker.token("initech", "trudy");
+    for token in [&expired, &forged, &unknown_org] {
+        let refused = herald_client::Client::connect(broker.client_config(token.clone())).await;
+        assert!(refused.is_err(), "the login is refused");
+    }
+    let (dir, config) = broker.stop().await?;
+
+    let store = RocksStore::open(&config.db_path())?;
+    let query = AuditQuery { action: Some(AuditAction::LoginFailed), ..AuditQuery::default() };
+    let failed = query.run(&store, &OrgId::new(ORG)?)?;
+    let summary: Vec<(String, Vec<(String, String)>)> =
+        failed.iter().map(|r| (r.event.actor.clone(), r.event.details.clone())).collect();
+    let [expired_record, forged_record] = failed.as_slice() else { panic!("two refusals in acme: {summary:?}") };
+    let detail = |record: &AuditRecord, key: &str| {
+        record.event.details.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    assert_eq!(expired_record.event.actor, "mallory");
+    assert_eq!(expired_record.event.device, "phone-1");
+    assert_eq!(detail(expired_record, "code"), "TOKEN_EXPIRED");
+    assert_eq!(detail(forged_record, "code"), "TOKEN_INVALID");
+    for record in [expired_record, forged_record] {
+        assert!(detail(record, "remote").starts_with("127.0.0.1:"), "{summary:?}");
+        assert_eq!(detail(record, "claims_verified"), "false", "the org and actor are only claimed");
+        let encoded = record.encode();
+        for token in [&expired, &forged] {
+            let signature = token.rsplit('.').next().context("signature")?.as_bytes();
+            assert!(!encoded.windows(signature.len()).any(|w| w == signature), "no token in the record");
+        }
+    }
+    assert_eq!(verify_org(&store, &OrgId::new("initech")?)?, Ok(0), "no chain for an organisation not served");
+    drop(store);
+    drop(dir);
+    Ok(())
+}

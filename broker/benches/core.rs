@@ -46,8 +46,15 @@ fn online_group() -> (ShardMachine, SessionRegistry, Vec<PushReceiver>, ConvKey)
         let (push, rx) = push_queue(64 << 20);
         let (urgent, _) = push_queue(1 << 20);
         let session = SessionId::new(n as u64);
-        let revoked = tokio_util::sync::CancellationToken::new();
-        let device = DeviceSession { session, device: DeviceId::new("d").expect("valid"), push, urgent, revoked };
+        let device = DeviceSession {
+            session,
+            device: DeviceId::new("d").expect("valid"),
+            push,
+            urgent,
+            token_id: None,
+            recheck: tokio_util::sync::CancellationToken::new(),
+            revoked: tokio_util::sync::CancellationToken::new(),
+        };
         registry.register(&org(), &user(n), device);
         receivers.push(rx);
     }

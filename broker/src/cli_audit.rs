@@ -31,7 +31,7 @@ pub(crate) struct ExportArgs {
     /// Only records by this user.
     #[arg(long)]
     actor: Option<String>,
-    /// Only this action (login, group_created, members_changed, roles_changed, member_left,
+    /// Only this action (login, login_failed, group_created, members_changed, roles_changed, member_left,
     /// message_recalled, message_expired, settings_changed).
     #[arg(long, value_parser = parse_action)]
     action: Option<AuditAction>,

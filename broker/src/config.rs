@@ -138,13 +138,20 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// How tokens are checked. With no public key configured, the broker generates an Ed25519
-/// development key pair in the data directory and trusts its public half.
+/// How tokens are checked. With neither a public key nor an HMAC secret configured, the broker
+/// generates an Ed25519 development key pair in the data directory and trusts its public half.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// PEM files of Ed25519 public keys whose EdDSA signatures the broker accepts.
     pub public_keys: Vec<PathBuf>,
+    /// A file holding the shared secret of HS256 tokens (at least 32 bytes; one trailing line
+    /// break is ignored). Accepted in addition to `public_keys`; each token's algorithm decides
+    /// which is checked.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// The token revocation list (`jti <id>`, `device <org>/<user>/<device>`, `user <org>/<user>`
+    /// lines), read at start and on every reload.
+    pub revoked_file: Option<PathBuf>,
     /// When set, a token's `iss` claim must equal it.
     pub issuer: Option<String>,
     /// When set, a token's `aud` claim must equal it.
@@ -156,7 +163,14 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { public_keys: Vec::new(), issuer: None, audience: None, leeway: Duration::from_secs(30) }
+        Self {
+            public_keys: Vec::new(),
+            hmac_secret_file: None,
+            revoked_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        }
     }
 }
 
@@ -191,6 +205,10 @@ pub struct LimitsConfig {
     /// How far ahead a message may be scheduled or set to expire.
     #[serde(with = "humantime_serde")]
     pub max_schedule: Duration,
+    /// Most QUIC connections the broker holds at once; more are closed with OVERLOADED.
+    pub max_connections: usize,
+    /// Most QUIC connections from one IP address; more are closed with OVERLOADED.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -207,6 +225,8 @@ impl Default for LimitsConfig {
             max_groups_per_user: 10_000,
             push_queue_bytes: 4 * 1024 * 1024,
             max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
@@ -390,6 +410,11 @@ impl Config {
         if limits.max_inflight_requests == 0 {
             return Err(ConfigError::Invalid("limits.max_inflight_requests must be at least 1".into()));
         }
+        if limits.max_connections == 0 || limits.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections and limits.max_connections_per_ip must be at least 1".into(),
+            ));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid("tls.cert and tls.key must be set together".into()));
         }
@@ -397,6 +422,12 @@ impl Config {
             return Err(ConfigError::Invalid("orgs must name at least one organisation".into()));
         }
         self.validate_rate_limits()
+    }
+
+    /// Whether tokens are checked against the development key, because no production key (an
+    /// Ed25519 public key or an HMAC secret) is configured.
+    pub fn uses_dev_signing_key(&self) -> bool {
+        self.auth.public_keys.is_empty() && self.auth.hmac_secret_file.is_none()
     }
 
     fn validate_rate_limits(&self) -> Result<(), ConfigError> {
@@ -426,7 +457,8 @@ impl Config {
         self.data_dir.join("tls").join("key.pem")
     }
 
-    /// The development token-signing key (Ed25519, PKCS#8 PEM), used when `auth.public_keys` is empty.
+    /// The development token-signing key (Ed25519, PKCS#8 PEM), used when neither
+    /// `auth.public_keys` nor `auth.hmac_secret_file` is set.
     pub fn dev_signing_key_path(&self) -> PathBuf {
         self.data_dir.join("token-signing-key.pem")
     }

@@ -10,7 +10,7 @@ mod cli_audit;
 
 use clap::{Args, Parser, Subcommand};
 use herald_broker::RunningBroker;
-use herald_broker::auth::{SigningKeyPair, TokenMinter};
+use herald_broker::auth::{HmacSecret, SigningKeyPair, TokenMinter};
 use herald_broker::clock::Now;
 use herald_broker::config::{Config, LogFormat};
 use herald_protocol::{DeviceId, OrgId, UserId};
@@ -45,7 +45,8 @@ struct CommonArgs {
 enum Command {
     /// Run the broker (the default when no command is given).
     Serve(ServeArgs),
-    /// Mint a token (a standard EdDSA JWT) signed with the development key, and print it.
+    /// Mint a token (a standard JWT: EdDSA with the development key or --key, or HS256 with
+    /// --hmac), and print it.
     Token(TokenArgs),
     /// Verify the audit log's hash chains, or export records (works beside a running broker).
     #[command(subcommand)]
@@ -92,6 +93,9 @@ struct TokenArgs {
     /// development key, created if missing.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Sign HS256 with the configured shared secret (`auth.hmac_secret_file`) instead.
+    #[arg(long)]
+    hmac: bool,
 }
 
 #[tokio::main]
@@ -114,16 +118,25 @@ async fn main() -> Result<()> {
 }
 
 fn mint_token(config: &Config, args: TokenArgs) -> Result<()> {
-    let key = match &args.key {
-        Some(path) => {
+    let minter = match (&args.key, args.hmac) {
+        (Some(_), true) => bail!("--key and --hmac exclude each other"),
+        (Some(path), false) => {
             let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            SigningKeyPair::from_private_pem(&pem)?
+            TokenMinter::new(&SigningKeyPair::from_private_pem(&pem)?)?
         }
-        None if config.auth.public_keys.is_empty() => SigningKeyPair::load_or_generate(&config.dev_signing_key_path())?,
-        None => bail!("this broker trusts configured keys (auth.public_keys); pass the signing key with --key"),
+        (None, true) => {
+            let path = config.auth.hmac_secret_file.as_deref().context("--hmac needs auth.hmac_secret_file set")?;
+            TokenMinter::hmac(&HmacSecret::load(path)?)
+        }
+        (None, false) if config.uses_dev_signing_key() => {
+            TokenMinter::new(&SigningKeyPair::load_or_generate(&config.dev_signing_key_path())?)?
+        }
+        (None, false) => bail!(
+            "this broker trusts configured keys: pass the Ed25519 signing key with --key, or --hmac to sign with auth.hmac_secret_file"
+        ),
     };
     let now_s = Now::system().unix_ms / 1000;
-    let token = TokenMinter::new(&key)?.mint_for(
+    let token = minter.mint_for(
         args.org.as_str(),
         args.user.as_str(),
         args.device.as_ref().map(DeviceId::as_str),
@@ -149,7 +162,7 @@ async fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     init_logging(&config);
     let broker = RunningBroker::start(config.clone()).await.context("starting the broker")?;
     print_banner(&config, &broker);
-    wait_for_signal().await?;
+    serve_until_stopped(&broker).await?;
     broker.shutdown().await.context("shutting down")?;
     Ok(())
 }
@@ -184,11 +197,20 @@ fn print_banner(config: &Config, broker: &RunningBroker) {
     println!("Press Ctrl-C to stop.");
 }
 
-async fn wait_for_signal() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// Waits for SIGINT or SIGTERM, reloading the certificate and the revocation list on each SIGHUP
+/// meanwhile (the outcome is logged part by part).
+async fn serve_until_stopped(broker: &RunningBroker) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => return Ok(result?),
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                let report = broker.reload();
+                tracing::info!(ok = report.is_ok(), "SIGHUP: reload finished");
+            }
+        }
     }
-    Ok(())
 }

@@ -14,22 +14,31 @@ use tracing::{info, warn};
 
 use crate::admin::{AdminDesk, OrgTable, Revocations};
 use crate::audit::{AuditLog, AuditSink};
-use crate::auth::{KeyError, SigningKeyPair, TokenVerifier, VerifierSettings};
+use crate::auth::{
+    HmacSecret, KeyError, RevocationError, RevocationList, Revocations as TokenRevocations, SigningKeyPair,
+    TokenVerifier, VerifierSettings,
+};
 use crate::clock::Now;
 use crate::config::{Config, ConfigError};
+use crate::connlimit::{ConnectionLimits, LimitExceeded};
 use crate::fanout::SessionRegistry;
 use crate::observe::{self, HttpState};
 use crate::ratelimit::RateLimiter;
+use crate::reload::{self, ReloadReport};
 use crate::session::{Services, SessionContext, serve_connection};
 use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{self, KvBackend, LogStore, RocksStore, StoreError};
-use crate::tls::{ServerIdentity, TlsError};
+use crate::tls::{ReloadableCert, ServerIdentity, TlsError};
 
 /// UDP socket buffer size. The kernel default (208 KiB) drops packets under fan-out and handshake
 /// bursts, and quinn then waits for loss recovery (../shared/PERF-NOTES.md, pitfall 1).
 const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long shutdown waits for sessions to close before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections refused over a connection limit that may be completing their handshake at
+/// once (to be told OVERLOADED); beyond it, refusals are bare QUIC CONNECTION_REFUSED, which
+/// costs no handshake.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How often the rate limiter forgets the buckets of users and organisations gone idle. The
 /// sweep visits every entry, so it runs rarely; idle entries are small.
 const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
@@ -61,6 +70,9 @@ pub enum BrokerError {
     /// The trusted token keys are unusable.
     #[error("token keys: {0}")]
     TokenKeys(String),
+    /// The token revocation list cannot be read.
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -82,9 +94,14 @@ pub enum BrokerError {
 #[derive(Debug)]
 pub struct RunningBroker {
     local_addr: SocketAddr,
-    certificate: CertificateDer<'static>,
-    cert_path: PathBuf,
-    self_signed: bool,
+    /// Where the certificate was loaded from, to read it again on reload.
+    identity: ServerIdentity,
+    /// What new handshakes present.
+    cert_resolver: Arc<ReloadableCert>,
+    /// The revocation list file, if configured.
+    revoked_file: Option<PathBuf>,
+    /// The revocation list sessions check.
+    token_revocations: Arc<TokenRevocations>,
     dev_signing_key: Option<SigningKeyPair>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), BrokerError>>,
@@ -111,18 +128,23 @@ impl RunningBroker {
         let revocations = Arc::new(load_revocations(&*store)?);
 
         let identity = ServerIdentity::load_or_generate(&config)?;
-        let server_config = identity.quic_server_config(&config.limits)?;
+        let cert_resolver = Arc::new(ReloadableCert::new(identity.certified_key()?));
+        let server_config = ServerIdentity::quic_server_config_with(cert_resolver.clone(), &config.limits)?;
         let (trusted, dev_signing_key) = trusted_token_keys(&config)?;
+        let hmac = config.auth.hmac_secret_file.as_deref().map(HmacSecret::load).transpose()?;
         let settings = VerifierSettings {
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
             leeway: config.auth.leeway,
         };
-        let verifier = TokenVerifier::new(&trusted, settings).map_err(BrokerError::TokenKeys)?;
+        let verifier = TokenVerifier::with_keys(&trusted, hmac.as_ref(), settings).map_err(BrokerError::TokenKeys)?;
         let registry = Arc::new(SessionRegistry::new());
         let mut ctx = SessionContext::new(verifier, config.auth.leeway, [], &config.limits, registry.clone());
         ctx.orgs = orgs.clone();
         ctx.revocations = revocations.clone();
+        let revoked = config.auth.revoked_file.as_deref().map(RevocationList::load).transpose()?;
+        ctx.token_revocations = Arc::new(TokenRevocations::new(revoked.unwrap_or_default()));
+        let token_revocations = ctx.token_revocations.clone();
         ctx.rate_limits = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         let ctx = Arc::new(ctx);
         let services = Arc::new(start_services(&config, store.clone(), registry, orgs, revocations)?);
@@ -131,17 +153,16 @@ impl RunningBroker {
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
         let (metrics_addr, http) = start_http(&config, metrics, shutdown.clone()).await?;
-        let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, shutdown.clone()));
+        let limits = ConnectionLimits::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+        let task = tokio::spawn(accept_loop(endpoint, ctx, services.clone(), store, limits, shutdown.clone()));
         http.set_ready(true);
         info!(%local_addr, "broker listening");
-        let certificate = identity.chain.first().cloned().ok_or_else(|| {
-            BrokerError::Tls(TlsError::Pem { path: identity.cert_path.clone(), reason: "empty chain".into() })
-        })?;
         Ok(Self {
             local_addr,
-            certificate,
-            cert_path: identity.cert_path,
-            self_signed: identity.self_signed,
+            identity,
+            cert_resolver,
+            revoked_file: config.auth.revoked_file.clone(),
+            token_revocations,
             dev_signing_key,
             shutdown,
             task,
@@ -167,19 +188,35 @@ impl RunningBroker {
         self.local_addr
     }
 
-    /// The leaf certificate, for clients that pin it.
-    pub fn certificate(&self) -> &CertificateDer<'static> {
-        &self.certificate
+    /// The leaf certificate new handshakes present, for clients that pin it.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        // `CertifiedKey::from_der` refuses an empty chain, so the leaf is always there.
+        self.cert_resolver.current().cert.first().cloned().unwrap_or_else(|| CertificateDer::from(Vec::new()))
     }
 
     /// The certificate chain's PEM file.
     pub fn cert_path(&self) -> &std::path::Path {
-        &self.cert_path
+        &self.identity.cert_path
     }
 
     /// Whether the certificate is the generated self-signed one.
     pub fn is_self_signed(&self) -> bool {
-        self.self_signed
+        self.identity.self_signed
+    }
+
+    /// Reloads what an operator may replace while the broker runs (the `herald-broker` binary
+    /// calls it on SIGHUP): the configured certificate and key, which new handshakes present
+    /// from now on while established connections go on; and the token revocation list, whose
+    /// entries are refused at HELLO from now on and whose open sessions are closed with
+    /// TOKEN_REVOKED. A part whose new file is unusable keeps its current state; the report
+    /// and the log say which.
+    pub fn reload(&self) -> ReloadReport {
+        let certificate = reload::reload_certificate(&self.identity, &self.cert_resolver);
+        let revocations = match &self.revoked_file {
+            Some(path) => reload::reload_revocations(path, &self.token_revocations, &self.services.registry).map(Some),
+            None => Ok(None),
+        };
+        ReloadReport { certificate, revocations }
     }
 
     /// The development signing key, when the broker trusts no configured key.
@@ -198,10 +235,11 @@ impl RunningBroker {
     }
 }
 
-/// The keys tokens must be signed with: the configured ones, or else the development key pair
-/// (created on first start), whose private half the `token` command uses.
+/// The Ed25519 keys tokens may be signed with: the configured ones, or else, when no production
+/// key (public key or HMAC secret) is configured, the development key pair (created on first
+/// start), whose private half the `token` command uses.
 fn trusted_token_keys(config: &Config) -> Result<(Vec<String>, Option<SigningKeyPair>), BrokerError> {
-    if config.auth.public_keys.is_empty() {
+    if config.uses_dev_signing_key() {
         let pair = SigningKeyPair::load_or_generate(&config.dev_signing_key_path())?;
         return Ok((vec![pair.public_pem().to_owned()], Some(pair)));
     }
@@ -325,13 +363,48 @@ async fn start_http(
     Ok((Some(local), http))
 }
 
+/// Turns away a connection over a limit with a reason the client can see: the handshake is
+/// completed so that the close can carry OVERLOADED and the limit as its reason (before the
+/// handshake QUIC can only send a bare transport error). Under a flood of refusals, beyond
+/// [`MAX_REFUSALS_IN_FLIGHT`], the handshake is skipped and QUIC refuses the connection instead.
+fn refuse_over_limit(
+    incoming: quinn::Incoming,
+    exceeded: LimitExceeded,
+    refusing: &Arc<std::sync::atomic::AtomicUsize>,
+    handshake_timeout: Duration,
+    tasks: &TaskTracker,
+) {
+    use std::sync::atomic::Ordering;
+    metrics::counter!(crate::observe::names::CONNECTIONS_REFUSED, crate::observe::names::LABEL_LIMIT => exceeded.label())
+        .increment(1);
+    let remote = incoming.remote_address();
+    if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSALS_IN_FLIGHT {
+        refusing.fetch_sub(1, Ordering::Relaxed);
+        warn!(%remote, %exceeded, "connection refused without a handshake (too many refusals at once)");
+        incoming.refuse();
+        return;
+    }
+    warn!(%remote, %exceeded, "connection refused: OVERLOADED");
+    let refusing = refusing.clone();
+    tasks.spawn(async move {
+        if let Ok(connecting) = incoming.accept()
+            && let Ok(Ok(conn)) = tokio::time::timeout(handshake_timeout, connecting).await
+        {
+            conn.close(quinn::VarInt::from_u32(ErrorCode::OVERLOADED.get()), exceeded.to_string().as_bytes());
+        }
+        refusing.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     ctx: Arc<SessionContext>,
     services: Arc<Services>,
     store: Arc<RocksStore>,
+    limits: Arc<ConnectionLimits>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
+    let refusing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sessions = TaskTracker::new();
     // Session ids start from the clock so ids from successive runs do not repeat in the logs.
     let mut next_id = Now::system().unix_ms << 16;
@@ -345,9 +418,19 @@ async fn accept_loop(
             }
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
+                let slot = match limits.try_acquire(incoming.remote_address().ip()) {
+                    Ok(slot) => slot,
+                    Err(exceeded) => {
+                        refuse_over_limit(incoming, exceeded, &refusing, ctx.handshake_timeout, &sessions);
+                        continue;
+                    }
+                };
                 next_id = next_id.wrapping_add(1);
                 let session = serve_connection(incoming, ctx.clone(), services.clone(), SessionId::new(next_id), shutdown.clone());
-                sessions.spawn(session);
+                sessions.spawn(async move {
+                    session.await;
+                    drop(slot);
+                });
             }
             () = shutdown.cancelled() => break,
         }

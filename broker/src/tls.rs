@@ -1,4 +1,5 @@
-//! TLS for the QUIC endpoint: certificate loading or first-start generation, and the server config.
+//! TLS for the QUIC endpoint: certificate loading or first-start generation, the server config,
+//! and the replaceable certificate that lets SIGHUP renew it without dropping connections.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,8 +7,13 @@ use std::sync::Arc;
 use herald_protocol::ALPN;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 use crate::config::{Config, LimitsConfig};
+
+mod reloadable;
+
+pub use reloadable::ReloadableCert;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,8 @@ pub struct ServerIdentity {
     key: PrivateKeyDer<'static>,
     /// The chain's PEM file, which clients pin in development.
     pub cert_path: PathBuf,
+    /// The private key's PEM file.
+    pub key_path: PathBuf,
     /// Whether the certificate is the generated self-signed one.
     pub self_signed: bool,
 }
@@ -77,22 +85,54 @@ impl ServerIdentity {
             return Err(pem_err(cert_path, "no certificate found".into()));
         }
         let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| pem_err(key_path, e.to_string()))?;
-        Ok(Self { chain, key, cert_path: cert_path.to_owned(), self_signed })
+        Ok(Self { chain, key, cert_path: cert_path.to_owned(), key_path: key_path.to_owned(), self_signed })
     }
 
-    /// The QUIC server configuration: TLS 1.3 with ALPN `herald/1`, and transport limits that
-    /// allow exactly one client-opened (control) stream and no client-opened unidirectional ones.
+    /// Reads the same files again, as after the operator replaced them.
+    ///
+    /// # Errors
+    /// [`TlsError`] if the files cannot be read or hold no usable PEM.
+    pub fn reread(&self) -> Result<Self, TlsError> {
+        Self::load(&self.cert_path, &self.key_path, self.self_signed)
+    }
+
+    /// The chain with its signing key, checked to belong together (the key must be the leaf
+    /// certificate's), ready for rustls.
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] if the key is unusable or is not the leaf certificate's.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        let provider = rustls::crypto::ring::default_provider();
+        CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider)
+            .map(Arc::new)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.key_path.display())))
+    }
+
+    /// The QUIC server configuration presenting this identity for good (see
+    /// [`ServerIdentity::quic_server_config_with`]).
     ///
     /// # Errors
     /// [`TlsError::Config`] if rustls refuses the key or chain.
     pub fn quic_server_config(&self, limits: &LimitsConfig) -> Result<quinn::ServerConfig, TlsError> {
+        Self::quic_server_config_with(Arc::new(ReloadableCert::new(self.certified_key()?)), limits)
+    }
+
+    /// The QUIC server configuration: TLS 1.3 with ALPN `herald/1`, the certificate `resolver`
+    /// presents, and transport limits that allow exactly one client-opened (control) stream and
+    /// no client-opened unidirectional ones.
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] if rustls or quinn refuse the configuration.
+    pub fn quic_server_config_with(
+        resolver: Arc<ReloadableCert>,
+        limits: &LimitsConfig,
+    ) -> Result<quinn::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .with_cert_resolver(resolver);
         tls.alpn_protocols = vec![ALPN.to_vec()];
         tls.max_early_data_size = 0;
         let crypto =

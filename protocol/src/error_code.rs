@@ -71,6 +71,7 @@ error_codes! {
     UNKNOWN_ORG = 0x0203, true, "The token names an organisation the broker does not serve.";
     FORBIDDEN = 0x0204, false, "The authenticated identity may not do this.";
     REVOKED = 0x0205, true, "An administrator revoked this device or disabled this user; the session is closed and cannot reopen.";
+    TOKEN_REVOKED = 0x0206, true, "The token, its device or its user has been revoked by the operator (also sent when an open session's identity is revoked).";
     INVALID_ARGUMENT = 0x0301, false, "A field of the request is missing or out of range.";
     NOT_FOUND = 0x0302, false, "The request names something that does not exist, or that the caller may not see.";
     CONFLICT = 0x0303, false, "The request conflicts with the current state.";

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::BytesMut;
-use herald_broker::auth::{Claims, TokenMinter};
+use herald_broker::auth::{Claims, SigningKeyPair, TokenMinter};
 use herald_broker::{Config, RunningBroker};
 use herald_client::{Client, ClientConfig, Trust};
 use herald_protocol::{Frame, FrameCodec, OrgId, PROTOCOL_VERSION, RequestId, pb};
@@ -47,7 +47,12 @@ impl TestBroker {
     /// Starts a broker on an existing directory, as after a restart.
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Result<Self> {
         let broker = RunningBroker::start(config.clone()).await?;
-        let minter = TokenMinter::new(broker.dev_signing_key().context("dev key")?)?;
+        // A broker trusting configured keys has no development key: its tests mint with their
+        // own keys, and `minter` signs with a key the broker does not trust.
+        let minter = match broker.dev_signing_key() {
+            Some(key) => TokenMinter::new(key)?,
+            None => TokenMinter::new(&SigningKeyPair::generate()?)?,
+        };
         Ok(Self { broker: Some(broker), minter, dir, config })
     }
 
@@ -60,7 +65,7 @@ impl TestBroker {
     }
 
     pub fn certificate(&self) -> CertificateDer<'static> {
-        self.running().certificate().clone()
+        self.running().certificate()
     }
 
     /// A token for `user` in `org`, valid for an hour.
@@ -73,6 +78,11 @@ impl TestBroker {
 
     /// A token whose claims `tweak` may adjust from a valid one-hour token for acme/alice.
     pub fn token_with(&self, tweak: impl FnOnce(&mut Claims)) -> String {
+        self.token_by(&self.minter, tweak)
+    }
+
+    /// Like [`TestBroker::token_with`], signed by `minter`.
+    pub fn token_by(&self, minter: &TokenMinter, tweak: impl FnOnce(&mut Claims)) -> String {
         let now = now_s();
         let mut claims = Claims {
             sub: "alice".into(),
@@ -84,9 +94,10 @@ impl TestBroker {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         };
         tweak(&mut claims);
-        self.minter.mint(&claims).expect("mint")
+        minter.mint(&claims).expect("mint")
     }
 
     pub fn client_config(&self, token: String) -> ClientConfig {

@@ -194,6 +194,7 @@ mod tests {
             device: DeviceId::new("cli").expect("valid"),
             roles: Roles::new(roles.iter().map(|r| (*r).to_owned()).collect()),
             expires_at_ms: 0,
+            token_id: None,
         }
     }
 

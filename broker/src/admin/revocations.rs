@@ -66,6 +66,7 @@ mod tests {
             device: DeviceId::new(device).expect("valid"),
             roles: Roles::default(),
             expires_at_ms: 0,
+            token_id: None,
         }
     }
 

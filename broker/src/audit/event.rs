@@ -7,6 +7,9 @@ use herald_protocol::OrgId;
 pub enum AuditAction {
     /// A session opened.
     Login,
+    /// A HELLO was refused (target: the session; details: the code, the remote address, and
+    /// whether the token's signature had been verified: if not, org and actor are only claimed).
+    LoginFailed,
     /// A group was created (target: the conversation; details: the members).
     GroupCreated,
     /// Members were added or removed.
@@ -39,8 +42,9 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 16] = [
         AuditAction::Login,
+        AuditAction::LoginFailed,
         AuditAction::GroupCreated,
         AuditAction::MembersChanged,
         AuditAction::RolesChanged,
@@ -61,6 +65,7 @@ impl AuditAction {
     pub fn name(self) -> &'static str {
         match self {
             AuditAction::Login => "login",
+            AuditAction::LoginFailed => "login_failed",
             AuditAction::GroupCreated => "group_created",
             AuditAction::MembersChanged => "members_changed",
             AuditAction::RolesChanged => "roles_changed",

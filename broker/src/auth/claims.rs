@@ -30,4 +30,7 @@ pub struct Claims {
     /// Audience; checked when the broker is configured with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The token's unique id, by which the revocation list can refuse this one token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }

@@ -36,4 +36,6 @@ pub struct Identity {
     pub roles: Roles,
     /// When the token expires, milliseconds since the Unix epoch.
     pub expires_at_ms: u64,
+    /// The token's `jti`, when it has one: what the revocation list names to revoke one token.
+    pub token_id: Option<String>,
 }

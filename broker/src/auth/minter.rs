@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use super::{Claims, SigningKeyPair};
+use super::{Claims, HmacSecret, SigningKeyPair};
 
 /// Why a token could not be minted.
 #[derive(Debug, thiserror::Error)]
@@ -17,10 +17,11 @@ pub enum MintError {
     Sign(#[source] jsonwebtoken::errors::Error),
 }
 
-/// Signs Herald tokens with an Ed25519 key.
+/// Signs Herald tokens with an Ed25519 key (EdDSA) or a shared secret (HS256).
 #[derive(Clone)]
 pub struct TokenMinter {
     key: EncodingKey,
+    algorithm: Algorithm,
 }
 
 impl std::fmt::Debug for TokenMinter {
@@ -36,7 +37,13 @@ impl TokenMinter {
     /// [`MintError::Key`] if the key is not Ed25519.
     pub fn new(pair: &SigningKeyPair) -> Result<Self, MintError> {
         let key = EncodingKey::from_ed_pem(pair.private_pem().as_bytes()).map_err(MintError::Key)?;
-        Ok(Self { key })
+        Ok(Self { key, algorithm: Algorithm::EdDSA })
+    }
+
+    /// A minter that signs HS256 tokens with `secret`, as an identity provider sharing the
+    /// broker's `auth.hmac_secret_file` would.
+    pub fn hmac(secret: &HmacSecret) -> Self {
+        Self { key: EncodingKey::from_secret(secret.as_bytes()), algorithm: Algorithm::HS256 }
     }
 
     /// Signs arbitrary claims.
@@ -44,7 +51,7 @@ impl TokenMinter {
     /// # Errors
     /// [`MintError::Sign`] if signing fails.
     pub fn mint(&self, claims: &Claims) -> Result<String, MintError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.key).map_err(MintError::Sign)
+        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key).map_err(MintError::Sign)
     }
 
     /// Signs a token for `org`/`user` valid for `ttl` from `now_unix_s`.
@@ -70,6 +77,7 @@ impl TokenMinter {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         })
     }
 }

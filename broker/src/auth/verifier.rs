@@ -1,4 +1,9 @@
 //! Verifying tokens: signature, algorithm, claims and expiry, with time passed in.
+//!
+//! Two algorithms may be trusted at once: EdDSA (Ed25519 public keys) and HS256 (one shared
+//! secret). The token's `alg` header picks which keys are tried, and each key is only ever used
+//! with its own algorithm, so algorithm confusion is impossible: an HS256 token is never checked
+//! with a public key taken as an HMAC secret, and an EdDSA token never meets the secret.
 
 use std::time::Duration;
 
@@ -6,7 +11,7 @@ use herald_protocol::{DeviceId, ErrorCode, IdError, OrgId, UserId};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::{Claims, Identity, Roles};
+use super::{Claims, HmacSecret, Identity, Roles};
 
 /// Why a token was refused. [`AuthError::code`] gives the wire error code.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,8 +22,9 @@ pub enum AuthError {
     /// The signature matches none of the trusted keys.
     #[error("token signature is not from a trusted key")]
     BadSignature,
-    /// Signed with an algorithm other than EdDSA.
-    #[error("token algorithm is not EdDSA")]
+    /// Signed with an algorithm this broker does not trust: anything but EdDSA and, when an
+    /// HMAC secret is configured, HS256.
+    #[error("token algorithm is not one this broker accepts")]
     WrongAlgorithm,
     /// A required claim (`sub`, `org`, `exp`) is absent.
     #[error("token lacks the {0} claim")]
@@ -50,6 +56,9 @@ pub enum AuthError {
     /// The organisation is not served by this broker.
     #[error("organisation {0} is not served here")]
     UnknownOrg(OrgId),
+    /// The token, its device or its user is on the revocation list.
+    #[error("token is revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -58,7 +67,36 @@ impl AuthError {
         match self {
             AuthError::Expired { .. } => ErrorCode::TOKEN_EXPIRED,
             AuthError::UnknownOrg(_) => ErrorCode::UNKNOWN_ORG,
+            AuthError::Revoked => ErrorCode::TOKEN_REVOKED,
             _ => ErrorCode::TOKEN_INVALID,
+        }
+    }
+}
+
+/// The `org` and `sub` a token claims, read without checking anything: only for recording who a
+/// refused login pretended to be. Never trust them for anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedClaims {
+    /// The claimed organisation, if it is a valid id.
+    pub org: Option<OrgId>,
+    /// The claimed user, if it is a valid id.
+    pub user: Option<UserId>,
+}
+
+impl UnverifiedClaims {
+    /// Reads `org` and `sub` from `token`'s payload without verifying it.
+    pub fn peek(token: &str) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            org: Option<String>,
+            sub: Option<String>,
+        }
+        match jsonwebtoken::dangerous::insecure_decode_claims::<Peek>(token) {
+            Ok(peek) => Self {
+                org: peek.org.and_then(|org| OrgId::new(org).ok()),
+                user: peek.sub.and_then(|sub| UserId::new(sub).ok()),
+            },
+            Err(_) => Self { org: None, user: None },
         }
     }
 }
@@ -74,42 +112,56 @@ pub struct VerifierSettings {
     pub leeway: Duration,
 }
 
-/// Checks tokens against a set of trusted Ed25519 public keys.
+/// Checks tokens against trusted Ed25519 public keys and, optionally, an HS256 secret.
 ///
 /// Pure: it reads no clock (the caller passes `now`), so expiry is testable without waiting.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    keys: Vec<DecodingKey>,
-    validation: Validation,
+    /// Ed25519 public keys; only EdDSA tokens are checked against them.
+    ed25519: Vec<DecodingKey>,
+    /// The shared secret; only HS256 tokens are checked against it.
+    hmac: Option<DecodingKey>,
     settings: VerifierSettings,
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("keys", &self.keys.len()).field("settings", &self.settings).finish()
+        f.debug_struct("TokenVerifier")
+            .field("ed25519_keys", &self.ed25519.len())
+            .field("hmac", &self.hmac.is_some())
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
 impl TokenVerifier {
-    /// A verifier trusting the given public keys (SubjectPublicKeyInfo PEM).
+    /// A verifier trusting the given Ed25519 public keys (SubjectPublicKeyInfo PEM).
     ///
     /// # Errors
-    /// The parser's message if a key is not an Ed25519 public key.
+    /// The parser's message if a key is not an Ed25519 public key, or if there is none.
     pub fn new(public_pems: &[String], settings: VerifierSettings) -> Result<Self, String> {
-        let keys = public_pems
+        Self::with_keys(public_pems, None, settings)
+    }
+
+    /// A verifier trusting EdDSA tokens signed by any of `public_pems` and, when `hmac` is
+    /// given, HS256 tokens signed with that secret.
+    ///
+    /// # Errors
+    /// The parser's message if a key is not an Ed25519 public key, or if no key at all is given.
+    pub fn with_keys(
+        public_pems: &[String],
+        hmac: Option<&HmacSecret>,
+        settings: VerifierSettings,
+    ) -> Result<Self, String> {
+        let ed25519 = public_pems
             .iter()
             .map(|pem| DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
+        let hmac = hmac.map(|secret| DecodingKey::from_secret(secret.as_bytes()));
+        if ed25519.is_empty() && hmac.is_none() {
             return Err("no trusted token key".to_owned());
         }
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        // Time and the optional claims are checked in `verify`, against the caller's clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims = ["exp", "sub"].into_iter().map(str::to_owned).collect();
-        Ok(Self { keys, validation, settings })
+        Ok(Self { ed25519, hmac, settings })
     }
 
     /// Checks `token` for a session of `device` at `now_ms` (Unix milliseconds).
@@ -141,35 +193,61 @@ impl TokenVerifier {
             device: device.clone(),
             roles: Roles::new(claims.roles),
             expires_at_ms: claims.exp.saturating_mul(1000),
+            token_id: claims.jti,
         })
     }
 
+    /// The keys trusted for the token's declared algorithm, and a validation that admits that
+    /// algorithm alone. The header is read unverified only to choose; the signature check then
+    /// binds it (jsonwebtoken also refuses a key of another family than the algorithm).
     fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| refusal(&e))?;
+        let keys: &[DecodingKey] = match header.alg {
+            Algorithm::EdDSA => &self.ed25519,
+            Algorithm::HS256 => self.hmac.as_slice(),
+            _ => &[],
+        };
+        if keys.is_empty() {
+            return Err(AuthError::WrongAlgorithm);
+        }
+        let validation = validation(header.alg);
         let mut last = AuthError::BadSignature;
-        for key in &self.keys {
-            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+        for key in keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => return Ok(data.claims),
-                Err(e) => match e.kind() {
-                    ErrorKind::InvalidSignature => last = AuthError::BadSignature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        return Err(AuthError::WrongAlgorithm);
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) => return Err(AuthError::MissingClaim(claim.clone())),
-                    ErrorKind::Json(e) if e.to_string().starts_with("missing field") => {
-                        return Err(AuthError::MissingClaim(e.to_string()));
-                    }
-                    _ => return Err(AuthError::Malformed(e.to_string())),
-                },
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = AuthError::BadSignature,
+                Err(e) => return Err(refusal(&e)),
             }
         }
         Err(last)
     }
 }
 
+/// Signature and the required claims' presence for `algorithm` only; time and the optional
+/// claims are checked in [`TokenVerifier::verify`], against the caller's clock.
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["exp", "sub"].into_iter().map(str::to_owned).collect();
+    validation
+}
+
+fn refusal(e: &jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+        ErrorKind::Json(e) if e.to_string().starts_with("missing field") => AuthError::MissingClaim(e.to_string()),
+        _ => AuthError::Malformed(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{SigningKeyPair, TokenMinter};
+    use crate::auth::{MIN_HMAC_SECRET_BYTES, SigningKeyPair, TokenMinter};
 
     const NOW_MS: u64 = 1_800_000_000_000;
     const NOW_S: u64 = NOW_MS / 1000;
@@ -200,6 +278,7 @@ mod tests {
             nbf: None,
             iss: None,
             aud: None,
+            jti: None,
         }
     }
 
@@ -254,6 +333,84 @@ mod tests {
         )
         .expect("mint");
         assert_eq!(verifier.verify(&token, &device(), NOW_MS), Err(AuthError::WrongAlgorithm));
+    }
+
+    fn secret(byte: u8) -> HmacSecret {
+        HmacSecret::new(vec![byte; 32]).expect("long enough")
+    }
+
+    fn hs(algorithm: Algorithm, key: &[u8], claims: &Claims) -> String {
+        let header = jsonwebtoken::Header::new(algorithm);
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_secret(key)).expect("mint")
+    }
+
+    #[test]
+    fn hs256_tokens_signed_with_the_secret_are_accepted_and_others_refused() {
+        let verifier = TokenVerifier::with_keys(&[], Some(&secret(1)), settings()).expect("verifier");
+        let token = TokenMinter::hmac(&secret(1)).mint(&claims(NOW_S + 60)).expect("mint");
+        let id = verifier.verify(&token, &device(), NOW_MS).expect("valid");
+        assert_eq!((id.org.as_str(), id.user.as_str()), ("acme", "alice"));
+        let stranger = TokenMinter::hmac(&secret(2)).mint(&claims(NOW_S + 60)).expect("mint");
+        assert_eq!(verifier.verify(&stranger, &device(), NOW_MS), Err(AuthError::BadSignature));
+        let (ed_minter, _) = setup();
+        let ed = ed_minter.mint(&claims(NOW_S + 60)).expect("mint");
+        assert_eq!(verifier.verify(&ed, &device(), NOW_MS), Err(AuthError::WrongAlgorithm), "no Ed25519 key trusted");
+        for other in [Algorithm::HS384, Algorithm::HS512] {
+            let token = hs(other, &[1; 32], &claims(NOW_S + 60));
+            assert_eq!(verifier.verify(&token, &device(), NOW_MS), Err(AuthError::WrongAlgorithm), "{other:?}");
+        }
+        let expired = TokenMinter::hmac(&secret(1)).mint(&claims(NOW_S - 31)).expect("mint");
+        assert!(matches!(verifier.verify(&expired, &device(), NOW_MS), Err(AuthError::Expired { .. })));
+    }
+
+    #[test]
+    fn with_both_configured_either_signature_is_accepted() {
+        let pair = SigningKeyPair::generate().expect("keygen");
+        let verifier =
+            TokenVerifier::with_keys(&[pair.public_pem().to_owned()], Some(&secret(1)), settings()).expect("verifier");
+        let ed = TokenMinter::new(&pair).expect("minter").mint(&claims(NOW_S + 60)).expect("mint");
+        let hmac = TokenMinter::hmac(&secret(1)).mint(&claims(NOW_S + 60)).expect("mint");
+        assert!(verifier.verify(&ed, &device(), NOW_MS).is_ok());
+        assert!(verifier.verify(&hmac, &device(), NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn algorithm_confusion_is_impossible() {
+        let pair = SigningKeyPair::generate().expect("keygen");
+        let public = pair.public_pem().to_owned();
+        let ed_only = TokenVerifier::new(std::slice::from_ref(&public), settings()).expect("verifier");
+        let both = TokenVerifier::with_keys(std::slice::from_ref(&public), Some(&secret(1)), settings()).expect("v");
+        // The classic attack: an HS256 token whose "secret" is the broker's public key.
+        for key in [public.as_bytes().to_vec(), public.trim_end().as_bytes().to_vec()] {
+            let forged = hs(Algorithm::HS256, &key, &claims(NOW_S + 60));
+            assert_eq!(ed_only.verify(&forged, &device(), NOW_MS), Err(AuthError::WrongAlgorithm));
+            assert_eq!(both.verify(&forged, &device(), NOW_MS), Err(AuthError::BadSignature));
+        }
+        // An EdDSA header over an HMAC signature made with the real secret is never checked
+        // against the secret.
+        let hmac = TokenMinter::hmac(&secret(1)).mint(&claims(NOW_S + 60)).expect("mint");
+        let ed_header = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::EdDSA),
+            &claims(NOW_S + 60),
+            &jsonwebtoken::EncodingKey::from_ed_pem(pair.private_pem().as_bytes()).expect("key"),
+        )
+        .expect("mint");
+        let relabelled = format!(
+            "{}.{}",
+            ed_header.split('.').next().expect("header"),
+            hmac.split('.').skip(1).collect::<Vec<_>>().join(".")
+        );
+        assert_eq!(both.verify(&relabelled, &device(), NOW_MS), Err(AuthError::BadSignature));
+        // `alg: none` and an empty signature.
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        let unsigned = format!("{none_header}.{}.", hmac.split('.').nth(1).expect("payload"));
+        assert_eq!(both.verify(&unsigned, &device(), NOW_MS).map_err(|e| e.code()), Err(ErrorCode::TOKEN_INVALID));
+    }
+
+    #[test]
+    fn a_verifier_needs_a_key() {
+        assert!(TokenVerifier::with_keys(&[], None, settings()).is_err());
+        assert!(HmacSecret::new(vec![0; MIN_HMAC_SECRET_BYTES - 1]).is_err());
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct DeviceSession {
     /// Cancelled when an admin revokes the device or disables its user: the session's loop
     /// closes the connection with REVOKED at once.
     pub revoked: CancellationToken,
+    /// The `jti` of the token the session opened with, if it had one.
+    pub token_id: Option<String>,
+    /// Cancelled to make the session check its identity against the revocation list again
+    /// (and close with TOKEN_REVOKED if it is now revoked).
+    pub recheck: CancellationToken,
 }
 
 type UserSessions = DashMap<UserId, Vec<DeviceSession>>;
@@ -53,6 +58,21 @@ impl SessionRegistry {
             sessions.retain(|s| s.session != session);
             sessions.is_empty()
         });
+    }
+
+    /// Signals every session for which `matches` holds (see [`DeviceSession::recheck`]) and
+    /// returns how many. Visits every session: for rare operator actions, not the hot path.
+    pub fn signal_where(&self, mut matches: impl FnMut(&OrgId, &UserId, &DeviceSession) -> bool) -> usize {
+        let mut signalled = 0;
+        for org in self.orgs.iter() {
+            for user in org.value().iter() {
+                for session in user.value().iter().filter(|s| matches(org.key(), user.key(), s)) {
+                    session.recheck.cancel();
+                    signalled += 1;
+                }
+            }
+        }
+        signalled
     }
 
     /// How many device sessions `user` has open.
@@ -131,8 +151,15 @@ mod tests {
         for (org, user, n) in [(&acme, "alice", 1), (&acme, "alice", 2), (&acme, "bob", 3), (&globex, "alice", 4)] {
             let (push, rx) = push_queue(1 << 20);
             let (urgent, urgent_rx) = push_queue(1 << 20);
-            let revoked = CancellationToken::new();
-            let session = DeviceSession { session: SessionId::new(n), device: id("d"), push, urgent, revoked };
+            let session = DeviceSession {
+                session: SessionId::new(n),
+                device: id("d"),
+                push,
+                urgent,
+                token_id: None,
+                recheck: CancellationToken::new(),
+                revoked: CancellationToken::new(),
+            };
             registry.register(org, &id(user), session);
             receivers.push((rx, urgent_rx));
         }
@@ -141,6 +168,7 @@ mod tests {
         registry.unregister(&acme, &id("alice"), SessionId::new(1));
         assert_eq!(registry.device_count(&acme, &id("alice")), 1);
         assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
+        assert_eq!(registry.signal_where(|org, user, _| org == &acme && user.as_str() == "bob"), 1);
     }
 
     #[test]
@@ -156,7 +184,15 @@ mod tests {
             registry.register(
                 &acme,
                 &id("alice"),
-                DeviceSession { session: SessionId::new(n), device: id(device), push, urgent, revoked },
+                DeviceSession {
+                    session: SessionId::new(n),
+                    device: id(device),
+                    push,
+                    urgent,
+                    revoked,
+                    token_id: None,
+                    recheck: CancellationToken::new(),
+                },
             );
         }
         assert_eq!(registry.devices(&acme, &id("alice")), vec![(id("laptop"), 1), (id("phone"), 2)]);

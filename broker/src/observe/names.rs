@@ -7,6 +7,8 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const CONNECTIONS_ACCEPTED: &str = "herald_connections_accepted_total";
 /// QUIC connections open now.
 pub const CONNECTIONS_OPEN: &str = "herald_connections_open";
+/// Connections closed at once because a connection limit was reached, by limit.
+pub const CONNECTIONS_REFUSED: &str = "herald_connections_refused_total";
 /// Sessions opened (HELLO accepted), by organisation.
 pub const SESSIONS_OPENED: &str = "herald_sessions_opened_total";
 /// Frames received from clients, by frame type.
@@ -43,6 +45,8 @@ pub const LABEL_ORG: &str = "org";
 pub const LABEL_TYPE: &str = "type";
 /// Label: an error code's name.
 pub const LABEL_CODE: &str = "code";
+/// Label: which connection limit (`total`, `per_ip`).
+pub const LABEL_LIMIT: &str = "limit";
 /// Label: the fan-out lane.
 pub const LABEL_LANE: &str = "lane";
 
@@ -50,6 +54,10 @@ pub const LABEL_LANE: &str = "lane";
 pub fn describe() {
     describe_counter!(CONNECTIONS_ACCEPTED, "QUIC connections accepted");
     describe_gauge!(CONNECTIONS_OPEN, "QUIC connections open now");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at once with OVERLOADED by a connection limit, by limit"
+    );
     describe_counter!(SESSIONS_OPENED, "Sessions opened (HELLO accepted), by organisation");
     describe_counter!(FRAMES_RECEIVED, "Frames received from clients, by frame type");
     describe_counter!(ERRORS_SENT, "ERROR frames sent, by error code");

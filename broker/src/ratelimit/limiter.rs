@@ -220,6 +220,7 @@ mod tests {
             device: DeviceId::new("d").expect("valid"),
             roles: Roles::default(),
             expires_at_ms: 0,
+            token_id: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_protocol::{ErrorCode, Frame, FrameCodec, RequestId, SessionId, pb};
+use herald_protocol::{DeviceId, ErrorCode, Frame, FrameCodec, OrgId, RequestId, SessionId, UserId, pb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -66,6 +66,7 @@ pub(crate) async fn serve_connection(
                     registered: None,
                     revoked: CancellationToken::new(),
                     revocations,
+                    recheck: CancellationToken::new(),
                 };
                 session.run(shutdown).await;
                 session.unregister();
@@ -105,6 +106,8 @@ struct ConnectionLoop {
     revoked: CancellationToken,
     /// Checked again once registered, for a revocation that raced this session's HELLO.
     revocations: Arc<Revocations>,
+    /// Cancelled by a revocation-list reload that names this session.
+    recheck: CancellationToken,
 }
 
 impl ConnectionLoop {
@@ -115,6 +118,7 @@ impl ConnectionLoop {
         };
         let mut inbuf = BytesMut::new();
         let mut shutdown_seen = false;
+        let mut recheck_seen = false;
         loop {
             if let Flow::Closed = self.perform_actions().await {
                 return;
@@ -124,6 +128,10 @@ impl ConnectionLoop {
                 () = shutdown.cancelled(), if !shutdown_seen => {
                     shutdown_seen = true;
                     self.machine.handle_shutdown();
+                }
+                () = self.recheck.cancelled(), if !recheck_seen => {
+                    recheck_seen = true;
+                    self.machine.handle_revocations_changed();
                 }
                 () = sleep_until(deadline) => self.machine.handle_timeout(Now::system()),
                 () = self.revoked.cancelled() => self.machine.handle_revoked(),
@@ -207,6 +215,9 @@ impl ConnectionLoop {
                     }
                 }
                 Action::Dispatch { request_id, routed } => self.dispatch(request_id, routed),
+                Action::AuditLoginRefused { org, user, device, claims_verified, code } => {
+                    self.audit_login_refused(org, user, device, claims_verified, code);
+                }
                 Action::Close { code, reason } => {
                     self.close(code, &reason).await;
                     return Flow::Closed;
@@ -253,13 +264,17 @@ impl ConnectionLoop {
             push: push_queue_tx,
             urgent: urgent_tx,
             revoked: self.revoked.clone(),
+            token_id: identity.token_id.clone(),
+            recheck: self.recheck.clone(),
         };
         self.services.registry.register(&identity.org, &identity.user, device);
-        // A revocation between this session's HELLO check and its registration found no session
-        // to close; the table already holds it.
+        // A revocation (by an admin, or a reload of the list) between this session's HELLO check
+        // and its registration found no session to close; checking once more after registering
+        // closes that gap (both write their table before they scan the registry).
         if self.revocations.refusal(&identity).is_some() {
             self.revoked.cancel();
         }
+        self.machine.handle_revocations_changed();
         info!(org = %identity.org, user = %identity.user, device = %identity.device, "session opened");
         metrics::counter!(names::SESSIONS_OPENED, names::LABEL_ORG => identity.org.to_string()).increment(1);
         self.services.audit.record(AuditEvent {
@@ -282,6 +297,31 @@ impl ConnectionLoop {
         encode_or_warn(&self.codec, stream_open, &mut bytes);
         stream.write_chunk(bytes.freeze()).await.map_err(|e| debug!(error = %e, "push stream write failed"))?;
         Ok(stream)
+    }
+
+    /// Records a refused HELLO: who the token claimed to be, the code, and where it came from;
+    /// never the token itself.
+    fn audit_login_refused(
+        &self,
+        org: OrgId,
+        user: Option<UserId>,
+        device: Option<DeviceId>,
+        claims_verified: bool,
+        code: ErrorCode,
+    ) {
+        self.services.audit.record(AuditEvent {
+            org,
+            at_ms: Now::system().unix_ms,
+            actor: user.map(|u| u.to_string()).unwrap_or_default(),
+            device: device.map(|d| d.to_string()).unwrap_or_default(),
+            action: AuditAction::LoginFailed,
+            target: format!("session {}", self.machine.id()),
+            details: vec![
+                ("code".to_owned(), code.name().unwrap_or("UNKNOWN").to_owned()),
+                ("remote".to_owned(), self.conn.remote_address().to_string()),
+                ("claims_verified".to_owned(), claims_verified.to_string()),
+            ],
+        });
     }
 
     fn unregister(&mut self) {
@@ -364,7 +404,12 @@ impl ConnectionLoop {
             let _ = control.finish();
             let _ = tokio::time::timeout(CLOSE_LINGER, control.stopped()).await;
         }
-        debug!(%code, reason, "closing connection");
+        if self.registered.is_none() && self.machine.identity().is_none() && code != ErrorCode::NO_ERROR {
+            // A refused or abandoned handshake; the span carries the remote address.
+            info!(%code, reason, "session refused");
+        } else {
+            debug!(%code, reason, "closing connection");
+        }
         self.conn.close(quinn::VarInt::from_u32(code.get()), reason.as_bytes());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use herald_protocol::{OrgId, pb};
 
 use crate::admin::{OrgTable, Revocations};
-use crate::auth::TokenVerifier;
+use crate::auth::{Revocations as TokenRevocations, TokenVerifier};
 use crate::config::LimitsConfig;
 use crate::config::RateLimitsConfig;
 use crate::fanout::SessionRegistry;
@@ -22,6 +22,8 @@ pub struct SessionContext {
     pub orgs: Arc<OrgTable>,
     /// Revoked devices and disabled users.
     pub revocations: Arc<Revocations>,
+    /// Tokens, devices and users the operator's revocation list refuses; replaced on reload.
+    pub token_revocations: Arc<TokenRevocations>,
     /// The limits announced in WELCOME.
     pub limits: pb::Limits,
     /// How long a connection has to send a valid HELLO.
@@ -60,6 +62,7 @@ impl SessionContext {
             verifier,
             orgs: Arc::new(OrgTable::new(Policies::default(), orgs.into_iter().map(|org| (org, Default::default())))),
             revocations: Arc::new(Revocations::new()),
+            token_revocations: Arc::new(TokenRevocations::default()),
             limits: pb::Limits {
                 max_frame_bytes: limits.max_frame_bytes,
                 max_payload_bytes: limits.max_payload_bytes,

@@ -9,7 +9,7 @@
 //!
 //! # States
 //! ```text
-//!              HELLO ok                          token expiry, shutdown,
+//!              HELLO ok                 token expiry or revocation, shutdown,
 //! AwaitingHello ───────► Open ───────────────► Closed
 //!       │                  │   FRAME_TOO_LARGE,     ▲
 //!       │                  │   control stream end   │
@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_protocol::{
-    Body, BodyError, DeviceId, ErrorCode, Frame, FrameError, PROTOCOL_VERSION, RequestId, SUPPORTED_VERSIONS,
-    SessionId, pb,
+    Body, BodyError, DeviceId, ErrorCode, Frame, FrameError, OrgId, PROTOCOL_VERSION, RequestId, SUPPORTED_VERSIONS,
+    SessionId, UserId, pb,
 };
 
 use super::SessionContext;
 use super::requests::{self, Routed};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Identity, UnverifiedClaims};
 use crate::clock::Now;
 use crate::ratelimit::SessionLimiter;
 
@@ -54,6 +54,21 @@ pub enum Action {
         request_id: RequestId,
         /// Where it goes and what it asks.
         routed: Routed,
+    },
+    /// Record a refused HELLO in the audit log of the organisation it claims (one the broker
+    /// serves), with the connection's remote address. Comes before the ERROR and the close.
+    AuditLoginRefused {
+        /// The organisation the token names; verified only if `claims_verified`.
+        org: OrgId,
+        /// The user the token names, when it is a valid id.
+        user: Option<UserId>,
+        /// The device HELLO names, when it is a valid id.
+        device: Option<DeviceId>,
+        /// Whether the token's signature and claims had been verified (the refusal came later:
+        /// the organisation, the revocation list, the device limit).
+        claims_verified: bool,
+        /// The code the client is refused with.
+        code: ErrorCode,
     },
     /// Flush the control stream, then close the connection with this code and reason.
     Close {
@@ -215,6 +230,17 @@ impl SessionMachine {
         }
     }
 
+    /// The revocation list changed (or the session just registered for fan-out, which may
+    /// have raced a reload): an open session whose identity is now revoked closes with
+    /// TOKEN_REVOKED.
+    pub fn handle_revocations_changed(&mut self) {
+        if let State::Open { identity, .. } = &self.state
+            && self.ctx.token_revocations.current().revokes_identity(identity)
+        {
+            self.fail(RequestId::NONE, ErrorCode::TOKEN_REVOKED, "the session's token was revoked".into());
+        }
+    }
+
     /// The broker is shutting down.
     pub fn handle_shutdown(&mut self) {
         if !self.is_closed() {
@@ -226,12 +252,31 @@ impl SessionMachine {
         match self.accept_hello(hello, now) {
             Ok(identity) => self.open(request_id, identity, now),
             Err((code, message)) => {
+                self.audit_refusal(hello, code);
                 let supported =
                     if code == ErrorCode::UNSUPPORTED_VERSION { SUPPORTED_VERSIONS.to_vec() } else { vec![] };
                 self.push_error(request_id, code, message.clone(), supported);
                 self.close(code, message);
             }
         }
+    }
+
+    /// Queues the audit record of a refused HELLO when the organisation it claims is served
+    /// here. Tokens naming no organisation, or one not served, have no audit chain to go to
+    /// (creating chains for any name a stranger sends would let anyone grow the audit store);
+    /// the connection loop logs those refusals instead.
+    fn audit_refusal(&mut self, hello: &pb::Hello, code: ErrorCode) {
+        let claimed = UnverifiedClaims::peek(&hello.token);
+        let Some(org) = claimed.org.filter(|org| self.ctx.orgs.contains(org)) else { return };
+        // Only these refusals follow a successful verification in `accept_hello`.
+        let claims_verified = [ErrorCode::TOKEN_REVOKED, ErrorCode::LIMIT_EXCEEDED].contains(&code);
+        self.actions.push_back(Action::AuditLoginRefused {
+            org,
+            user: claimed.user,
+            device: DeviceId::new(hello.device_id.as_str()).ok(),
+            claims_verified,
+            code,
+        });
     }
 
     fn accept_hello(&self, hello: &pb::Hello, now: Now) -> Result<Identity, (ErrorCode, String)> {
@@ -248,6 +293,9 @@ impl SessionMachine {
         let identity = self.ctx.verifier.verify(&hello.token, &device, now.unix_ms).map_err(auth_failure)?;
         if !self.ctx.orgs.contains(&identity.org) {
             return Err(auth_failure(AuthError::UnknownOrg(identity.org)));
+        }
+        if self.ctx.token_revocations.current().revokes_identity(&identity) {
+            return Err(auth_failure(AuthError::Revoked));
         }
         if let Some(reason) = self.ctx.revocations.refusal(&identity) {
             return Err((ErrorCode::REVOKED, reason.into()));
@@ -341,7 +389,9 @@ fn auth_failure(error: AuthError) -> (ErrorCode, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Claims, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings};
+    use crate::auth::{
+        Claims, RevocationList, Revocations, SigningKeyPair, TokenMinter, TokenVerifier, VerifierSettings,
+    };
     use crate::config::{LimitsConfig, RateLimit, RateLimitsConfig};
     use crate::ratelimit::RateLimiter;
     use bytes::Bytes;
@@ -353,6 +403,7 @@ mod tests {
         minter: TokenMinter,
         machine: SessionMachine,
         start: Instant,
+        revocations: Arc<Revocations>,
     }
 
     impl Harness {
@@ -368,10 +419,11 @@ mod tests {
             let registry = Arc::new(crate::fanout::SessionRegistry::new());
             let mut ctx = SessionContext::new(verifier, settings.leeway, orgs, &LimitsConfig::default(), registry);
             ctx.rate_limits = Arc::new(RateLimiter::new(rate_limits));
+            let revocations = ctx.token_revocations.clone();
             let ctx = Arc::new(ctx);
             let start = Instant::now();
             let machine = SessionMachine::new(ctx, SessionId::new(9), Now { instant: start, unix_ms: T0_MS }, 1);
-            Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start }
+            Self { minter: TokenMinter::new(&pair).expect("minter"), machine, start, revocations }
         }
 
         fn at(&self, secs: u64) -> Now {
@@ -389,6 +441,7 @@ mod tests {
                 nbf: None,
                 iss: None,
                 aud: None,
+                jti: None,
             };
             self.minter.mint(&claims).expect("mint")
         }
@@ -426,6 +479,7 @@ mod tests {
                         errors.push((f.request_id(), ErrorCode::from_u32(e.code)));
                     }
                     Action::Close { code, .. } => closed = Some(code),
+                    Action::AuditLoginRefused { .. } => {}
                     other => panic!("unexpected action {other:?}"),
                 }
             }
@@ -483,11 +537,62 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_identity_is_refused_at_hello_and_closed_when_open() {
+        let mut h = Harness::new();
+        h.revocations.replace(RevocationList::parse("device acme/alice/phone-1").expect("valid"));
+        let token = h.token("acme", 60);
+        h.hello(PROTOCOL_VERSION, token);
+        let refused = ErrorCode::TOKEN_REVOKED;
+        assert_eq!(h.errors(), (vec![(RequestId::new(1), refused)], Some(refused)));
+
+        let mut h = Harness::new();
+        h.open();
+        h.machine.handle_revocations_changed();
+        assert!(h.actions().is_empty(), "nothing revoked yet");
+        h.revocations.replace(RevocationList::parse("user acme/bob\ndevice acme/alice/laptop").expect("valid"));
+        h.machine.handle_revocations_changed();
+        assert!(h.actions().is_empty(), "other users and devices are not this session");
+        h.revocations.replace(RevocationList::parse("user acme/alice").expect("valid"));
+        h.machine.handle_revocations_changed();
+        assert_eq!(h.errors(), (vec![(RequestId::NONE, refused)], Some(refused)));
+        assert!(h.machine.is_closed());
+    }
+
+    #[test]
+    fn refused_hellos_of_served_organisations_are_audited_before_the_error() {
+        let mut h = Harness::new();
+        let token = h.token("acme", 0);
+        h.hello(PROTOCOL_VERSION, token);
+        let actions = h.actions();
+        let [audit, Action::Send(_), Action::Close { .. }] = actions.as_slice() else { panic!("{actions:?}") };
+        let Action::AuditLoginRefused { org, user, device, claims_verified, code } = audit else { panic!("{audit:?}") };
+        assert_eq!((org.as_str(), user.as_ref().map(UserId::as_str)), ("acme", Some("alice")));
+        assert_eq!((device.as_ref().map(DeviceId::as_str), *claims_verified), (Some("phone-1"), false));
+        assert_eq!(*code, ErrorCode::TOKEN_EXPIRED);
+
+        let mut h = Harness::new();
+        h.revocations.replace(RevocationList::parse("user acme/alice").expect("valid"));
+        let token = h.token("acme", 60);
+        h.hello(PROTOCOL_VERSION, token);
+        assert!(
+            matches!(h.actions().first(), Some(Action::AuditLoginRefused { claims_verified: true, .. })),
+            "a revoked token was verified before it was refused"
+        );
+        for token in ["garbage".to_owned(), h.token("initech", 60)] {
+            let mut h = Harness::new();
+            h.hello(PROTOCOL_VERSION, token);
+            assert!(!h.actions().iter().any(|a| matches!(a, Action::AuditLoginRefused { .. })), "no chain to write");
+        }
+    }
+
+    #[test]
     fn unsupported_version_lists_the_supported_ones() {
         let mut h = Harness::new();
         let token = h.token("acme", 60);
         h.hello(7, token);
-        let error: pb::Error = decode(&h.actions()[0]);
+        let actions = h.actions();
+        let sent = actions.iter().find(|a| matches!(a, Action::Send(_))).expect("an ERROR");
+        let error: pb::Error = decode(sent);
         assert_eq!(error.supported_versions, SUPPORTED_VERSIONS);
     }
 
