@@ -30,6 +30,8 @@ fn person(user: &str, manager: &str, disabled: bool) -> pb::DirectoryUser {
         department: "eng".into(),
         manager_id: manager.into(),
         disabled,
+        phone: "+8613800138000".into(),
+        roles: vec!["staff".into()],
     }
 }
 
@@ -190,5 +192,36 @@ async fn an_archived_conversation_is_read_only_and_the_audit_log_shows_who_did_i
     assert!(first.more && first.entries.len() == 1);
     let next = pb::AuditQuery { after_seq: first.entries[0].seq, limit: 1, ..Default::default() };
     assert_eq!(admin.admin().audit(next).await?.entries[0].seq, first.entries[0].seq + 1, "pages follow on");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_backup_restores_to_what_was_acknowledged_before_it() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let operator = client_with_roles(&broker, "acme", "ops", &["operator"]).await?;
+    let alice = broker.client("alice").await?;
+    let conv = alice.create_group("g", &[]).await?.conversation_id;
+    let mut before = 0;
+    for n in 0..3 {
+        before = alice.send(conv, format!("before {n}").into_bytes()).await?.seq;
+    }
+    let backups = tempfile::tempdir()?;
+    let path = backups.path().join("snapshot");
+    let taken = operator.admin().backup(&path.display().to_string()).await?;
+    assert!(taken.files > 0 && taken.bytes > 0, "{taken:?}");
+    let again = operator.admin().backup(&path.display().to_string()).await;
+    assert_eq!(code(again), Some(ErrorCode::CONFLICT), "never overwrites");
+    let admin = client_with_roles(&broker, "acme", "root", &["admin"]).await?;
+    assert_eq!(code(admin.admin().backup("/tmp/x").await), Some(ErrorCode::FORBIDDEN));
+    alice.send(conv, b"after the backup".to_vec()).await?;
+
+    let (dir, config) = broker.stop().await?;
+    let db = config.db_path();
+    std::fs::rename(&db, dir.path().join("db.replaced"))?;
+    std::fs::rename(&path, &db)?;
+    let broker = TestBroker::start_in(dir, config).await?;
+    let alice = broker.client("alice").await?;
+    let page = alice.history(conv, 1, false, 100).await?;
+    assert_eq!(page.last_seq, before, "the restored log ends where the backup was taken");
     Ok(())
 }

@@ -49,7 +49,13 @@ async fn the_metrics_endpoint_serves_the_key_series_and_health() -> Result<()> {
     assert!(sample(&page, "herald_frames_received_total", &["type=\"SEND\""]).unwrap_or(0.0) >= 5.0, "{page}");
     assert!(sample(&page, "herald_errors_sent_total", &["code=\"NOT_FOUND\""]).unwrap_or(0.0) >= 1.0, "{page}");
     assert!(sample(&page, "herald_connections_open", &[]).unwrap_or(0.0) >= 1.0, "{page}");
-    for series in ["herald_store_commit_seconds", "herald_shard_batch_commands", "herald_audit_events_total"] {
+    for series in [
+        "herald_store_commit_seconds",
+        "herald_shard_batch_commands",
+        "herald_shard_loop_seconds",
+        "herald_shard_inbox_depth{shard=\"0\"}",
+        "herald_audit_events_total",
+    ] {
         assert!(page.contains(series), "{series} missing:\n{page}");
     }
     assert!(page.contains("# HELP herald_store_commit_seconds"), "described");

@@ -44,8 +44,9 @@ pub(crate) enum AdminCommand {
     OrgShow,
     /// Change an organisation's settings; unset flags keep their value.
     OrgSet(SettingsArgs),
-    /// Import users from a JSON file: an array of {user_id, display_name, department, manager_id,
-    /// disabled}; all or nothing.
+    /// Import users from a JSON file (an array of {user_id, display_name, department, manager_id,
+    /// disabled, phone, roles}) or a CSV file (`.csv`, a header row naming those columns, roles
+    /// separated by `;`); all or nothing.
     UsersImport {
         /// The JSON file.
         file: PathBuf,
@@ -76,6 +77,12 @@ pub(crate) enum AdminCommand {
         /// Unarchive instead.
         #[arg(long)]
         undo: bool,
+    },
+    /// Write a consistent copy of the whole database to PATH on the broker's host (operators;
+    /// online). Restore by stopping the broker and putting the copy in place of `<data_dir>/db`.
+    Backup {
+        /// An absolute path that does not exist yet.
+        path: PathBuf,
     },
     /// Print audit records as JSON lines, oldest first.
     Audit {
@@ -144,7 +151,9 @@ async fn execute(admin: &Admin<'_>, command: AdminCommand) -> Result<()> {
         AdminCommand::OrgSet(settings) => print_org(&admin.update_org(settings.to_pb()).await?),
         AdminCommand::UsersImport { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let users = parse_users(&text).with_context(|| format!("parsing {}", file.display()))?;
+            let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let users = if csv { parse_users_csv(&text) } else { parse_users(&text) };
+            let users = users.with_context(|| format!("parsing {}", file.display()))?;
             let result = admin.import_users(users).await?;
             println!("created={} updated={} disabled={}", result.created, result.updated, result.disabled);
         }
@@ -167,6 +176,11 @@ async fn execute(admin: &Admin<'_>, command: AdminCommand) -> Result<()> {
         AdminCommand::Archive { id, undo } => {
             let seq = admin.archive_conversation(id, !undo).await?;
             println!("conv={id} archived={} seq={seq}", !undo);
+        }
+        AdminCommand::Backup { path } => {
+            let path = std::path::absolute(&path).with_context(|| format!("resolving {}", path.display()))?;
+            let done = admin.backup(&path.display().to_string()).await?;
+            println!("backup at {}: {} files, {} bytes", done.path, done.files, done.bytes);
         }
         AdminCommand::Audit { actor, action } => audit(admin, actor, action).await?,
     }
@@ -219,6 +233,42 @@ fn parse_users(text: &str) -> Result<Vec<pb::DirectoryUser>> {
                 department: field("department"),
                 manager_id: field("manager_id"),
                 disabled: v.get("disabled").and_then(serde_json::Value::as_bool).unwrap_or(false),
+                phone: field("phone"),
+                roles: v
+                    .get("roles")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|roles| roles.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// A CSV directory: a header row naming the columns (any order, `user_id` required), then one
+/// user per row. Fields are plain (no quoting): commas cannot appear in them; roles are split on `;`.
+fn parse_users_csv(text: &str) -> Result<Vec<pb::DirectoryUser>> {
+    let mut rows = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = rows.next().context("empty file")?.split(',').map(str::trim).collect();
+    if !header.contains(&"user_id") {
+        bail!("the header row has no user_id column");
+    }
+    rows.enumerate()
+        .map(|(index, row)| {
+            let cells: Vec<&str> = row.split(',').map(str::trim).collect();
+            if cells.len() != header.len() {
+                bail!("row {}: {} fields, the header has {}", index + 1, cells.len(), header.len());
+            }
+            let get = |name: &str| {
+                header.iter().position(|h| *h == name).and_then(|i| cells.get(i).copied()).unwrap_or("").to_owned()
+            };
+            Ok(pb::DirectoryUser {
+                user_id: get("user_id"),
+                display_name: get("display_name"),
+                department: get("department"),
+                manager_id: get("manager_id"),
+                disabled: matches!(get("disabled").as_str(), "true" | "yes" | "1"),
+                phone: get("phone"),
+                roles: get("roles").split(';').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
             })
         })
         .collect()
@@ -231,7 +281,7 @@ async fn list_users(admin: &Admin<'_>) -> Result<()> {
         for u in &page.users {
             let line = serde_json::json!({
                 "user_id": u.user_id, "display_name": u.display_name, "department": u.department,
-                "manager_id": u.manager_id, "disabled": u.disabled,
+                "manager_id": u.manager_id, "disabled": u.disabled, "phone": u.phone, "roles": u.roles,
             });
             println!("{line}");
         }

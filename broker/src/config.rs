@@ -245,6 +245,8 @@ pub struct RateLimitsConfig {
     pub user: ScopeLimits,
     /// Limits shared by every session of one organisation.
     pub org: ScopeLimits,
+    /// Per-organisation replacements of `org`: a large tenant gets more, a noisy one less.
+    pub orgs: HashMap<OrgId, ScopeLimits>,
 }
 
 impl Default for RateLimitsConfig {
@@ -254,6 +256,7 @@ impl Default for RateLimitsConfig {
             session: ScopeLimits::default(),
             user: ScopeLimits::default(),
             org: ScopeLimits::default(),
+            orgs: HashMap::new(),
         }
     }
 }
@@ -267,6 +270,11 @@ impl RateLimitsConfig {
             Scope::Org => &self.org,
         };
         configured.get(class).unwrap_or_else(|| default_limit(scope, class))
+    }
+
+    /// The limit `org`'s shared buckets follow for `class`: its own override, or the `org` scope's.
+    pub fn org_limit(&self, org: &OrgId, class: Class) -> RateLimit {
+        self.orgs.get(org).and_then(|limits| limits.get(class)).unwrap_or_else(|| self.limit(Scope::Org, class))
     }
 }
 
@@ -431,17 +439,22 @@ impl Config {
     }
 
     fn validate_rate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.rate_limits;
+        let mut checks: Vec<(String, Class, RateLimit)> = Vec::new();
         for scope in Scope::ALL {
-            for class in Class::ALL {
-                let limit = self.rate_limits.limit(scope, class);
-                let key = format!("rate_limits.{scope}.{class}");
-                if limit.per_second == 0 || limit.burst == 0 {
-                    return Err(ConfigError::Invalid(format!("{key}: per_second and burst must be at least 1")));
-                }
-                // A payload over the byte burst could never be sent, whatever the wait.
-                if class == Class::Bytes && limit.burst < u64::from(self.limits.max_payload_bytes) {
-                    return Err(ConfigError::Invalid(format!("{key}.burst must be at least limits.max_payload_bytes")));
-                }
+            checks.extend(Class::ALL.map(|class| (format!("{scope}.{class}"), class, limits.limit(scope, class))));
+        }
+        for org in limits.orgs.keys() {
+            checks.extend(Class::ALL.map(|class| (format!("orgs.{org}.{class}"), class, limits.org_limit(org, class))));
+        }
+        for (key, class, limit) in checks {
+            let key = format!("rate_limits.{key}");
+            if limit.per_second == 0 || limit.burst == 0 {
+                return Err(ConfigError::Invalid(format!("{key}: per_second and burst must be at least 1")));
+            }
+            // A payload over the byte burst could never be sent, whatever the wait.
+            if class == Class::Bytes && limit.burst < u64::from(self.limits.max_payload_bytes) {
+                return Err(ConfigError::Invalid(format!("{key}.burst must be at least limits.max_payload_bytes")));
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! The `herald-broker` binary as a newcomer uses it: start on a fresh data directory, read the
-//! banner, mint a token with the `token` command, connect, and stop it with SIGTERM.
+//! The `herald-broker` binary as a newcomer and an operator use it: start on a fresh data
+//! directory, read the banner, mint a token with the `token` command, connect, renew the
+//! certificate with SIGHUP, and stop it with SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -49,12 +50,33 @@ async fn a_fresh_broker_prints_what_a_newcomer_needs_and_its_token_works() -> Re
     assert_eq!((client.session().org.as_str(), client.session().user.as_str()), ("demo", "alice"));
     client.ping().await?;
 
+    // `admin` mints itself an operator token with the same development key.
+    let admin = |args: &[&str]| -> Result<String> {
+        let out = Command::new(BROKER)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["admin", "--server", &addr.to_string()])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("admin {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    assert!(admin(&["org-set", "--recall-window", "5m"])?.contains("recall_window=5m"));
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "user_id,manager_id,phone,roles\nceo,,+8613800138000,exec;hr\nalice,ceo,,\n")?;
+    assert_eq!(admin(&["users-import", &users.display().to_string()])?.trim(), "created=2 updated=0 disabled=0");
+    assert!(admin(&["revoke", "alice", "cli-test"])?.contains("sessions closed: 1"));
+    let audit = admin(&["audit", "--action", "device_revoked"])?;
+    assert!(audit.contains("\"target\":\"alice/cli-test\""), "{audit}");
+
     let killed = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status()?;
     assert!(killed.success());
     let status = wait_with_timeout(&mut broker, Duration::from_secs(15))?;
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    let err = client.ping().await.expect_err("broker stopped");
-    assert_eq!(err.code(), Some(herald_protocol::ErrorCode::SHUTTING_DOWN), "{err}");
+    let err = client.ping().await.expect_err("revoked, then stopped");
+    assert_eq!(err.code(), Some(herald_protocol::ErrorCode::REVOKED), "{err}");
     Ok(())
 }
 
@@ -97,4 +119,77 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Resu
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes a fresh self-signed certificate for localhost to `cert` and its key to `key`.
+fn write_certificate(cert: &std::path::Path, key: &std::path::Path) -> Result<()> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    std::fs::write(cert, certified.cert.pem())?;
+    std::fs::write(key, certified.signing_key.serialize_pem())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sighup_swaps_the_certificate_for_new_connections_and_keeps_open_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    write_certificate(&cert, &key)?;
+    let first_cert = dir.path().join("first.pem");
+    std::fs::copy(&cert, &first_cert)?;
+    let config = dir.path().join("herald.toml");
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[tls]\ncert = {:?}\nkey = {:?}\n",
+        dir.path().join("data"),
+        cert,
+        key
+    );
+    std::fs::write(&config, toml)?;
+    let mut broker = Command::new(BROKER)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--log-level", "info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Read the whole banner and keep the pipe open: a closed stdout would fail the broker's prints.
+    let mut stdout = BufReader::new(broker.stdout.take().context("stdout")?).lines();
+    let banner: Vec<String> = stdout.by_ref().take(7).collect::<Result<_, _>>()?;
+    let addr: SocketAddr =
+        banner.join(" ").split_whitespace().skip_while(|w| *w != "on").nth(1).context("address")?.parse()?;
+    // The log goes to stderr; a thread forwards each line so the test can wait for the reload's.
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    let stderr = broker.stderr.take().context("stderr")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    let token = |device: &str| -> Result<String> {
+        let out = Command::new(BROKER)
+            .arg("--config")
+            .arg(&config)
+            .args(["token", "--org", "demo", "--user", "alice", "--device", device])
+            .output()?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    let connect = |pem: &std::path::Path, device: &str| -> Result<ClientConfig> {
+        Ok(ClientConfig::new(addr, token(device)?).with_trust(Trust::pem_file(pem)?).with_device_id(device))
+    };
+    let open = Client::connect(connect(&first_cert, "before")?).await?;
+
+    write_certificate(&cert, &key)?;
+    let hup = Command::new("kill").args(["-HUP", &broker.id().to_string()]).status()?;
+    assert!(hup.success());
+    while !log_rx.recv_timeout(Duration::from_secs(10)).context("no reload logged")?.contains("reload finished") {}
+
+    open.ping().await.context("the open connection survives the reload")?;
+    Client::connect(connect(&cert, "after")?).await.context("new connections get the new certificate")?;
+    let stale = Client::connect(connect(&first_cert, "stale")?).await;
+    assert!(stale.is_err(), "a client pinned to the old certificate is refused");
+
+    let killed = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status()?;
+    assert!(killed.success());
+    assert!(wait_with_timeout(&mut broker, Duration::from_secs(15))?.success());
+    drop(stdout);
+    Ok(())
 }

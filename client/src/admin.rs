@@ -116,6 +116,16 @@ impl Admin<'_> {
         Ok(self.client.call::<pb::Sequenced>(request).await?.seq)
     }
 
+    /// Writes a consistent copy of the whole database (every organisation) to `path`, an
+    /// absolute path on the broker's host that must not exist (operators only). Online.
+    ///
+    /// # Errors
+    /// FORBIDDEN without the operator role; CONFLICT if `path` exists; INVALID_ARGUMENT for a
+    /// relative path; UNAVAILABLE if writing fails.
+    pub async fn backup(&self, path: &str) -> Result<pb::BackupResult, ClientError> {
+        self.client.call(pb::Backup { path: path.to_owned() }).await
+    }
+
     /// A page of the audit log, oldest first; the filter's `org_id` is replaced by this handle's.
     ///
     /// # Errors

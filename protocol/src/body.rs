@@ -215,6 +215,10 @@ frame_types! {
     AUDIT_QUERY = 0x0710 => AuditQuery(pb::AuditQuery),
     /// Broker to client: audit records.
     AUDIT_PAGE = 0x0711 => AuditPage(pb::AuditPage),
+    /// Client to broker (operators): write a consistent copy of the database.
+    BACKUP = 0x0712 => Backup(pb::Backup),
+    /// Broker to client: the backup is complete.
+    BACKUP_RESULT = 0x0713 => BackupResult(pb::BackupResult),
 }
 
 impl Frame {

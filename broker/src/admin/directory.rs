@@ -6,6 +6,10 @@ use herald_protocol::{UserId, pb};
 
 /// Longest display name or department, in bytes.
 const MAX_TEXT_LEN: usize = 256;
+/// Most directory roles per user.
+const MAX_ROLES: usize = 16;
+/// Longest directory role, in bytes.
+const MAX_ROLE_LEN: usize = 64;
 /// Most users in one import.
 const MAX_IMPORT: usize = 10_000;
 /// Longest chain of managers followed when looking for a cycle; deeper is refused as a cycle.
@@ -51,6 +55,20 @@ pub enum ImportError {
         /// The manager named.
         manager: UserId,
     },
+    /// A phone number that is not E.164.
+    #[error("entry {index}: phone {phone:?} is not E.164 (+ and 8 to 15 digits)")]
+    BadPhone {
+        /// The entry's position.
+        index: usize,
+        /// The text.
+        phone: String,
+    },
+    /// Too many roles, or a malformed one.
+    #[error("entry {index}: at most {MAX_ROLES} roles of 1 to {MAX_ROLE_LEN} bytes of [a-z0-9_.-]")]
+    BadRoles {
+        /// The entry's position.
+        index: usize,
+    },
     /// Following managers from this user comes back to it.
     #[error("user {0} is (indirectly) their own manager")]
     Cycle(UserId),
@@ -87,6 +105,12 @@ pub fn validate_import(
                 return Err(ImportError::TooLong { index, field });
             }
         }
+        if !entry.phone.is_empty() && !is_e164(&entry.phone) {
+            return Err(ImportError::BadPhone { index, phone: entry.phone });
+        }
+        if entry.roles.len() > MAX_ROLES || !entry.roles.iter().all(|r| is_role(r)) {
+            return Err(ImportError::BadRoles { index });
+        }
         if managers.insert(user.clone(), manager).is_some() {
             return Err(ImportError::Duplicate { index, user });
         }
@@ -103,6 +127,16 @@ pub fn validate_import(
         check_chain(&imported.user, &manager_of)?;
     }
     Ok(checked)
+}
+
+/// `+` and 8 to 15 digits.
+fn is_e164(phone: &str) -> bool {
+    phone.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_role(role: &str) -> bool {
+    (1..=MAX_ROLE_LEN).contains(&role.len())
+        && role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
 fn parse_id(index: usize, raw: &str) -> Result<UserId, ImportError> {
@@ -160,6 +194,12 @@ mod tests {
         }
         let bad_id = validate_import(vec![entry("", "")], stored).expect_err("empty id");
         assert!(matches!(bad_id, ImportError::BadId { index: 0, .. }), "{bad_id}");
+        let phone = pb::DirectoryUser { phone: "555-1234".into(), ..entry("a", "") };
+        assert!(matches!(validate_import(vec![phone], stored), Err(ImportError::BadPhone { index: 0, .. })));
+        let roles = pb::DirectoryUser { roles: vec!["HR Lead".into()], ..entry("a", "") };
+        assert_eq!(validate_import(vec![roles], stored), Err(ImportError::BadRoles { index: 0 }));
+        let fine = pb::DirectoryUser { phone: "+8613800138000".into(), roles: vec!["hr".into()], ..entry("a", "") };
+        assert!(validate_import(vec![fine], stored).is_ok());
         let long = pb::DirectoryUser { display_name: "x".repeat(300), ..entry("a", "") };
         assert_eq!(validate_import(vec![long], stored), Err(ImportError::TooLong { index: 0, field: "display_name" }));
     }

@@ -43,6 +43,8 @@ pub enum AdminRequest {
     ConversationArchive { conv: ConvKey, archived: bool },
     /// A page of the audit log.
     AuditQuery { org: OrgId, query: AuditQuery, after_seq: u64, limit: usize },
+    /// A consistent copy of the whole database at `path` (audited in the operator's organisation).
+    Backup { org: OrgId, path: std::path::PathBuf },
 }
 
 impl AdminRequest {
@@ -56,7 +58,8 @@ impl AdminRequest {
             | AdminRequest::UserList { org, .. }
             | AdminRequest::DeviceList { org, .. }
             | AdminRequest::DeviceRevoke { org, .. }
-            | AdminRequest::AuditQuery { org, .. } => org,
+            | AdminRequest::AuditQuery { org, .. }
+            | AdminRequest::Backup { org, .. } => org,
             AdminRequest::ConversationInspect { conv } | AdminRequest::ConversationArchive { conv, .. } => &conv.org,
         }
     }
@@ -135,6 +138,7 @@ pub fn parse(body: Body, caller: &Identity) -> Option<Result<AdminRequest, Refus
             | Body::ConversationInspect(_)
             | Body::ConversationArchive(_)
             | Body::AuditQuery(_)
+            | Body::Backup(_)
     );
     if !is_request {
         return None;
@@ -176,6 +180,16 @@ pub fn parse(body: Body, caller: &Identity) -> Option<Result<AdminRequest, Refus
                 archived: r.archived,
             },
             Body::AuditQuery(r) => audit_query(caller, r)?,
+            Body::Backup(r) => {
+                if !operator {
+                    return Err((ErrorCode::FORBIDDEN, "backups need the operator role".into()));
+                }
+                let path = std::path::PathBuf::from(r.path);
+                if !path.is_absolute() {
+                    return Err(invalid("the backup path must be absolute"));
+                }
+                AdminRequest::Backup { org: caller.org.clone(), path }
+            }
             _ => return Ok(None),
         }))
     })();
@@ -212,6 +226,10 @@ mod tests {
         assert_eq!(code(get_other, &["operator"]), None, "operators see every organisation");
         assert_eq!(code(create.clone(), &["admin"]), Some(ErrorCode::FORBIDDEN), "admins do not create");
         assert_eq!(code(create, &["operator"]), None);
+        let backup = pb::Backup { path: "/var/backups/herald".into() };
+        assert_eq!(code(backup.clone(), &["admin"]), Some(ErrorCode::FORBIDDEN), "backups are the operator's");
+        assert_eq!(code(backup, &["operator"]), None);
+        assert_eq!(code(pb::Backup { path: "relative".into() }, &["operator"]), Some(ErrorCode::INVALID_ARGUMENT));
     }
 
     #[test]

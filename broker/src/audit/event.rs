@@ -38,11 +38,13 @@ pub enum AuditAction {
     DeviceRevoked,
     /// An admin read the audit log (details: the filter).
     AuditQueried,
+    /// An operator took a backup of the database (target: the path).
+    BackupTaken,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -59,6 +61,7 @@ impl AuditAction {
         AuditAction::DirectoryImported,
         AuditAction::DeviceRevoked,
         AuditAction::AuditQueried,
+        AuditAction::BackupTaken,
     ];
 
     /// The action's stable name.
@@ -80,6 +83,7 @@ impl AuditAction {
             AuditAction::DirectoryImported => "directory_imported",
             AuditAction::DeviceRevoked => "device_revoked",
             AuditAction::AuditQueried => "audit_queried",
+            AuditAction::BackupTaken => "backup_taken",
         }
     }
 

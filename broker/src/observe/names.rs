@@ -28,6 +28,11 @@ pub const FANOUT_RECIPIENTS: &str = "herald_fanout_recipients";
 pub const RESYNCS: &str = "herald_resyncs_total";
 /// Commands per shard batch (one store commit each).
 pub const SHARD_BATCH_COMMANDS: &str = "herald_shard_batch_commands";
+/// Commands waiting in a shard's inbox when it starts a batch (label `shard`): a shard that
+/// cannot keep up shows a growing queue before senders see OVERLOADED.
+pub const SHARD_INBOX_DEPTH: &str = "herald_shard_inbox_depth";
+/// Time one shard loop iteration takes: serving the batch, committing it and fanning it out.
+pub const SHARD_LOOP_SECONDS: &str = "herald_shard_loop_seconds";
 /// Time to commit one batch to the store.
 pub const STORE_COMMIT_SECONDS: &str = "herald_store_commit_seconds";
 /// Batches whose commit failed (the store then refuses writes).
@@ -39,6 +44,8 @@ pub const AUDIT_EVENTS: &str = "herald_audit_events_total";
 /// Audit events dropped (queue full).
 pub const AUDIT_DROPPED: &str = "herald_audit_dropped_total";
 
+/// Label: the shard's index.
+pub const LABEL_SHARD: &str = "shard";
 /// Label: the organisation.
 pub const LABEL_ORG: &str = "org";
 /// Label: a frame type's name.
@@ -67,6 +74,8 @@ pub fn describe() {
     describe_histogram!(FANOUT_RECIPIENTS, "Recipients per fanned-out frame");
     describe_counter!(RESYNCS, "RESYNC frames sent to sessions whose push queue overflowed");
     describe_histogram!(SHARD_BATCH_COMMANDS, "Commands per shard batch (one store commit each)");
+    describe_gauge!(SHARD_INBOX_DEPTH, "Commands waiting in a shard's inbox when it starts a batch, by shard");
+    describe_histogram!(SHARD_LOOP_SECONDS, Unit::Seconds, "Time of one shard loop iteration: serve, commit, fan out");
     describe_histogram!(STORE_COMMIT_SECONDS, Unit::Seconds, "Time to commit one shard batch to the store");
     describe_counter!(STORE_COMMIT_FAILURES, "Shard batches whose commit failed");
     describe_counter!(TIMERS_FIRED, "Durable timers fired (expiries, scheduled sends)");

@@ -1,7 +1,7 @@
 //! The shard loop's metric handles, registered once per shard thread so that the fan-out loop
 //! records with an atomic add instead of a registry lookup per frame.
 
-use metrics::{Counter, Histogram, counter, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::names;
 use crate::fanout::Lane;
@@ -11,6 +11,8 @@ use crate::fanout::Lane;
 #[derive(Debug, Clone)]
 pub struct ShardMetrics {
     batch_commands: Histogram,
+    inbox_depth: Gauge,
+    loop_seconds: Histogram,
     commit_seconds: Histogram,
     commit_failures: Counter,
     entries_sequenced: Counter,
@@ -19,11 +21,14 @@ pub struct ShardMetrics {
     dropped: [Counter; 2],
 }
 
-impl Default for ShardMetrics {
-    fn default() -> Self {
+impl ShardMetrics {
+    /// The handles of shard number `shard`.
+    pub fn new(shard: usize) -> Self {
         let lane = |name: &'static str, lane: Lane| counter!(name, names::LABEL_LANE => lane_name(lane));
         Self {
             batch_commands: histogram!(names::SHARD_BATCH_COMMANDS),
+            inbox_depth: gauge!(names::SHARD_INBOX_DEPTH, names::LABEL_SHARD => shard.to_string()),
+            loop_seconds: histogram!(names::SHARD_LOOP_SECONDS),
             commit_seconds: histogram!(names::STORE_COMMIT_SECONDS),
             commit_failures: counter!(names::STORE_COMMIT_FAILURES),
             entries_sequenced: counter!(names::ENTRIES_SEQUENCED),
@@ -49,6 +54,16 @@ fn lane_index(lane: Lane) -> usize {
 }
 
 impl ShardMetrics {
+    /// A batch of `commands` was drained, leaving `waiting` in the inbox.
+    pub fn inbox(&self, waiting: usize) {
+        self.inbox_depth.set(waiting as f64);
+    }
+
+    /// One loop iteration took `seconds`.
+    pub fn loop_time(&self, seconds: f64) {
+        self.loop_seconds.record(seconds);
+    }
+
     /// A batch of `commands` was drained.
     pub fn batch(&self, commands: usize) {
         self.batch_commands.record(commands as f64);

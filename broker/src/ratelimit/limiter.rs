@@ -27,9 +27,13 @@ struct Buckets {
 }
 
 impl Buckets {
-    fn new(config: &RateLimitsConfig, scope: Scope, now: Instant) -> Self {
+    /// The buckets of `scope`; an organisation's (`org` set) follow its own override if any.
+    fn new(config: &RateLimitsConfig, scope: Scope, org: Option<&OrgId>, now: Instant) -> Self {
         let bucket = |class| {
-            let limit = config.limit(scope, class);
+            let limit = match org {
+                Some(org) => config.org_limit(org, class),
+                None => config.limit(scope, class),
+            };
             TokenBucket::new(limit.per_second, limit.burst, now)
         };
         Self {
@@ -84,11 +88,12 @@ impl RateLimiter {
         if !self.config.enabled {
             return None;
         }
-        let shared = |scope| Arc::new(Mutex::new(Buckets::new(&self.config, scope, now)));
+        let shared = |scope, org| Arc::new(Mutex::new(Buckets::new(&self.config, scope, org, now)));
         let user_key = (identity.org.clone(), identity.user.clone());
-        let user = self.users.entry(user_key).or_insert_with(|| shared(Scope::User)).clone();
-        let org = self.orgs.entry(identity.org.clone()).or_insert_with(|| shared(Scope::Org)).clone();
-        Some(SessionLimiter { session: Buckets::new(&self.config, Scope::Session, now), user, org })
+        let user = self.users.entry(user_key).or_insert_with(|| shared(Scope::User, None)).clone();
+        let org =
+            self.orgs.entry(identity.org.clone()).or_insert_with(|| shared(Scope::Org, Some(&identity.org))).clone();
+        Some(SessionLimiter { session: Buckets::new(&self.config, Scope::Session, None, now), user, org })
     }
 
     /// Forgets the buckets that no session holds and that have refilled completely: they carry
@@ -255,6 +260,23 @@ mod tests {
         assert!(matches!(refused, Limited::Exceeded { scope: Scope::Org, .. }));
         globex.admit(Demand::send(1), t0).expect("another org is untouched");
         bob.admit(Demand::one(Class::Requests), t0).expect("another class is untouched");
+    }
+
+    #[test]
+    fn an_organisations_override_replaces_the_org_scope_for_it_alone() {
+        let t0 = Instant::now();
+        let mut config = tight();
+        config.session.sends = None;
+        config.user.sends = None;
+        let big =
+            crate::config::ScopeLimits { sends: Some(RateLimit { per_second: 10, burst: 8 }), ..Default::default() };
+        config.orgs.insert(OrgId::new("bigcorp").expect("valid"), big);
+        let limiter = RateLimiter::new(config);
+        let mut big = limiter.session(&identity("bigcorp", "alice"), t0).expect("enabled");
+        let mut small = limiter.session(&identity("acme", "alice"), t0).expect("enabled");
+        let admitted =
+            |session: &mut SessionLimiter| (0..20).take_while(|_| session.admit(Demand::send(1), t0).is_ok()).count();
+        assert_eq!((admitted(&mut big), admitted(&mut small)), (8, 5));
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Shards {
             let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
                 let mut machine = ShardMachine::new(config.limits, config.policies.clone());
                 machine.load_timers(timers);
-                ShardLoop { machine, config, store, fan_out, metrics: ShardMetrics::default() }.run(rx)
+                ShardLoop { machine, config, store, fan_out, metrics: ShardMetrics::new(index) }.run(rx)
             })?;
             inboxes.push(tx);
             threads.push(thread);
@@ -222,7 +222,10 @@ impl ShardLoop {
                 }
                 None => {}
             }
+            self.metrics.inbox(inbox.len());
+            let started = std::time::Instant::now();
             self.serve_batch(std::mem::take(&mut batch));
+            self.metrics.loop_time(started.elapsed().as_secs_f64());
             if stopping {
                 return;
             }

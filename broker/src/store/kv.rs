@@ -110,6 +110,16 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Describes where corruption was found, for errors.
     fn corrupt(&self, cf: Cf, reason: String) -> StoreError;
 
+    /// Writes a consistent copy of the whole store to `dir` (which must not exist), online:
+    /// hard links to the immutable files where `dir` is on the same filesystem, copies otherwise.
+    /// The copy opens as a store of its own.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend cannot, or writing fails.
+    fn checkpoint(&self, _dir: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("checkpoint"))
+    }
+
     /// Rewrites the files holding keys in `start..=end` so that overwritten and deleted values
     /// are physically gone. A backend without old versions has nothing to do.
     ///

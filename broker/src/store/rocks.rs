@@ -43,6 +43,9 @@ pub enum StoreError {
     /// recovers from its log, rather than carry on with state it cannot vouch for.
     #[error("store refuses writes after a failed write: {0}")]
     Poisoned(String),
+    /// The backend cannot do what was asked (a checkpoint of an in-memory store).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
     /// A stored record does not decode.
     #[error("database {path}: corrupt record in {cf}: {reason}")]
     Corrupt {
@@ -197,6 +200,11 @@ impl RocksStore {
 }
 
 impl KvBackend for RocksStore {
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(self.rocks_err())?;
+        checkpoint.create_checkpoint(dir).map_err(self.rocks_err())
+    }
+
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(cf)?, key).map_err(self.rocks_err())
     }
