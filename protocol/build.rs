@@ -15,6 +15,7 @@ fn main() -> Result<()> {
             "proto/herald/v1/receipts.proto",
             "proto/herald/v1/recall.proto",
             "proto/herald/v1/admin.proto",
+            "proto/herald/v1/ding.proto",
         ],
         &["proto"],
     )?;

@@ -45,6 +45,54 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// The operators' HTTP endpoint (metrics, health).
     pub metrics: MetricsConfig,
+    /// DING escalation ladders and the SMS/voice gateway.
+    pub ding: DingConfig,
+}
+
+/// DING: the escalation ladders senders may choose, and how SMS and voice go out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DingConfig {
+    /// The ladder of a DING that names none. Two are built in unless configured under their
+    /// names: `standard` (in-app now, SMS after 5 minutes, voice after 15, the manager after 30)
+    /// and `app` (in-app now, again after 2 and 10 minutes, the manager after 30).
+    pub default_policy: String,
+    /// Least time between a DING and DINGing its unacknowledged recipients again.
+    #[serde(with = "humantime_serde")]
+    pub min_redo_interval: Duration,
+    /// Ladders by name.
+    pub policies: HashMap<String, crate::ding::PolicyConfig>,
+    /// Where SMS and voice steps go.
+    pub gateway: crate::ding::GatewayConfig,
+}
+
+impl Default for DingConfig {
+    fn default() -> Self {
+        Self {
+            default_policy: "standard".into(),
+            min_redo_interval: Duration::from_secs(5 * 60),
+            policies: HashMap::new(),
+            gateway: crate::ding::GatewayConfig::default(),
+        }
+    }
+}
+
+impl DingConfig {
+    /// The checked ladders, `standard` included.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the policy that is unusable, or a default that is missing.
+    pub fn policies(&self) -> Result<HashMap<String, crate::ding::Policy>, ConfigError> {
+        let mut configured = self.policies.clone();
+        configured.entry("standard".into()).or_insert_with(crate::ding::standard_policy);
+        configured.entry("app".into()).or_insert_with(crate::ding::app_policy);
+        let policies = crate::ding::check_policies(&configured)
+            .map_err(|e| ConfigError::Invalid(format!("ding.policies: {e}")))?;
+        if !policies.contains_key(&self.default_policy) {
+            return Err(ConfigError::Invalid(format!("ding.default_policy: no policy {:?}", self.default_policy)));
+        }
+        Ok(policies)
+    }
 }
 
 /// The operators' HTTP endpoint.
@@ -122,6 +170,7 @@ impl Default for Config {
             policies: HashMap::new(),
             metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            ding: DingConfig::default(),
         }
     }
 }
@@ -429,6 +478,7 @@ impl Config {
         if self.orgs.is_empty() {
             return Err(ConfigError::Invalid("orgs must name at least one organisation".into()));
         }
+        self.ding.policies()?;
         self.validate_rate_limits()
     }
 

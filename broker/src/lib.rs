@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod connlimit;
 pub mod conversation;
+pub mod ding;
 pub mod fanout;
 mod fs;
 pub mod observe;

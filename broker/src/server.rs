@@ -26,7 +26,7 @@ use crate::observe::{self, HttpState};
 use crate::ratelimit::RateLimiter;
 use crate::reload::{self, ReloadReport};
 use crate::session::{Services, SessionContext, serve_connection};
-use crate::shard::{OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
+use crate::shard::{DingRules, OrgPolicy, Policies, ShardConfig, ShardLimits, Shards};
 use crate::store::{self, KvBackend, LogStore, RocksStore, StoreError};
 use crate::tls::{ReloadableCert, ServerIdentity, TlsError};
 
@@ -85,6 +85,9 @@ pub enum BrokerError {
     /// The shard threads could not be started.
     #[error("cannot start shard threads")]
     Shards(#[source] std::io::Error),
+    /// The SMS/voice gateway's configuration is unusable.
+    #[error("ding.gateway: {0}")]
+    Gateway(String),
     /// The accept loop's task failed.
     #[error("broker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -315,6 +318,13 @@ fn start_services(
         sync_writes: config.storage.sync_writes,
         max_batch: config.storage.max_batch,
         queue_len: config.storage.shard_queue,
+        ding: Arc::new(DingRules {
+            policies: config.ding.policies()?,
+            default_policy: config.ding.default_policy.clone(),
+            min_redo_ms: u64::try_from(config.ding.min_redo_interval.as_millis()).unwrap_or(u64::MAX),
+        }),
+        gateway: crate::ding::gateway_from_config(&config.ding.gateway)
+            .map_err(|e| BrokerError::Gateway(e.to_string()))?,
     };
     let log: Arc<dyn LogStore> = store;
     let shards =

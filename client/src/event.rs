@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_protocol::pb;
 
-use crate::{RecallNotice, Receipts};
+use crate::{DingNotice, RecallNotice, Receipts};
 
 /// One entry of a conversation's log: a message, a membership event, or what is left of a
 /// recalled message.
@@ -158,6 +158,11 @@ pub enum Event {
     /// may arrive before or after the `recalled` event it announces (which comes in order as a
     /// [`Event::Delivery`]); handling both idempotently is enough.
     Recalled(RecallNotice),
+    /// A DING to acknowledge ([`Client::ding_ack`](crate::Client::ding_ack)), from the urgent
+    /// stream: for this user, or, with `escalated_for`, for a team member this user manages.
+    Ding(DingNotice),
+    /// The state of a DING this user sent changed (acknowledgements, steps, expiry); coalesced.
+    DingUpdate(pb::DingUpdate),
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 mod admin;
 mod client;
 mod config;
+mod ding;
 mod driver;
 mod error;
 mod event;
@@ -46,6 +47,7 @@ mod tls;
 pub use admin::Admin;
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
+pub use ding::{DingNotice, DingRequest};
 pub use error::ClientError;
 pub use event::{Entry, EntryKind, Event, Expiry, RecallReason};
 pub use herald_protocol::pb;

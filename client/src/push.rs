@@ -71,6 +71,8 @@ pub(crate) fn event(kind: StreamKind, frame: &Frame) -> Option<Event> {
         (StreamKind::Push, Body::Resync(resync)) => Some(Event::Resync { dropped_bytes: resync.dropped_bytes }),
         (StreamKind::Push, Body::Receipts(receipts)) => Some(Event::Receipts(receipts.into())),
         (StreamKind::Urgent, Body::RecallNotice(notice)) => Some(Event::Recalled(notice.into())),
+        (StreamKind::Urgent, Body::DingNotice(notice)) => Some(Event::Ding(notice.into())),
+        (StreamKind::Push, Body::DingUpdate(update)) => Some(Event::DingUpdate(update)),
         _ => None,
     }
 }

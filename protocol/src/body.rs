@@ -181,6 +181,24 @@ frame_types! {
     SCHEDULED = 0x0132 => Scheduled(pb::Scheduled),
     /// Client to broker: move or cancel a scheduled message.
     RESCHEDULE = 0x0133 => Reschedule(pb::Reschedule),
+    /// Client to broker: DING recipients about a message, escalating until they acknowledge.
+    DING_SEND = 0x0501 => DingSend(pb::DingSend),
+    /// Broker to client: the DING is durable; its ladder is under way.
+    DING_CREATED = 0x0502 => DingCreated(pb::DingCreated),
+    /// Broker to client (urgent stream): a DING to acknowledge.
+    DING_NOTICE = 0x0503 => DingNotice(pb::DingNotice),
+    /// Client to broker: the caller acknowledges a DING.
+    DING_ACK = 0x0504 => DingAck(pb::DingAck),
+    /// Client to broker: a DING's recipients and their progress.
+    DING_QUERY = 0x0505 => DingQuery(pb::DingQuery),
+    /// Broker to client: a DING's counts and a page of its recipients.
+    DING_STATE = 0x0506 => DingState(pb::DingState),
+    /// Broker to client (push stream): the sender's DING changed.
+    DING_UPDATE = 0x0507 => DingUpdate(pb::DingUpdate),
+    /// Client to broker: the sender stops a DING.
+    DING_CANCEL = 0x0508 => DingCancel(pb::DingCancel),
+    /// Client to broker: DING again those who have not acknowledged.
+    REDING = 0x0509 => Reding(pb::Reding),
     /// Client to broker (operators): start serving a new organisation.
     ORG_CREATE = 0x0701 => OrgCreate(pb::OrgCreate),
     /// Client to broker (admins): an organisation's settings.

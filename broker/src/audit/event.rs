@@ -40,11 +40,19 @@ pub enum AuditAction {
     AuditQueried,
     /// An operator took a backup of the database (target: the path).
     BackupTaken,
+    /// A DING was sent, or sent again (details: recipients, policy or the DING it repeats).
+    DingSent,
+    /// A step of a DING's ladder fired (details: the step, its channel, how many it reached).
+    DingEscalated,
+    /// A recipient acknowledged a DING.
+    DingAcknowledged,
+    /// The sender cancelled a DING.
+    DingCancelled,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -62,6 +70,10 @@ impl AuditAction {
         AuditAction::DeviceRevoked,
         AuditAction::AuditQueried,
         AuditAction::BackupTaken,
+        AuditAction::DingSent,
+        AuditAction::DingEscalated,
+        AuditAction::DingAcknowledged,
+        AuditAction::DingCancelled,
     ];
 
     /// The action's stable name.
@@ -84,6 +96,10 @@ impl AuditAction {
             AuditAction::DeviceRevoked => "device_revoked",
             AuditAction::AuditQueried => "audit_queried",
             AuditAction::BackupTaken => "backup_taken",
+            AuditAction::DingSent => "ding_sent",
+            AuditAction::DingEscalated => "ding_escalated",
+            AuditAction::DingAcknowledged => "ding_acknowledged",
+            AuditAction::DingCancelled => "ding_cancelled",
         }
     }
 

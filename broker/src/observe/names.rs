@@ -43,7 +43,15 @@ pub const TIMERS_FIRED: &str = "herald_timers_fired_total";
 pub const AUDIT_EVENTS: &str = "herald_audit_events_total";
 /// Audit events dropped (queue full).
 pub const AUDIT_DROPPED: &str = "herald_audit_dropped_total";
+/// SMS and voice gateway attempts, by outcome: `accepted` and `failed` end a delivery (a failed
+/// one may have made no attempt, when its request could not be built), `retried` is an attempt
+/// that failed and is tried again.
+pub const DING_GATEWAY_REQUESTS: &str = "herald_ding_gateway_requests_total";
 
+/// DING steps fired, by channel, counted per recipient reached.
+pub const DING_STEPS: &str = "herald_ding_steps_total";
+/// Label: a DING step's channel (app, sms, voice, manager).
+pub const LABEL_CHANNEL: &str = "channel";
 /// Label: the shard's index.
 pub const LABEL_SHARD: &str = "shard";
 /// Label: the organisation.
@@ -56,6 +64,8 @@ pub const LABEL_CODE: &str = "code";
 pub const LABEL_LIMIT: &str = "limit";
 /// Label: the fan-out lane.
 pub const LABEL_LANE: &str = "lane";
+/// Label: how a gateway attempt ended (`accepted`, `retried`, `failed`).
+pub const LABEL_OUTCOME: &str = "outcome";
 
 /// Registers every description, for `# HELP` lines.
 pub fn describe() {
@@ -74,6 +84,7 @@ pub fn describe() {
     describe_histogram!(FANOUT_RECIPIENTS, "Recipients per fanned-out frame");
     describe_counter!(RESYNCS, "RESYNC frames sent to sessions whose push queue overflowed");
     describe_histogram!(SHARD_BATCH_COMMANDS, "Commands per shard batch (one store commit each)");
+    describe_counter!(DING_STEPS, "DING steps fired, by channel, per recipient reached");
     describe_gauge!(SHARD_INBOX_DEPTH, "Commands waiting in a shard's inbox when it starts a batch, by shard");
     describe_histogram!(SHARD_LOOP_SECONDS, Unit::Seconds, "Time of one shard loop iteration: serve, commit, fan out");
     describe_histogram!(STORE_COMMIT_SECONDS, Unit::Seconds, "Time to commit one shard batch to the store");
@@ -81,4 +92,5 @@ pub fn describe() {
     describe_counter!(TIMERS_FIRED, "Durable timers fired (expiries, scheduled sends)");
     describe_counter!(AUDIT_EVENTS, "Audit events handed to the audit writer");
     describe_counter!(AUDIT_DROPPED, "Audit events dropped because the writer's queue was full");
+    describe_counter!(DING_GATEWAY_REQUESTS, "SMS and voice gateway attempts, by outcome (accepted, retried, failed)");
 }

@@ -10,7 +10,7 @@ use crate::auth::Identity;
 use crate::conversation::{ConversationId, Role};
 use crate::ratelimit::{Class, Demand};
 use crate::receipts::ListKind;
-use crate::shard::{Request, SendOptions};
+use crate::shard::{DingSpec, Request, SendOptions};
 
 /// Longest group name, in bytes.
 const MAX_NAME_LEN: usize = 256;
@@ -138,6 +138,24 @@ pub(super) fn parse(
             let request = Request::ListMembers { id: conversation(r.conversation_id)?, after, limit: page(r.limit)? };
             Ok(Routed::Shard(request))
         })(),
+        Body::DingSend(r) => ding_send(r, random),
+        Body::DingAck(r) => (|| {
+            let request = Request::DingAck { id: conversation(r.conversation_id)?, ding_id: ding_id(r.ding_id)? };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::DingQuery(r) => (|| {
+            let after = if r.after_user_id.is_empty() { None } else { Some(user_id(&r.after_user_id)?) };
+            let id = conversation(r.conversation_id)?;
+            Ok(Routed::Shard(Request::DingQuery { id, ding_id: ding_id(r.ding_id)?, after, limit: page(r.limit)? }))
+        })(),
+        Body::DingCancel(r) => (|| {
+            let request = Request::DingCancel { id: conversation(r.conversation_id)?, ding_id: ding_id(r.ding_id)? };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::Reding(r) => (|| {
+            let id = conversation(r.conversation_id)?;
+            Ok(Routed::Shard(Request::Reding { id, ding_id: ding_id(r.ding_id)?, new_id: new_ding_id(random) }))
+        })(),
         Body::ListConversations(r) => page(r.limit)
             .map(|limit| Routed::ListConversations { after: ConversationId::new(r.after_conversation_id), limit }),
         Body::Sync(r) => Ok(Routed::Sync {
@@ -154,10 +172,39 @@ pub(super) fn demand(routed: &Routed) -> Demand {
     match routed {
         Routed::Shard(Request::Send { payload, .. }) => Demand::send(u64::try_from(payload.len()).unwrap_or(u64::MAX)),
         Routed::Shard(Request::CreateGroup { .. }) => Demand::one(Class::GroupCreations),
+        // A DING reaches people like a message does, and may cost SMS and calls: it is a send.
+        Routed::Shard(Request::DingSend { spec, .. }) => {
+            Demand::send(u64::try_from(spec.payload.len() + spec.sms_text.len()).unwrap_or(u64::MAX))
+        }
+        Routed::Shard(Request::Reding { .. }) => Demand::send(0),
         Routed::Shard(_) | Routed::ListConversations { .. } | Routed::Sync { .. } | Routed::Admin(_) => {
             Demand::one(Class::Requests)
         }
     }
+}
+
+fn ding_id(raw: u64) -> Result<u64, Refusal> {
+    if raw == 0 {
+        return Err(invalid("ding_id is required"));
+    }
+    Ok(raw)
+}
+
+/// A new DING's id: 63 random bits, never 0.
+fn new_ding_id(random: u64) -> u64 {
+    (random >> 1).max(1)
+}
+
+fn ding_send(r: pb::DingSend, random: u64) -> Result<Routed, Refusal> {
+    let spec = DingSpec {
+        ding_id: new_ding_id(random),
+        seq: r.seq,
+        payload: Bytes::from(r.payload),
+        recipients: user_ids(&r.recipient_ids)?,
+        policy: r.policy,
+        sms_text: r.sms_text,
+    };
+    Ok(Routed::Shard(Request::DingSend { id: conversation(r.conversation_id)?, spec }))
 }
 
 fn create_group(r: pb::CreateGroup, random: u64) -> Result<Routed, Refusal> {

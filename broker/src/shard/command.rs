@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use herald_protocol::{DeviceId, OrgId, RequestId, SessionId, UserId};
 
+use super::ding::DingSpec;
 use crate::conversation::{ConvKey, ConversationId, Role};
 use crate::fanout::ReplyTo;
 use crate::receipts::ListKind;
@@ -63,6 +64,16 @@ pub enum Request {
     UpdateSettings { id: ConversationId, read_receipts: Option<bool>, retention_secs: Option<u64> },
     /// Make the conversation read-only, or writable again (organisation admins, members or not).
     Archive { id: ConversationId, archived: bool },
+    /// Send a DING.
+    DingSend { id: ConversationId, spec: DingSpec },
+    /// Acknowledge a DING.
+    DingAck { id: ConversationId, ding_id: u64 },
+    /// A DING's counts and a page of its recipients.
+    DingQuery { id: ConversationId, ding_id: u64, after: Option<UserId>, limit: usize },
+    /// Cancel a DING.
+    DingCancel { id: ConversationId, ding_id: u64 },
+    /// DING again the unacknowledged recipients, as DING `new_id`.
+    Reding { id: ConversationId, ding_id: u64, new_id: u64 },
 }
 
 /// When a message is sequenced and when it expires; zeros mean "now" and "never".
@@ -94,7 +105,12 @@ impl Request {
             | Request::Recall { id, .. }
             | Request::Reschedule { id, .. }
             | Request::UpdateSettings { id, .. }
-            | Request::Archive { id, .. } => *id,
+            | Request::Archive { id, .. }
+            | Request::DingSend { id, .. }
+            | Request::DingAck { id, .. }
+            | Request::DingQuery { id, .. }
+            | Request::DingCancel { id, .. }
+            | Request::Reding { id, .. } => *id,
         }
     }
 }

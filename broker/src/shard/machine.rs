@@ -20,6 +20,7 @@ use bytes::Bytes;
 use herald_protocol::{ErrorCode, Frame, FrameCodec, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
+use super::ding::{DingDesk, GatewayCall};
 use super::live::{EntryInfo, LiveWindow};
 use super::policy::{OrgPolicy, Policies};
 use super::receipts::PendingReceipts;
@@ -112,6 +113,8 @@ pub struct Effects {
     pub timers_before: Vec<(TimerId, Option<Timer>)>,
     /// Audit events for what the batch changed, recorded after the commit.
     pub audit: Vec<AuditEvent>,
+    /// SMS and voice calls to make after the commit.
+    pub gateway: Vec<GatewayCall>,
 }
 
 /// Identifies a message for idempotency: conversation, sender, client message id.
@@ -139,6 +142,8 @@ pub struct ShardMachine {
     pub(super) dirty: BTreeSet<ConvKey>,
     /// Sends sequenced in the current batch: their idempotency keys are not in the store yet.
     pub(super) batch_sends: HashMap<SendKey, PriorSend>,
+    /// The DINGs of loaded conversations.
+    pub(super) ding: DingDesk,
 }
 
 /// A refusal: the code and the message the caller sees.
@@ -184,6 +189,7 @@ impl ShardMachine {
             effects: Effects::default(),
             dirty: BTreeSet::new(),
             batch_sends: HashMap::new(),
+            ding: DingDesk::default(),
         }
     }
 
@@ -213,6 +219,7 @@ impl ShardMachine {
         for conv in touched {
             self.conversations.remove(conv);
             self.receipts.remove(conv);
+            self.ding.dings.remove(conv);
         }
     }
 
@@ -250,7 +257,7 @@ impl ShardMachine {
 
     /// The earliest time [`Self::tick`] has work: a receipt window closing or a timer due.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.pending_receipts.next_due(), self.timers.next_due()].into_iter().flatten().min()
+        [self.pending_receipts.next_due(), self.timers.next_due(), self.ding_flush_due()].into_iter().flatten().min()
     }
 
     /// The timers due at `now_ms`, so the loop can load their conversations (and the entries
@@ -262,7 +269,9 @@ impl ShardMachine {
     /// Serves what time makes due: coalesced receipt updates and durable timers.
     pub fn tick(&mut self, now_ms: u64) {
         self.fire_timers(now_ms);
+        self.resend_gateway_calls();
         self.flush_receipts(now_ms);
+        self.flush_ding_updates(now_ms);
     }
 
     /// A conversation's state, if loaded.
@@ -315,6 +324,13 @@ impl ShardMachine {
                 self.update_settings(&conv, &origin, read_receipts, retention_secs, now_ms)
             }
             Request::Archive { archived, .. } => self.archive(&conv, &origin, archived, now_ms),
+            Request::DingSend { spec, .. } => self.ding_send(&conv, &origin, spec, now_ms),
+            Request::DingAck { ding_id, .. } => self.ding_ack(&conv, &origin, ding_id, now_ms),
+            Request::DingQuery { ding_id, after, limit, .. } => {
+                self.ding_query(&conv, &origin, ding_id, after.as_ref(), limit)
+            }
+            Request::DingCancel { ding_id, .. } => self.ding_cancel(&conv, &origin, ding_id, now_ms),
+            Request::Reding { ding_id, new_id, .. } => self.reding(&conv, &origin, ding_id, new_id, now_ms),
         };
         if let Err((code, message)) = result {
             self.reply(&origin, Frame::error(origin.request_id, code, message));

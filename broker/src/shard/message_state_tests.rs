@@ -13,10 +13,10 @@ use crate::fanout::{Lane, ReplyTo};
 use crate::receipts::ListKind;
 use crate::store::WriteOp;
 
-const T0: u64 = 1_800_000_000_000;
+pub(super) const T0: u64 = 1_800_000_000_000;
 const GROUP: ConversationId = ConversationId::new(42);
 
-fn user(u: &str) -> UserId {
+pub(super) fn user(u: &str) -> UserId {
     UserId::new(u).expect("valid")
 }
 
@@ -37,13 +37,13 @@ fn origin(u: &str, device: &str) -> Origin {
     }
 }
 
-struct Shard {
-    machine: ShardMachine,
-    now: u64,
+pub(super) struct Shard {
+    pub(super) machine: ShardMachine,
+    pub(super) now: u64,
 }
 
 impl Shard {
-    fn new(members: &[&str]) -> Self {
+    pub(super) fn new(members: &[&str]) -> Self {
         Self::with_policy(members, OrgPolicy::default())
     }
 
@@ -62,7 +62,7 @@ impl Shard {
         self.machine.take_effects()
     }
 
-    fn run(&mut self, who: &str, request: Request) -> Effects {
+    pub(super) fn run(&mut self, who: &str, request: Request) -> Effects {
         self.run_on(who, "d1", request)
     }
 
@@ -82,7 +82,7 @@ impl Shard {
         ack.seq
     }
 
-    fn read(&mut self, who: &str, seq: u64) -> Effects {
+    pub(super) fn read(&mut self, who: &str, seq: u64) -> Effects {
         self.run(who, Request::Mark { id: GROUP, delivered: 0, read: seq })
     }
 
@@ -91,12 +91,12 @@ impl Shard {
     }
 }
 
-fn answer(effects: &Effects) -> Body {
+pub(super) fn answer(effects: &Effects) -> Body {
     let [(_, frame)] = effects.replies.as_slice() else { panic!("one reply expected: {:?}", effects.replies) };
     Body::decode(frame).expect("valid body")
 }
 
-fn code(effects: &Effects) -> Option<ErrorCode> {
+pub(super) fn code(effects: &Effects) -> Option<ErrorCode> {
     match answer(effects) {
         Body::Error(e) => Some(ErrorCode::from_u32(e.code)),
         _ => None,
@@ -110,7 +110,7 @@ fn counts(body: &Body) -> (u32, u32, u32) {
 }
 
 /// The frames of one type among the effects' deliveries, decoded, with their lane and recipients.
-fn pushed(effects: &Effects, frame_type: FrameType) -> Vec<(Body, Lane, Vec<UserId>)> {
+pub(super) fn pushed(effects: &Effects, frame_type: FrameType) -> Vec<(Body, Lane, Vec<UserId>)> {
     let codec = FrameCodec::default();
     effects
         .deliveries

@@ -3,6 +3,8 @@
 //! thread ever touches it.
 
 mod command;
+#[cfg(test)]
+mod ding_tests;
 mod live;
 mod machine;
 #[cfg(test)]
@@ -14,7 +16,9 @@ mod runner;
 mod send;
 mod timers;
 
+mod ding;
 pub use command::{Command, Origin, PriorSend, Request, SendOptions};
+pub use ding::{DingRules, DingSpec, GatewayCall};
 pub use live::{EntryInfo, EntryKind};
 pub use machine::{Effects, Fanout, HistoryRead, ShardLimits, ShardMachine};
 pub use policy::{OrgPolicy, Policies};

@@ -147,6 +147,7 @@ impl ShardMachine {
         }
         if marked.read_moved.is_some() {
             self.arm_read_expiries(conv, marked.read, now_ms);
+            self.ack_dings_on_read(conv, user, marked.read, now_ms);
         }
     }
 

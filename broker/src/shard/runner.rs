@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use super::command::{Command, Origin, PriorSend, Request};
+use super::ding::GatewayCall;
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
 use super::policy::{OrgPolicy, Policies};
 use crate::audit::AuditSink;
@@ -51,6 +52,10 @@ pub struct ShardConfig {
     pub max_batch: usize,
     /// Commands queued per shard before senders are told OVERLOADED.
     pub queue_len: usize,
+    /// DING ladders and the re-DING interval.
+    pub ding: Arc<super::DingRules>,
+    /// Where SMS and voice steps go.
+    pub gateway: Arc<dyn crate::ding::Gateway>,
 }
 
 enum Input {
@@ -111,8 +116,11 @@ impl Shards {
             let (store, fan_out, config) = (store.clone(), fan_out.clone(), config.clone());
             let thread = std::thread::Builder::new().name(format!("herald-shard-{index}")).spawn(move || {
                 let mut machine = ShardMachine::new(config.limits, config.policies.clone());
+                machine.set_ding_rules(config.ding.clone());
                 machine.load_timers(timers);
-                ShardLoop { machine, config, store, fan_out, metrics: ShardMetrics::new(index) }.run(rx)
+                let (answers_tx, answers) = mpsc::unbounded_channel();
+                let metrics = ShardMetrics::new(index);
+                ShardLoop { machine, config, store, fan_out, metrics, answers_tx, answers, handle: None }.run(rx)
             })?;
             inboxes.push(tx);
             threads.push(thread);
@@ -173,38 +181,64 @@ fn shard_index(conv: &ConvKey, count: usize) -> usize {
     usize::try_from(hasher.finish() % count.max(1) as u64).unwrap_or(0)
 }
 
+/// A gateway call and what came of it.
+type Answer = (GatewayCall, Result<(), String>);
+
 struct ShardLoop {
     machine: ShardMachine,
     config: ShardConfig,
     store: Arc<dyn LogStore>,
     fan_out: Arc<dyn FanOut>,
     metrics: ShardMetrics,
+    /// Where gateway calls running on this thread's runtime report back. The loop holds both
+    /// ends, so this channel never keeps the shard alive nor closes under it.
+    answers_tx: mpsc::UnboundedSender<Answer>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    /// This thread's runtime, for gateway calls.
+    handle: Option<tokio::runtime::Handle>,
+}
+
+/// What woke the loop.
+enum Wake {
+    Input(Option<Input>),
+    Answer(Answer),
 }
 
 impl ShardLoop {
     fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
-        // A timer-only runtime for this thread, so the inbox can be awaited with a deadline
-        // (the next receipt window or durable timer) without a ticker waking idle shards.
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        // This thread's own runtime, so the inbox can be awaited with a deadline (the next receipt
+        // window or durable timer) without a ticker waking idle shards, and the DING gateway's
+        // HTTP calls run beside it while the loop waits.
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(e) => {
                 error!(error = %e, "shard cannot start its timer runtime");
                 return;
             }
         };
+        self.handle = Some(runtime.handle().clone());
         let mut batch = Vec::with_capacity(self.config.max_batch);
         loop {
             let wait = self.machine.next_deadline().map(|due| Duration::from_millis(due.saturating_sub(now_ms())));
-            let first = runtime.block_on(async {
+            let answers = &mut self.answers;
+            let woke = runtime.block_on(async {
+                // Cancel safety: both receivers lose nothing when the other branch wins.
+                let next = async {
+                    tokio::select! {
+                        input = inbox.recv() => Wake::Input(input),
+                        Some(answer) = answers.recv() => Wake::Answer(answer),
+                    }
+                };
                 match wait {
-                    Some(wait) => tokio::time::timeout(wait, inbox.recv()).await.ok(),
-                    None => Some(inbox.recv().await),
+                    Some(wait) => tokio::time::timeout(wait, next).await.ok(),
+                    None => Some(next.await),
                 }
             });
             let mut stopping = false;
-            match first {
-                Some(None) => return,
-                Some(Some(first)) => {
+            match woke {
+                Some(Wake::Answer(answer)) => self.apply_answers(answer),
+                Some(Wake::Input(None)) => return,
+                Some(Wake::Input(Some(first))) => {
                     for input in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
                         match input {
                             Input::Command(command) => batch.push(*command),
@@ -265,6 +299,7 @@ impl ShardLoop {
             return Ok(());
         }
         let Some(state) = self.store.load_conversation(conv)? else { return Ok(()) };
+        let dings = self.store.load_dings(conv)?;
         let cursors = self.store.load_cursors(conv)?;
         let horizon = self.config.limits.receipt_horizon;
         let recent: Vec<pb::LogEntry> = self
@@ -274,6 +309,7 @@ impl ShardLoop {
             .filter_map(|bytes| pb::LogEntry::decode(bytes).ok())
             .collect();
         self.machine.insert(conv.clone(), state, cursors, &recent);
+        self.machine.insert_dings(conv, dings);
         Ok(())
     }
 
@@ -294,15 +330,81 @@ impl ShardLoop {
         Ok(entry.and_then(|bytes| pb::LogEntry::decode(bytes).ok()).filter(|e| e.seq == seq))
     }
 
-    /// Loads what the due timers act on.
+    /// Loads what the due timers act on: conversations, old entries, and the directory entries
+    /// of the recipients DING steps reach.
     fn prepare_timers(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        for id in self.machine.due_timers(now_ms) {
+        let due = self.machine.due_timers(now_ms);
+        for id in &due {
             self.ensure_loaded(&id.conv)?;
             if let TimerWhat::Expire(seq) = id.what {
                 self.provide_entry(&id.conv, seq)?;
             }
         }
+        for (org, user) in self.machine.contacts_needed(&due) {
+            let contact = self.store.contact(&org, &user)?;
+            self.machine.provide_contact(org, user, contact);
+        }
         Ok(())
+    }
+
+    /// Records gateway answers (this one and any others waiting), then commits and publishes
+    /// what they changed, like a batch.
+    fn apply_answers(&mut self, first: Answer) {
+        let now = now_ms();
+        let mut answers = vec![first];
+        while let Ok(answer) = self.answers.try_recv() {
+            answers.push(answer);
+        }
+        for (call, outcome) in answers {
+            let loaded = self.ensure_loaded(&call.conv).and_then(|()| self.store.contact(&call.conv.org, &call.user));
+            match loaded {
+                Ok(contact) => {
+                    self.machine.provide_contact(call.conv.org.clone(), call.user.clone(), contact);
+                    self.machine.gateway_answered(&call, outcome, now);
+                }
+                // The step stays recorded as awaiting the gateway; the next restart calls again.
+                Err(e) => error!(error = %e, "store read for a gateway answer failed"),
+            }
+        }
+        let effects = self.machine.take_effects();
+        self.publish(effects);
+    }
+
+    /// Makes the batch's gateway calls on this thread's runtime; each reports back to the loop.
+    fn call_gateway(&self, calls: Vec<GatewayCall>) {
+        let Some(handle) = &self.handle else { return };
+        for call in calls {
+            let gateway = self.config.gateway.clone();
+            let answers = self.answers_tx.clone();
+            let channel = if call.channel == crate::ding::Channel::Voice {
+                crate::ding::GatewayChannel::Voice
+            } else {
+                crate::ding::GatewayChannel::Sms
+            };
+            let ding_id = format!("{}-{}", call.conv.id.get(), call.ding_id);
+            let request = crate::ding::GatewayRequest {
+                org: call.conv.org.clone(),
+                idempotency_key: crate::ding::GatewayRequest::idempotency_key_for(
+                    &call.conv.org,
+                    &ding_id,
+                    &call.user,
+                    call.step,
+                ),
+                ding_id,
+                recipient: call.user.clone(),
+                step: call.step,
+                channel,
+                phone: call.phone.clone(),
+                text: call.text.clone(),
+            };
+            handle.spawn(async move {
+                let outcome = match gateway.deliver(request).await {
+                    crate::ding::GatewayOutcome::Accepted { .. } => Ok(()),
+                    crate::ding::GatewayOutcome::Failed { reason, .. } => Err(reason),
+                };
+                let _ = answers.send((call, outcome));
+            });
+        }
     }
 
     /// Loads the command's conversation and the old entry it names if needed, finds a prior
@@ -356,7 +458,7 @@ impl ShardLoop {
     /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
     /// forgets the state that ran ahead and tells every caller the store is unavailable.
     fn publish(&mut self, effects: Effects) {
-        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before, audit } = effects;
+        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before, audit, gateway } = effects;
         if !writes.is_empty()
             && let Err(e) = self.commit(&writes)
         {
@@ -374,6 +476,7 @@ impl ShardLoop {
         for event in audit {
             self.config.audit.record(event);
         }
+        self.call_gateway(gateway);
         for (reply, frame) in replies {
             reply.send(frame);
         }
@@ -441,7 +544,16 @@ mod tests {
     fn config() -> ShardConfig {
         let limits = ShardLimits::with_max_group_members(100);
         let audit = Arc::new(crate::audit::NoAudit);
-        ShardConfig { limits, policies: Arc::default(), audit, sync_writes: true, max_batch: 64, queue_len: 64 }
+        ShardConfig {
+            limits,
+            policies: Arc::default(),
+            audit,
+            sync_writes: true,
+            max_batch: 64,
+            queue_len: 64,
+            ding: Arc::default(),
+            gateway: Arc::new(crate::ding::NoGateway),
+        }
     }
 
     fn command(reply: &ReplyTo, n: u32, request: Request) -> Command {

@@ -40,6 +40,7 @@ impl ShardMachine {
                 (TimerWhat::Deliver { sender, client_msg_id }, TimerKind::Deliver(message)) => {
                     self.deliver_held(&conv, &sender, client_msg_id, message, now_ms);
                 }
+                (TimerWhat::Ding { ding_id, step }, TimerKind::Ding) => self.fire_ding(&conv, ding_id, step, now_ms),
                 (what, _) => tracing::warn!(conv = %conv.id, ?what, "timer of the wrong kind dropped"),
             }
         }

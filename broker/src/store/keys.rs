@@ -73,8 +73,47 @@ pub(crate) fn timer(id: &TimerId) -> Vec<u8> {
             push_str(&mut key, sender.as_str());
             key.extend_from_slice(client_msg_id.as_bytes());
         }
+        TimerWhat::Ding { ding_id, step } => {
+            key.push(3);
+            key.extend_from_slice(&ding_id.to_be_bytes());
+            key.extend_from_slice(&step.to_be_bytes());
+        }
     }
     key
+}
+
+/// `conversation · 1 · ding_id`: a DING's header.
+pub(crate) fn ding_header(conv: &ConvKey, id: u64) -> Vec<u8> {
+    let mut key = conversation(conv);
+    key.push(1);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// `conversation · 2 · ding_id · user \0`: one recipient's line.
+pub(crate) fn ding_line(conv: &ConvKey, id: u64, user: &UserId) -> Vec<u8> {
+    let mut key = conversation(conv);
+    key.push(2);
+    key.extend_from_slice(&id.to_be_bytes());
+    push_str(&mut key, user.as_str());
+    key
+}
+
+/// What a key of the DING column family holds, given the conversation prefix's length.
+pub(crate) enum DingKey<'a> {
+    Header(u64),
+    Line(u64, &'a str),
+}
+
+/// Parses a key of the DING column family.
+pub(crate) fn ding_key(key: &[u8], prefix_len: usize) -> Option<DingKey<'_>> {
+    let (kind, rest) = key.get(prefix_len..)?.split_first()?;
+    let id = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    match kind {
+        1 if rest.len() == 8 => Some(DingKey::Header(id)),
+        2 => Some(DingKey::Line(id, std::str::from_utf8(rest.get(8..)?.strip_suffix(&[0])?).ok()?)),
+        _ => None,
+    }
 }
 
 /// Decodes a timer key back into its id.
@@ -91,6 +130,11 @@ pub(crate) fn timer_id(key: &[u8]) -> Option<TimerId> {
             let sender = UserId::new(std::str::from_utf8(rest.get(..split)?).ok()?).ok()?;
             let client_msg_id = std::str::from_utf8(rest.get(split + 1..)?).ok()?.to_owned();
             TimerWhat::Deliver { sender, client_msg_id }
+        }
+        3 => {
+            let ding_id = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let step = u32::from_be_bytes(rest.get(8..)?.try_into().ok()?);
+            TimerWhat::Ding { ding_id, step }
         }
         _ => return None,
     };

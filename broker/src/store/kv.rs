@@ -39,11 +39,13 @@ pub enum Cf {
     Directory,
     /// Revoked devices, by organisation, user, device.
     Revocations,
+    /// DINGs: a header and one line per recipient, by conversation and DING.
+    Dings,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -57,6 +59,7 @@ impl Cf {
         Cf::Audit,
         Cf::Directory,
         Cf::Revocations,
+        Cf::Dings,
     ];
 
     /// The column family's name on disk.
@@ -75,6 +78,7 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::Directory => "directory",
             Cf::Revocations => "revocations",
+            Cf::Dings => "dings",
         }
     }
 }
@@ -196,6 +200,39 @@ impl<B: KvBackend> LogStore for B {
         self.write(writes, sync)
     }
 
+    fn load_dings(&self, conv: &ConvKey) -> Result<Vec<crate::ding::Ding>, StoreError> {
+        let prefix = keys::conversation(conv);
+        let mut headers = std::collections::BTreeMap::new();
+        let mut lines: std::collections::BTreeMap<u64, Vec<(UserId, Vec<u8>)>> = std::collections::BTreeMap::new();
+        for (key, value) in self.scan(Cf::Dings, &prefix, &prefix, false, usize::MAX)? {
+            let corrupt = || self.corrupt(Cf::Dings, format!("bad DING key {key:02x?}"));
+            match keys::ding_key(&key, prefix.len()).ok_or_else(corrupt)? {
+                keys::DingKey::Header(id) => {
+                    headers.insert(id, value);
+                }
+                keys::DingKey::Line(id, user) => {
+                    let user = UserId::new(user).map_err(|_| corrupt())?;
+                    lines.entry(id).or_default().push((user, value));
+                }
+            }
+        }
+        headers
+            .into_iter()
+            .map(|(id, header)| {
+                let lines = lines.remove(&id).unwrap_or_default();
+                crate::ding::decode(id, &header, lines).map_err(|e| self.corrupt(Cf::Dings, e))
+            })
+            .collect()
+    }
+
+    fn contact(&self, org: &OrgId, user: &UserId) -> Result<crate::ding::Contact, StoreError> {
+        let entry = super::admin::directory_user(self, org, user)?.unwrap_or_default();
+        Ok(crate::ding::Contact {
+            phone: (!entry.phone.is_empty()).then_some(entry.phone),
+            manager: UserId::new(entry.manager_id).ok(),
+        })
+    }
+
     fn load_cursors(&self, conv: &ConvKey) -> Result<CursorRecords, StoreError> {
         let prefix = keys::conversation(conv);
         let mut records = CursorRecords::default();
@@ -262,6 +299,10 @@ fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
         }
         WriteOp::PutTimer { id, timer } => vec![(Cf::Timers, keys::timer(id), Some(records::encode_timer(timer)))],
         WriteOp::DeleteTimer { id } => vec![(Cf::Timers, keys::timer(id), None)],
+        WriteOp::PutDing { conv, id, header } => vec![(Cf::Dings, keys::ding_header(conv, *id), Some(header.clone()))],
+        WriteOp::PutDingLine { conv, id, user, line } => {
+            vec![(Cf::Dings, keys::ding_line(conv, *id, user), Some(line.clone()))]
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub enum WriteOp {
     PutTimer { id: TimerId, timer: Timer },
     /// Removes a durable timer: it fired or was cancelled.
     DeleteTimer { id: TimerId },
+    /// A DING's header (encoded by `crate::ding`).
+    PutDing { conv: ConvKey, id: u64, header: Vec<u8> },
+    /// One recipient's line of a DING.
+    PutDingLine { conv: ConvKey, id: u64, user: UserId, line: Vec<u8> },
 }
 
 /// A conversation's stored cursors, as [`LogStore::load_cursors`] returns them.
@@ -140,6 +144,18 @@ pub trait LogStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError`] if reading fails or a record is corrupt.
     fn load_timers(&self) -> Result<Vec<(TimerId, Timer)>, StoreError>;
+
+    /// Every DING of a conversation.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails or a record is corrupt.
+    fn load_dings(&self, conv: &ConvKey) -> Result<Vec<crate::ding::Ding>, StoreError>;
+
+    /// How a DING reaches `user` beyond the app: the phone and manager in the directory.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn contact(&self, org: &OrgId, user: &UserId) -> Result<crate::ding::Contact, StoreError>;
 
     /// Makes the old versions of the entries `first..=last` (recalled payloads) physically gone
     /// from the store's files, not only unreachable.

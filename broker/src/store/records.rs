@@ -131,6 +131,7 @@ pub(crate) fn encode_timer(timer: &Timer) -> Vec<u8> {
         TimerKind::Expire { after_read_secs } => {
             TimerRecord { due_ms: timer.due_ms, after_read_secs: *after_read_secs, scheduled: None }
         }
+        TimerKind::Ding => TimerRecord { due_ms: timer.due_ms, after_read_secs: 0, scheduled: None },
         TimerKind::Deliver(m) => TimerRecord {
             due_ms: timer.due_ms,
             after_read_secs: 0,
@@ -149,6 +150,7 @@ pub(crate) fn decode_timer(what: &TimerWhat, bytes: &[u8]) -> Result<Timer, Stri
     let record = TimerRecord::decode(bytes).map_err(|e| e.to_string())?;
     let kind = match (what, record.scheduled) {
         (TimerWhat::Expire(_), None) => TimerKind::Expire { after_read_secs: record.after_read_secs },
+        (TimerWhat::Ding { .. }, None) => TimerKind::Ding,
         (TimerWhat::Deliver { .. }, Some(s)) => TimerKind::Deliver(ScheduledMessage {
             device: DeviceId::new(s.device).map_err(|e| e.to_string())?,
             payload: s.payload,

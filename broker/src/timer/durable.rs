@@ -18,6 +18,13 @@ pub enum TimerWhat {
         /// The sender's id for the message.
         client_msg_id: String,
     },
+    /// A step of a DING's ladder; one past the last step is the DING's expiry.
+    Ding {
+        /// The DING.
+        ding_id: u64,
+        /// The step (0-based).
+        step: u32,
+    },
 }
 
 /// A timer's identity: its conversation and what it is about.
@@ -54,6 +61,8 @@ pub enum TimerKind {
     },
     /// Sequence a held message from its sender.
     Deliver(ScheduledMessage),
+    /// Fire a DING step (or expire the DING); the DING itself is stored apart.
+    Ding,
 }
 
 /// A durable timer.

@@ -4,6 +4,7 @@
 //! session. Results go to stdout, one item a line, so they can be piped; diagnostics go to stderr;
 //! failures exit non-zero with the broker's error code in the message.
 
+mod ding;
 mod format;
 mod listen;
 mod messaging;
@@ -132,6 +133,9 @@ enum Command {
     ///
     /// Owners and admins change a group's settings; either member a direct conversation's.
     Settings(SettingsArgs),
+    /// Send, acknowledge and follow DINGs: urgent notices that escalate until acknowledged.
+    #[command(subcommand)]
+    Ding(ding::DingCommand),
 }
 
 #[tokio::main]
@@ -156,6 +160,7 @@ async fn run(client: &Client, command: Command) -> Result<()> {
         Command::Receipts(args) => receipts::receipts(client, &args).await,
         Command::Recall { conversation, seq } => receipts::recall(client, conversation, seq).await,
         Command::Settings(args) => receipts::settings(client, &args).await,
+        Command::Ding(command) => ding::ding(client, command).await,
     }
 }
 
