@@ -62,6 +62,8 @@ pub struct DingConfig {
     pub min_redo_interval: Duration,
     /// Ladders by name.
     pub policies: HashMap<String, crate::ding::PolicyConfig>,
+    /// Organisations whose DINGs default to another ladder than `default_policy`.
+    pub org_defaults: HashMap<OrgId, String>,
     /// Where SMS and voice steps go.
     pub gateway: crate::ding::GatewayConfig,
 }
@@ -72,6 +74,7 @@ impl Default for DingConfig {
             default_policy: "standard".into(),
             min_redo_interval: Duration::from_secs(5 * 60),
             policies: HashMap::new(),
+            org_defaults: HashMap::new(),
             gateway: crate::ding::GatewayConfig::default(),
         }
     }
@@ -90,6 +93,9 @@ impl DingConfig {
             .map_err(|e| ConfigError::Invalid(format!("ding.policies: {e}")))?;
         if !policies.contains_key(&self.default_policy) {
             return Err(ConfigError::Invalid(format!("ding.default_policy: no policy {:?}", self.default_policy)));
+        }
+        if let Some((org, name)) = self.org_defaults.iter().find(|(_, name)| !policies.contains_key(*name)) {
+            return Err(ConfigError::Invalid(format!("ding.org_defaults.{org}: no policy {name:?}")));
         }
         Ok(policies)
     }

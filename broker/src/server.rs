@@ -321,6 +321,7 @@ fn start_services(
         ding: Arc::new(DingRules {
             policies: config.ding.policies()?,
             default_policy: config.ding.default_policy.clone(),
+            org_defaults: config.ding.org_defaults.clone(),
             min_redo_ms: u64::try_from(config.ding.min_redo_interval.as_millis()).unwrap_or(u64::MAX),
         }),
         gateway: crate::ding::gateway_from_config(&config.ding.gateway)

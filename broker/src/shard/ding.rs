@@ -32,6 +32,8 @@ pub struct DingRules {
     pub policies: HashMap<String, Policy>,
     /// The ladder of a DING that names none.
     pub default_policy: String,
+    /// Organisations with another default ladder.
+    pub org_defaults: HashMap<OrgId, String>,
     /// Least time between a DING and a re-DING of it, milliseconds.
     pub min_redo_ms: u64,
 }
@@ -210,7 +212,12 @@ impl ShardMachine {
         if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
             return Err(invalid(format!("a DING has 1 to {MAX_RECIPIENTS} recipients besides the sender")));
         }
-        let name = if spec.policy.is_empty() { self.ding.rules.default_policy.clone() } else { spec.policy };
+        let rules = &self.ding.rules;
+        let name = match (spec.policy.is_empty(), rules.org_defaults.get(&conv.org)) {
+            (false, _) => spec.policy,
+            (true, Some(org_default)) => org_default.clone(),
+            (true, None) => rules.default_policy.clone(),
+        };
         let policy =
             self.ding.rules.policies.get(&name).cloned().ok_or_else(|| invalid(format!("no DING policy {name:?}")))?;
         match (policy.uses_gateway(), spec.sms_text.is_empty()) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use herald_protocol::{Body, ErrorCode, FrameType, pb};
+use herald_protocol::{Body, ErrorCode, FrameType, OrgId, pb};
 
 use super::ding::{DingRules, DingSpec};
 use super::message_state_tests::{Shard, answer, code, pushed, user};
@@ -29,7 +29,12 @@ fn rules() -> Arc<DingRules> {
     };
     let quiet = Policy::from_config("quiet", &quiet).expect("valid");
     let policies = HashMap::from([("standard".to_owned(), standard), ("quiet".to_owned(), quiet)]);
-    Arc::new(DingRules { policies, default_policy: "standard".into(), min_redo_ms: 5 * MIN })
+    Arc::new(DingRules {
+        policies,
+        default_policy: "standard".into(),
+        org_defaults: HashMap::new(),
+        min_redo_ms: 5 * MIN,
+    })
 }
 
 impl Shard {
@@ -171,4 +176,14 @@ fn reading_acknowledges_when_the_policy_says_so() {
     shard.tick_with_directory(0);
     shard.read("bob", 1);
     assert!(notices(&shard.tick_with_directory(10 * MIN)).is_empty(), "bob read it: no manager escalation");
+}
+
+#[test]
+fn an_organisation_default_replaces_the_brokers() {
+    let mut shard = Shard::with_dings(&["bob"]);
+    let mut own = (*rules()).clone();
+    own.org_defaults.insert(OrgId::new("acme").expect("valid"), "quiet".into());
+    shard.machine.set_ding_rules(Arc::new(own));
+    let Body::DingCreated(created) = answer(&shard.ding(&["bob"], "", "")) else { panic!("DING_CREATED") };
+    assert_eq!(created.policy, "quiet", "acme's default, which needs no SMS text");
 }
