@@ -37,10 +37,20 @@ pub(crate) async fn run(harness: &Harness, args: &ConnectArgs) -> Result<Report>
 }
 
 async fn open_sessions(harness: &Harness, args: &ConnectArgs) -> Result<(Vec<Client>, Phase)> {
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    open(harness, 0..args.clients, args.concurrency).await
+}
+
+/// Opens one session per simulated user number in `users`, at most `concurrency` handshakes at
+/// once; sessions that fail to open are counted, not returned.
+pub(crate) async fn open(
+    harness: &Harness,
+    users: std::ops::Range<usize>,
+    concurrency: usize,
+) -> Result<(Vec<Client>, Phase)> {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(args.clients);
-    for n in 0..args.clients {
+    let mut tasks = Vec::with_capacity(users.len());
+    for n in users {
         let config = harness.client_config(n)?;
         let permits = permits.clone();
         tasks.push(tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! and reports throughput and latency percentiles.
 
 mod connect;
+mod ding;
 mod report;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ struct Target {
 enum Scenario {
     /// Open many sessions at once, then measure PING round trips on all of them.
     Connect(connect::ConnectArgs),
+    /// DING every member of a large group at once; recipients acknowledge over time.
+    Ding(ding::DingArgs),
 }
 
 /// What every scenario needs to open sessions.
@@ -85,6 +88,7 @@ async fn main() -> Result<()> {
     let harness = Harness::new(&cli.target)?;
     let report = match cli.scenario {
         Scenario::Connect(args) => connect::run(&harness, &args).await?,
+        Scenario::Ding(args) => ding::run(&harness, &args).await?,
     };
     println!("{}", report.to_text());
     if let Some(path) = &cli.target.json {

@@ -82,9 +82,12 @@ impl RocksStore {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        // Corruption found while reading the WAL stops the open instead of silently dropping
-        // records: an acknowledged write must come back or the operator must be told.
-        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
+        // A kill in the middle of a WAL write leaves a torn last record: that batch was never
+        // acknowledged (acknowledgement waits for the write), so it is dropped. Corruption
+        // anywhere before the tail still stops the open: an acknowledged write must come back
+        // or the operator must be told. (AbsoluteConsistency refused the torn tail too, and a
+        // SIGKILL at the wrong moment then left a broker that would not start.)
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         options.set_paranoid_checks(true);
         let descriptors = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
         let db = DB::open_cf_descriptors(&options, path, descriptors)
