@@ -304,13 +304,7 @@ async fn audit(admin: &Admin<'_>, actor: Option<String>, action: Option<String>)
         };
         let page = admin.audit(filter).await?;
         for e in &page.entries {
-            let details: serde_json::Map<String, serde_json::Value> =
-                e.details.iter().map(|d| (d.key.clone(), serde_json::Value::String(d.value.clone()))).collect();
-            let line = serde_json::json!({
-                "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "device": e.device, "action": e.action,
-                "target": e.target, "details": details, "hash": hex::encode(&e.hash),
-            });
-            println!("{line}");
+            println!("{}", serde_json::Value::Object(crate::cli_audit::entry_json(e)));
         }
         match page.entries.last() {
             Some(last) if page.more => after_seq = last.seq,

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use herald_broker::audit::{AuditAction, AuditQuery, AuditRecord, verify_org};
 use herald_broker::config::Config;
 use herald_broker::store::RocksStore;
-use herald_protocol::OrgId;
+use herald_protocol::{OrgId, pb};
 
 /// What to do with the audit log.
 #[derive(Debug, Subcommand)]
@@ -93,19 +93,25 @@ fn export(store: &RocksStore, args: ExportArgs) -> Result<()> {
 }
 
 fn json_line(record: &AuditRecord) -> String {
-    let e = &record.event;
-    let details: serde_json::Map<String, serde_json::Value> =
-        e.details.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    serde_json::json!({
-        "org": e.org.as_str(),
-        "seq": record.seq,
-        "at_ms": e.at_ms,
-        "actor": e.actor,
-        "device": e.device,
-        "action": e.action.name(),
-        "target": e.target,
-        "details": details,
-        "hash": hex::encode(record.hash),
-    })
-    .to_string()
+    let org = record.event.org.to_string();
+    let mut line = entry_json(&pb::AuditEntry::from(record.clone()));
+    line.insert("org".into(), serde_json::Value::String(org));
+    serde_json::Value::Object(line).to_string()
+}
+
+/// An audit record as exported: one JSON object (a line of `audit export` and `admin audit`).
+pub(crate) fn entry_json(e: &pb::AuditEntry) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let details = e.details.iter().map(|d| (d.key.clone(), Value::String(d.value.clone()))).collect();
+    let fields: [(&str, Value); 8] = [
+        ("seq", e.seq.into()),
+        ("at_ms", e.at_ms.into()),
+        ("actor", e.actor.clone().into()),
+        ("device", e.device.clone().into()),
+        ("action", e.action.clone().into()),
+        ("target", e.target.clone().into()),
+        ("details", Value::Object(details)),
+        ("hash", hex::encode(&e.hash).into()),
+    ];
+    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_protocol::{ErrorCode, SessionId};
+use herald_protocol::{ErrorCode, OrgId, SessionId};
 use rustls::pki_types::CertificateDer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -127,8 +127,10 @@ impl RunningBroker {
             .map_err(|source| BrokerError::DataDir { path: config.data_dir.clone(), source })?;
         let store = Arc::new(RocksStore::open(&config.db_path())?);
         store.ensure_orgs(&config.orgs)?;
-        let orgs = Arc::new(OrgTable::new(configured_policies(&config), store::load_orgs(&*store)?));
-        let revocations = Arc::new(load_revocations(&*store)?);
+        let stored_orgs = store::load_orgs(&*store)?;
+        let served: Vec<OrgId> = stored_orgs.iter().map(|(org, _)| org.clone()).collect();
+        let orgs = Arc::new(OrgTable::new(configured_policies(&config), stored_orgs));
+        let revocations = Arc::new(load_revocations(&*store, &served)?);
 
         let identity = ServerIdentity::load_or_generate(&config)?;
         let cert_resolver = Arc::new(ReloadableCert::new(identity.certified_key()?));
@@ -277,13 +279,12 @@ fn configured_policies(config: &Config) -> Policies {
 }
 
 /// Revoked devices and disabled users, as stored.
-fn load_revocations(kv: &dyn KvBackend) -> Result<Revocations, StoreError> {
+fn load_revocations(kv: &dyn KvBackend, orgs: &[OrgId]) -> Result<Revocations, StoreError> {
     let revocations = Revocations::new();
     for (org, user, device, at_ms) in store::load_revocations(kv)? {
         revocations.revoke_device(org, user, device, at_ms);
     }
-    let orgs: Vec<_> = store::load_orgs(kv)?.into_iter().map(|(org, _)| org).collect();
-    for (org, user) in store::disabled_users(kv, &orgs)? {
+    for (org, user) in store::disabled_users(kv, orgs)? {
         revocations.set_disabled(org, user, true);
     }
     Ok(revocations)

@@ -265,8 +265,7 @@ impl AdminDesk {
 
     fn device_revoke(&self, call: &Call<'_>, org: OrgId, user: UserId, device: herald_protocol::DeviceId) -> Answer {
         let _changing = self.lock();
-        let known =
-            self.revocations.revoked_devices(&org, &user).into_iter().find(|(d, _)| *d == device).map(|(_, at)| at);
+        let known = self.revocations.revoked_at(&org, &user, &device);
         let revoked_at_ms = known.unwrap_or(call.now_ms);
         if known.is_none() {
             let write = store::revocation_write(&org, &user, &device, revoked_at_ms);
@@ -316,21 +315,8 @@ impl AdminDesk {
 
     fn audit_query(&self, call: &Call<'_>, org: &OrgId, query: &AuditQuery, after_seq: u64, limit: usize) -> Answer {
         let records = query.run(&*self.kv, org).map_err(|e| unavailable(&e))?;
-        let mut entries: Vec<pb::AuditEntry> = records
-            .into_iter()
-            .filter(|r| r.seq > after_seq)
-            .take(limit + 1)
-            .map(|r| pb::AuditEntry {
-                seq: r.seq,
-                at_ms: r.event.at_ms,
-                actor: r.event.actor,
-                device: r.event.device,
-                action: r.event.action.name().to_owned(),
-                target: r.event.target,
-                details: r.event.details.into_iter().map(|(key, value)| pb::AuditDetail { key, value }).collect(),
-                hash: r.hash.to_vec(),
-            })
-            .collect();
+        let mut entries: Vec<pb::AuditEntry> =
+            records.into_iter().filter(|r| r.seq > after_seq).take(limit + 1).map(pb::AuditEntry::from).collect();
         let more = entries.len() > limit;
         entries.truncate(limit);
         let filter = [

@@ -44,6 +44,11 @@ impl Revocations {
         }
     }
 
+    /// When `device` of `user` was revoked, if it was.
+    pub fn revoked_at(&self, org: &OrgId, user: &UserId, device: &DeviceId) -> Option<u64> {
+        self.devices.get(&(org.clone(), user.clone(), device.clone())).map(|at| *at)
+    }
+
     /// `user`'s revoked devices and when each was revoked.
     pub fn revoked_devices(&self, org: &OrgId, user: &UserId) -> Vec<(DeviceId, u64)> {
         self.devices

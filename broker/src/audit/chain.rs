@@ -42,6 +42,27 @@ struct Stored {
     hash: Vec<u8>,
 }
 
+impl From<AuditRecord> for herald_protocol::pb::AuditEntry {
+    /// The wire form (AUDIT_PAGE); the organisation is the page's.
+    fn from(r: AuditRecord) -> Self {
+        herald_protocol::pb::AuditEntry {
+            seq: r.seq,
+            at_ms: r.event.at_ms,
+            actor: r.event.actor,
+            device: r.event.device,
+            action: r.event.action.name().to_owned(),
+            target: r.event.target,
+            details: r
+                .event
+                .details
+                .into_iter()
+                .map(|(key, value)| herald_protocol::pb::AuditDetail { key, value })
+                .collect(),
+            hash: r.hash.to_vec(),
+        }
+    }
+}
+
 impl AuditRecord {
     /// Chains `event` after a record with `prev_hash`, at position `seq`.
     pub fn chained(seq: u64, event: AuditEvent, prev_hash: [u8; 32]) -> Self {

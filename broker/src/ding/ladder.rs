@@ -123,6 +123,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The count of lines in `state`.
+    fn of(&mut self, state: LineState) -> &mut u32 {
+        match state {
+            LineState::Pending => &mut self.pending,
+            LineState::Acknowledged(_) => &mut self.acknowledged,
+            LineState::Expired(_) => &mut self.expired,
+            LineState::Cancelled(_) => &mut self.cancelled,
+        }
+    }
+
+    /// A line moved from `from` to `to`.
+    fn moved(&mut self, from: LineState, to: LineState) {
+        *self.of(from) = self.of(from).saturating_sub(1);
+        *self.of(to) += 1;
+    }
+
     /// The wire form.
     pub fn to_pb(self) -> pb::DingCounts {
         pb::DingCounts {
@@ -154,8 +170,11 @@ pub struct Ding {
     pub created_at_ms: u64,
     /// When the sender last DINGed its unacknowledged recipients again (0: never).
     pub redone_at_ms: u64,
-    /// Each recipient's line.
-    pub lines: BTreeMap<UserId, Line>,
+    /// Each recipient's line; states change only through the methods, which keep `counts`.
+    lines: BTreeMap<UserId, Line>,
+    /// The lines by state, kept as states change: an acknowledgement's answer carries them, and
+    /// recounting 5000 lines for each of 5000 acknowledgements would be quadratic.
+    counts: Counts,
 }
 
 impl Ding {
@@ -169,8 +188,25 @@ impl Ding {
         now_ms: u64,
     ) -> Ding {
         let (seq, payload, sms_text) = content;
-        let lines = recipients.into_iter().map(|u| (u, Line::new())).collect();
-        Ding { id, sender, seq, payload, sms_text, policy, created_at_ms: now_ms, redone_at_ms: 0, lines }
+        let lines: BTreeMap<UserId, Line> = recipients.into_iter().map(|u| (u, Line::new())).collect();
+        let total = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        let counts = Counts { total, pending: total, ..Counts::default() };
+        Ding { id, sender, seq, payload, sms_text, policy, created_at_ms: now_ms, redone_at_ms: 0, lines, counts }
+    }
+
+    /// Each recipient's line, by user id.
+    pub fn lines(&self) -> &BTreeMap<UserId, Line> {
+        &self.lines
+    }
+
+    /// Adds (or replaces) a recipient's line as stored.
+    pub fn insert_line(&mut self, user: UserId, line: Line) {
+        let state = line.state;
+        match self.lines.insert(user, line) {
+            Some(old) => *self.counts.of(old.state) = self.counts.of(old.state).saturating_sub(1),
+            None => self.counts.total += 1,
+        }
+        *self.counts.of(state) += 1;
     }
 
     /// When step `step` is due.
@@ -282,24 +318,26 @@ impl Ding {
             return Ok(false);
         }
         line.state = LineState::Acknowledged(now_ms);
+        self.counts.moved(LineState::Pending, line.state);
         Ok(true)
     }
 
     /// The sender cancels: every pending recipient is cancelled. Returns them.
     pub fn cancel(&mut self, now_ms: u64) -> Vec<UserId> {
-        self.settle(now_ms, LineState::Cancelled(now_ms))
+        self.settle(LineState::Cancelled(now_ms))
     }
 
     /// Time ran out: every pending recipient expires. Returns them.
     pub fn expire(&mut self, now_ms: u64) -> Vec<UserId> {
-        self.settle(now_ms, LineState::Expired(now_ms))
+        self.settle(LineState::Expired(now_ms))
     }
 
-    fn settle(&mut self, _now_ms: u64, state: LineState) -> Vec<UserId> {
+    fn settle(&mut self, state: LineState) -> Vec<UserId> {
         let mut settled = Vec::new();
         for (user, line) in &mut self.lines {
             if line.is_pending() {
                 line.state = state;
+                self.counts.moved(LineState::Pending, state);
                 settled.push(user.clone());
             }
         }
@@ -313,16 +351,7 @@ impl Ding {
 
     /// The counts by state.
     pub fn counts(&self) -> Counts {
-        let mut counts = Counts { total: u32::try_from(self.lines.len()).unwrap_or(u32::MAX), ..Counts::default() };
-        for line in self.lines.values() {
-            match line.state {
-                LineState::Pending => counts.pending += 1,
-                LineState::Acknowledged(_) => counts.acknowledged += 1,
-                LineState::Expired(_) => counts.expired += 1,
-                LineState::Cancelled(_) => counts.cancelled += 1,
-            }
-        }
-        counts
+        self.counts
     }
 }
 
@@ -371,7 +400,7 @@ mod tests {
         assert_eq!(d.expire(d.expires_at_ms()), vec![id("bob")]);
         let counts = d.counts();
         assert_eq!((counts.total, counts.acknowledged, counts.expired, counts.pending), (2, 1, 1, 0));
-        assert_eq!(d.lines[&id("bob")].results.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(d.lines()[&id("bob")].results.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(d.acknowledge(&id("bob"), T0 + 31 * MIN), Ok(false), "too late: expired stays expired");
         assert_eq!(d.acknowledge(&id("carol"), T0), Err(LadderError::NotRecipient));
     }
@@ -402,12 +431,12 @@ mod tests {
         // fires at once — but solo has no manager either, so the ladder runs out for solo.
         let fired = d.fire(1, T0 + 5 * MIN, directory);
         assert!(matches!(fired.as_slice(), [Outreach::Gateway { to, .. }] if *to == id("alice")));
-        let solo = &d.lines[&id("solo")];
+        let solo = &d.lines()[&id("solo")];
         assert_eq!(
             solo.results.iter().map(|r| (r.step, r.delivered)).collect::<Vec<_>>(),
             [(0, true), (1, false), (2, false), (3, false)]
         );
-        assert_eq!(d.lines[&id("alice")].awaiting_gateway(), Some(1), "the SMS awaits the gateway");
+        assert_eq!(d.lines()[&id("alice")].awaiting_gateway(), Some(1), "the SMS awaits the gateway");
         // The gateway refuses alice's SMS: the voice call goes out now, not at 15 minutes.
         let next = d.gateway_answered(&id("alice"), 1, Err("HTTP 500".into()), T0 + 6 * MIN, directory);
         assert!(matches!(next.as_slice(), [Outreach::Gateway { channel: Channel::Voice, .. }]));

@@ -6,6 +6,8 @@ use std::time::Duration;
 use herald_protocol::pb;
 use serde::Deserialize;
 
+use super::gateway::Channel as GatewayChannel;
+
 /// Where a step reaches the recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +46,26 @@ impl Channel {
 
     /// Whether the step goes through the SMS/voice gateway.
     pub fn uses_gateway(self) -> bool {
-        matches!(self, Channel::Sms | Channel::Voice)
+        self.gateway().is_some()
+    }
+
+    /// The gateway's channel for an SMS or voice step.
+    pub fn gateway(self) -> Option<GatewayChannel> {
+        match self {
+            Channel::Sms => Some(GatewayChannel::Sms),
+            Channel::Voice => Some(GatewayChannel::Voice),
+            Channel::App | Channel::Manager => None,
+        }
+    }
+
+    /// The name in configuration, metrics and audit details.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::App => "app",
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+            Channel::Manager => "manager",
+        }
     }
 }
 
@@ -165,10 +186,14 @@ pub fn check_policies(configured: &HashMap<String, PolicyConfig>) -> Result<Hash
     configured.iter().map(|(name, config)| Ok((name.clone(), Policy::from_config(name, config)?))).collect()
 }
 
+/// A built-in step: `channel` after `minutes`.
+fn step(channel: Channel, minutes: u64) -> StepConfig {
+    StepConfig { channel, after: Duration::from_secs(minutes * 60) }
+}
+
 /// The built-in ladder of an unconfigured broker: in-app now, SMS after 5 minutes, voice after
 /// 15, the manager after 30.
 pub fn standard_policy() -> PolicyConfig {
-    let step = |channel, minutes: u64| StepConfig { channel, after: Duration::from_secs(minutes * 60) };
     PolicyConfig {
         steps: vec![step(Channel::App, 0), step(Channel::Sms, 5), step(Channel::Voice, 15), step(Channel::Manager, 30)],
         ack_on_read: false,
@@ -179,7 +204,6 @@ pub fn standard_policy() -> PolicyConfig {
 /// The built-in in-app ladder, for brokers without an SMS/voice gateway: in-app now, again after
 /// 2 and 10 minutes (Teams-style repeats), then the manager after 30.
 pub fn app_policy() -> PolicyConfig {
-    let step = |channel, minutes: u64| StepConfig { channel, after: Duration::from_secs(minutes * 60) };
     PolicyConfig {
         steps: vec![step(Channel::App, 0), step(Channel::App, 2), step(Channel::App, 10), step(Channel::Manager, 30)],
         ack_on_read: false,

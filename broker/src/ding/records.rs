@@ -134,7 +134,7 @@ pub fn decode(id: u64, header: &[u8], lines: Vec<(UserId, Vec<u8>)>) -> Result<D
         Ding::new(id, sender, (h.seq, Bytes::from(h.payload), h.sms_text), policy, std::iter::empty(), h.created_at_ms);
     ding.redone_at_ms = h.redone_at_ms;
     for (user, bytes) in lines {
-        ding.lines.insert(user, decode_line(&bytes)?);
+        ding.insert_line(user, decode_line(&bytes)?);
     }
     Ok(ding)
 }
@@ -176,7 +176,7 @@ mod tests {
         ding.fire(1, 2000, phone);
         ding.acknowledge(&users[0], 3000).expect("recipient");
         ding.redone_at_ms = 4000;
-        let lines = ding.lines.iter().map(|(u, l)| (u.clone(), encode_line(l))).collect();
+        let lines = ding.lines().iter().map(|(u, l)| (u.clone(), encode_line(l))).collect();
         assert_eq!(decode(9, &encode_header(&ding), lines), Ok(ding));
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb};
 
 use super::command::Origin;
-use super::machine::{Fanout, Refusal, ShardMachine, encode_frame, not_found};
+use super::machine::{Author, Effects, Fanout, Refusal, ShardMachine, encode_frame, not_found};
 use crate::audit::AuditAction;
 use crate::conversation::ConvKey;
 use crate::ding::{Channel, Contact, Ding, Line, LineState, Outreach, Policy};
@@ -63,8 +63,8 @@ pub(super) struct DingDesk {
     pub(super) rules: Arc<DingRules>,
     /// Every DING of every loaded conversation, by id.
     pub(super) dings: HashMap<ConvKey, BTreeMap<u64, Ding>>,
-    /// Directory entries the loop read for this batch.
-    contacts: HashMap<(OrgId, UserId), Contact>,
+    /// Directory entries the loop read for this batch; forgotten when the batch ends.
+    pub(super) contacts: HashMap<(OrgId, UserId), Contact>,
     /// Recipients whose lines changed since the sender's last update, per DING.
     dirty: BTreeMap<(ConvKey, u64), BTreeSet<UserId>>,
     /// When the pending updates go out.
@@ -96,6 +96,11 @@ fn invalid(message: impl Into<String>) -> Refusal {
 
 fn no_ding() -> Refusal {
     (ErrorCode::NOT_FOUND, "no such DING in this conversation".into())
+}
+
+/// How audit records name a DING.
+fn ding_target(conv: &ConvKey, ding_id: u64) -> String {
+    format!("{}/ding/{ding_id}", conv.id)
 }
 
 fn timer_id(conv: &ConvKey, ding_id: u64, step: u32) -> TimerId {
@@ -131,10 +136,72 @@ impl DingDesk {
     fn ding_mut(&mut self, conv: &ConvKey, id: u64) -> Result<&mut Ding, Refusal> {
         self.dings.get_mut(conv).and_then(|d| d.get_mut(&id)).ok_or_else(no_ding)
     }
+}
 
-    /// The directory entry the loop provided for `user`.
-    fn contact(&self, org: &OrgId, user: &UserId) -> Contact {
-        self.contacts.get(&(org.clone(), user.clone())).cloned().unwrap_or_default()
+/// The directory entry the loop provided for `user` (none: no phone, no manager).
+fn contact(contacts: &HashMap<(OrgId, UserId), Contact>, org: &OrgId, user: &UserId) -> Contact {
+    contacts.get(&(org.clone(), user.clone())).cloned().unwrap_or_default()
+}
+
+/// Writes the lines of `users`.
+fn write_lines(writes: &mut Vec<WriteOp>, conv: &ConvKey, ding: &Ding, users: &[UserId]) {
+    for user in users {
+        if let Some(line) = ding.lines().get(user) {
+            let line = crate::ding::encode_line(line);
+            writes.push(WriteOp::PutDingLine { conv: conv.clone(), id: ding.id, user: user.clone(), line });
+        }
+    }
+}
+
+/// The DING_NOTICE of `ding`'s step `step`, encoded: for the recipient, or for a manager on
+/// behalf of `on_behalf_of`.
+fn notice_frame(conv: &ConvKey, ding: &Ding, step: u32, on_behalf_of: Option<&UserId>) -> Bytes {
+    let channel = if on_behalf_of.is_some() { Channel::Manager } else { Channel::App };
+    let notice = pb::DingNotice {
+        ding_id: ding.id,
+        conversation_id: conv.id.get(),
+        seq: ding.seq,
+        payload: ding.payload.to_vec(),
+        sender_user_id: ding.sender.to_string(),
+        step,
+        channel: channel.to_pb().into(),
+        escalated_for_user_id: on_behalf_of.map(ToString::to_string).unwrap_or_default(),
+        created_at_ms: ding.created_at_ms,
+    };
+    encode_frame(&Frame::from_body(herald_protocol::RequestId::NONE, &notice))
+}
+
+/// Sends what fired steps produced: DING_NOTICEs on the urgent stream, gateway calls. The
+/// recipients' own notice is the same for all of them, so it is encoded once.
+fn reach(effects: &mut Effects, conv: &ConvKey, ding: &Ding, fired_step: u32, outreach: Vec<Outreach>) {
+    let mut own_notice = None;
+    for reach in outreach {
+        let (to, frame) = match reach {
+            Outreach::App { to } => {
+                let frame = own_notice.get_or_insert_with(|| notice_frame(conv, ding, fired_step, None)).clone();
+                (to, frame)
+            }
+            Outreach::Manager { to, on_behalf_of } => {
+                let frame = notice_frame(conv, ding, fired_step, Some(&on_behalf_of));
+                (to, frame)
+            }
+            Outreach::Gateway { to, channel, phone } => {
+                let step = ding.lines().get(&to).and_then(|l| l.fired).unwrap_or(fired_step);
+                let text = ding.sms_text.clone();
+                effects.gateway.push(GatewayCall {
+                    conv: conv.clone(),
+                    ding_id: ding.id,
+                    user: to,
+                    step,
+                    channel,
+                    phone,
+                    text,
+                });
+                continue;
+            }
+        };
+        let recipients: Arc<[UserId]> = Arc::from(vec![to]);
+        effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame, lane: Lane::Urgent });
     }
 }
 
@@ -149,7 +216,7 @@ impl ShardMachine {
     pub fn insert_dings(&mut self, conv: &ConvKey, dings: Vec<Ding>) {
         let mut by_id = BTreeMap::new();
         for ding in dings {
-            for (user, line) in &ding.lines {
+            for (user, line) in ding.lines() {
                 if let Some(step) = line.awaiting_gateway() {
                     self.ding.resend.push((conv.clone(), ding.id, user.clone(), step));
                 }
@@ -235,8 +302,8 @@ impl ShardMachine {
         let ding = Ding::new(spec.ding_id, origin.user.clone(), content, policy, recipients, now_ms);
         let created = self.start_ding(conv, ding, now_ms);
         let details = vec![("recipients".to_owned(), created.recipients.to_string()), ("policy".to_owned(), name)];
-        let target = format!("{}/ding/{}", conv.id, created.ding_id);
-        self.audit(conv, super::machine::Author::of(origin), AuditAction::DingSent, target, details, now_ms);
+        let target = ding_target(conv, created.ding_id);
+        self.audit(conv, Author::of(origin), AuditAction::DingSent, target, details, now_ms);
         self.reply(origin, Frame::from_body(origin.request_id, &created));
         Ok(())
     }
@@ -246,7 +313,7 @@ impl ShardMachine {
         let created = pb::DingCreated {
             ding_id: ding.id,
             conversation_id: conv.id.get(),
-            recipients: u32::try_from(ding.lines.len()).unwrap_or(u32::MAX),
+            recipients: u32::try_from(ding.lines().len()).unwrap_or(u32::MAX),
             policy: ding.policy.name.clone(),
             steps: ding.policy.to_pb(),
             created_at_ms: now_ms,
@@ -256,7 +323,7 @@ impl ShardMachine {
             let due_ms = ding.due_ms(step).unwrap_or_else(|| ding.expires_at_ms());
             self.set_timer(timer_id(conv, ding.id, step), Timer { due_ms, kind: TimerKind::Ding });
         }
-        self.write_ding(conv, &ding, ding.lines.keys().cloned().collect());
+        self.write_ding(conv, &ding, ding.lines().keys().cloned().collect());
         self.ding.dings.entry(conv.clone()).or_default().insert(ding.id, ding);
         created
     }
@@ -268,16 +335,7 @@ impl ShardMachine {
             id: ding.id,
             header: crate::ding::encode_header(ding),
         });
-        self.write_lines(conv, ding, users);
-    }
-
-    fn write_lines(&mut self, conv: &ConvKey, ding: &Ding, users: Vec<UserId>) {
-        for user in users {
-            if let Some(line) = ding.lines.get(&user) {
-                let line = crate::ding::encode_line(line);
-                self.effects.writes.push(WriteOp::PutDingLine { conv: conv.clone(), id: ding.id, user, line });
-            }
-        }
+        write_lines(&mut self.effects.writes, conv, ding, &users);
     }
 
     pub(super) fn ding_ack(
@@ -291,7 +349,7 @@ impl ShardMachine {
         let ding = self.ding.ding_mut(conv, ding_id)?;
         // Someone else's DING is as invisible as one that does not exist.
         let changed = ding.acknowledge(&origin.user, now_ms).map_err(|_| no_ding())?;
-        let line = ding.lines.get(&origin.user).map(|l| line_pb(&origin.user, l));
+        let line = ding.lines().get(&origin.user).map(|l| line_pb(&origin.user, l));
         let state = pb::DingState {
             ding_id,
             conversation_id: conv.id.get(),
@@ -301,15 +359,8 @@ impl ShardMachine {
         };
         if changed {
             self.settled(conv, ding_id, vec![origin.user.clone()], now_ms);
-            let target = format!("{}/ding/{ding_id}", conv.id);
-            self.audit(
-                conv,
-                super::machine::Author::of(origin),
-                AuditAction::DingAcknowledged,
-                target,
-                Vec::new(),
-                now_ms,
-            );
+            let target = ding_target(conv, ding_id);
+            self.audit(conv, Author::of(origin), AuditAction::DingAcknowledged, target, Vec::new(), now_ms);
         }
         self.reply(origin, Frame::from_body(origin.request_id, &state));
         Ok(())
@@ -318,11 +369,13 @@ impl ShardMachine {
     /// Lines of `users` changed: write them, tell the sender soon, and disarm the ladder once
     /// nobody is pending.
     fn settled(&mut self, conv: &ConvKey, ding_id: u64, users: Vec<UserId>, now_ms: u64) {
-        let Ok(ding) = self.ding.ding(conv, ding_id).cloned() else { return };
-        self.write_lines(conv, &ding, users.clone());
+        let Ok(ding) = self.ding.ding(conv, ding_id) else { return };
+        write_lines(&mut self.effects.writes, conv, ding, &users);
+        // Once nobody is pending, the rest of the ladder has nothing to do.
+        let steps = u32::try_from(ding.policy.steps.len()).unwrap_or(u32::MAX);
+        let disarm = (ding.counts().pending == 0).then_some(steps);
         self.mark_ding_dirty(conv, ding_id, users, now_ms);
-        if ding.pending().next().is_none() {
-            let steps = u32::try_from(ding.policy.steps.len()).unwrap_or(u32::MAX);
+        if let Some(steps) = disarm {
             for step in 0..=steps {
                 self.cancel_timer(&timer_id(conv, ding_id, step));
             }
@@ -351,7 +404,7 @@ impl ShardMachine {
                 "only the sender and organisation admins see a DING's recipients".into(),
             ));
         }
-        let mut lines = ding.lines.iter().filter(|(u, _)| after.is_none_or(|a| *u > a));
+        let mut lines = ding.lines().iter().filter(|(u, _)| after.is_none_or(|a| *u > a));
         let recipients: Vec<pb::DingRecipient> = lines.by_ref().take(limit).map(|(u, l)| line_pb(u, l)).collect();
         let state = pb::DingState {
             ding_id,
@@ -380,9 +433,9 @@ impl ShardMachine {
         let counts = ding.counts();
         let count = cancelled.len();
         self.settled(conv, ding_id, cancelled, now_ms);
-        let target = format!("{}/ding/{ding_id}", conv.id);
+        let target = ding_target(conv, ding_id);
         let details = vec![("cancelled".to_owned(), count.to_string())];
-        self.audit(conv, super::machine::Author::of(origin), AuditAction::DingCancelled, target, details, now_ms);
+        self.audit(conv, Author::of(origin), AuditAction::DingCancelled, target, details, now_ms);
         let state = pb::DingState {
             ding_id,
             conversation_id: conv.id.get(),
@@ -435,112 +488,58 @@ impl ShardMachine {
             header: crate::ding::encode_header(&original),
         });
         let created = self.start_ding(conv, again, now_ms);
-        let target = format!("{}/ding/{}", conv.id, created.ding_id);
+        let target = ding_target(conv, created.ding_id);
         let details = vec![("again_of".to_owned(), ding_id.to_string())];
-        self.audit(conv, super::machine::Author::of(origin), AuditAction::DingSent, target, details, now_ms);
+        self.audit(conv, Author::of(origin), AuditAction::DingSent, target, details, now_ms);
         self.reply(origin, Frame::from_body(origin.request_id, &created));
         Ok(())
     }
 
     /// A DING timer fired: step `step` of the ladder, or (one past the last step) the expiry.
     pub(super) fn fire_ding(&mut self, conv: &ConvKey, ding_id: u64, step: u32, now_ms: u64) {
-        let org = conv.org.clone();
-        let contacts = std::mem::take(&mut self.ding.contacts);
-        let lookup = |user: &UserId| contacts.get(&(org.clone(), user.clone())).cloned().unwrap_or_default();
-        let Ok(ding) = self.ding.ding_mut(conv, ding_id) else {
-            self.ding.contacts = contacts;
+        let DingDesk { dings, contacts, .. } = &mut self.ding;
+        let Some(ding) = dings.get_mut(conv).and_then(|d| d.get_mut(&ding_id)) else { return };
+        let channel = ding.policy.steps.get(usize::try_from(step).unwrap_or(usize::MAX)).map(|(c, _)| *c);
+        let Some(channel) = channel else {
+            let expired = ding.expire(now_ms);
+            self.settled(conv, ding_id, expired, now_ms);
             return;
         };
-        let steps = u32::try_from(ding.policy.steps.len()).unwrap_or(u32::MAX);
-        let (outreach, changed) = if step >= steps {
-            let expired = ding.expire(now_ms);
-            (Vec::new(), expired)
-        } else {
-            let before: Vec<UserId> = ding.pending().cloned().collect();
-            let outreach = ding.fire(step, now_ms, lookup);
-            (outreach, before)
-        };
-        let ding = ding.clone();
-        self.ding.contacts = contacts;
-        if let Some((channel, _)) = ding.policy.steps.get(usize::try_from(step).unwrap_or(usize::MAX)) {
-            let details = vec![
-                ("step".to_owned(), step.to_string()),
-                ("channel".to_owned(), format!("{channel:?}").to_lowercase()),
-                ("reached".to_owned(), outreach.len().to_string()),
-            ];
-            let target = format!("{}/ding/{ding_id}", conv.id);
-            self.audit(conv, super::machine::Author::BROKER, AuditAction::DingEscalated, target, details, now_ms);
-            metrics::counter!(crate::observe::names::DING_STEPS, crate::observe::names::LABEL_CHANNEL => format!("{channel:?}").to_lowercase())
-                .increment(outreach.len() as u64);
-        }
-        self.reach(conv, &ding, step, outreach);
-        if step >= steps {
-            self.settled(conv, ding_id, changed, now_ms);
-        } else {
-            self.write_lines(conv, &ding, changed.clone());
-            self.mark_ding_dirty(conv, ding_id, changed, now_ms);
-        }
-    }
-
-    /// Sends what fired steps produced: DING_NOTICEs on the urgent stream, gateway calls.
-    fn reach(&mut self, conv: &ConvKey, ding: &Ding, fired_step: u32, outreach: Vec<Outreach>) {
-        for reach in outreach {
-            match reach {
-                Outreach::App { to } => self.notice(conv, ding, &to, None, fired_step),
-                Outreach::Manager { to, on_behalf_of } => self.notice(conv, ding, &to, Some(&on_behalf_of), fired_step),
-                Outreach::Gateway { to, channel, phone } => {
-                    let step = ding.lines.get(&to).and_then(|l| l.fired).unwrap_or(fired_step);
-                    let call = GatewayCall {
-                        conv: conv.clone(),
-                        ding_id: ding.id,
-                        user: to,
-                        step,
-                        channel,
-                        phone,
-                        text: ding.sms_text.clone(),
-                    };
-                    self.effects.gateway.push(call);
-                }
-            }
-        }
-    }
-
-    fn notice(&mut self, conv: &ConvKey, ding: &Ding, to: &UserId, on_behalf_of: Option<&UserId>, step: u32) {
-        let channel = if on_behalf_of.is_some() { Channel::Manager } else { Channel::App };
-        let notice = pb::DingNotice {
-            ding_id: ding.id,
-            conversation_id: conv.id.get(),
-            seq: ding.seq,
-            payload: ding.payload.to_vec(),
-            sender_user_id: ding.sender.to_string(),
-            step,
-            channel: channel.to_pb().into(),
-            escalated_for_user_id: on_behalf_of.map(ToString::to_string).unwrap_or_default(),
-            created_at_ms: ding.created_at_ms,
-        };
-        let frame = encode_frame(&Frame::from_body(herald_protocol::RequestId::NONE, &notice));
-        let recipients: Arc<[UserId]> = Arc::from(vec![to.clone()]);
-        self.effects.deliveries.push(Fanout { org: conv.org.clone(), recipients, frame, lane: Lane::Urgent });
+        let changed: Vec<UserId> = ding.pending().cloned().collect();
+        let outreach = ding.fire(step, now_ms, |user| contact(contacts, &conv.org, user));
+        let reached = outreach.len();
+        reach(&mut self.effects, conv, ding, step, outreach);
+        write_lines(&mut self.effects.writes, conv, ding, &changed);
+        self.mark_ding_dirty(conv, ding_id, changed, now_ms);
+        let details = vec![
+            ("step".to_owned(), step.to_string()),
+            ("channel".to_owned(), channel.name().to_owned()),
+            ("reached".to_owned(), reached.to_string()),
+        ];
+        self.audit(conv, Author::BROKER, AuditAction::DingEscalated, ding_target(conv, ding_id), details, now_ms);
+        metrics::counter!(crate::observe::names::DING_STEPS, crate::observe::names::LABEL_CHANNEL => channel.name())
+            .increment(reached as u64);
     }
 
     /// The gateway answered a call; a failure moves the recipient on to the next step now.
     pub fn gateway_answered(&mut self, call: &GatewayCall, outcome: Result<(), String>, now_ms: u64) {
-        let contact = self.ding.contact(&call.conv.org, &call.user);
-        let Ok(ding) = self.ding.ding_mut(&call.conv, call.ding_id) else { return };
-        let outreach = ding.gateway_answered(&call.user, call.step, outcome, now_ms, |_| contact.clone());
-        let ding = ding.clone();
-        self.reach(&call.conv, &ding, call.step + 1, outreach);
-        self.write_lines(&call.conv, &ding, vec![call.user.clone()]);
-        self.mark_ding_dirty(&call.conv, call.ding_id, vec![call.user.clone()], now_ms);
+        let DingDesk { dings, contacts, .. } = &mut self.ding;
+        let Some(ding) = dings.get_mut(&call.conv).and_then(|d| d.get_mut(&call.ding_id)) else { return };
+        let lookup = |user: &UserId| contact(contacts, &call.conv.org, user);
+        let outreach = ding.gateway_answered(&call.user, call.step, outcome, now_ms, lookup);
+        let users = [call.user.clone()];
+        reach(&mut self.effects, &call.conv, ding, call.step + 1, outreach);
+        write_lines(&mut self.effects.writes, &call.conv, ding, &users);
+        self.mark_ding_dirty(&call.conv, call.ding_id, users.into(), now_ms);
     }
 
     /// Makes again the gateway calls a restart interrupted (their contacts are loaded by now).
     pub(super) fn resend_gateway_calls(&mut self) {
         for (conv, ding_id, user, step) in std::mem::take(&mut self.ding.resend) {
-            let contact = self.ding.contact(&conv.org, &user);
+            let entry = contact(&self.ding.contacts, &conv.org, &user);
             let Ok(ding) = self.ding.ding(&conv, ding_id) else { continue };
-            let channel = ding.lines.get(&user).and_then(|l| l.results.last()).map(|r| r.channel);
-            let (Some(channel), Some(phone)) = (channel, contact.phone) else { continue };
+            let channel = ding.lines().get(&user).and_then(|l| l.results.last()).map(|r| r.channel);
+            let (Some(channel), Some(phone)) = (channel, entry.phone) else { continue };
             let text = ding.sms_text.clone();
             self.effects.gateway.push(GatewayCall { conv, ding_id, user, step, channel, phone, text });
         }
@@ -572,7 +571,7 @@ impl ShardMachine {
         self.ding.flush_due = None;
         for ((conv, ding_id), users) in std::mem::take(&mut self.ding.dirty) {
             let Ok(ding) = self.ding.ding(&conv, ding_id) else { continue };
-            let changed = users.iter().filter_map(|u| ding.lines.get(u).map(|l| line_pb(u, l))).collect();
+            let changed = users.iter().filter_map(|u| ding.lines().get(u).map(|l| line_pb(u, l))).collect();
             let update = pb::DingUpdate {
                 ding_id,
                 conversation_id: conv.id.get(),

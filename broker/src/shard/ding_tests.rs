@@ -49,10 +49,17 @@ impl Shard {
         self.now += ms;
         let due = self.machine.due_timers(self.now);
         for (org, who) in self.machine.contacts_needed(&due) {
-            let contact = Contact { phone: Some("+8613800138000".into()), manager: Some(user("boss")) };
-            self.machine.provide_contact(org, who, contact);
+            self.machine.provide_contact(org, who, directory_entry());
         }
         self.machine.tick(self.now);
+        self.machine.take_effects()
+    }
+
+    /// The gateway's answer to `call`, with the recipient's directory entry provided first, as the
+    /// shard's loop does.
+    fn gateway_answered(&mut self, call: &super::GatewayCall, outcome: Result<(), String>) -> Effects {
+        self.machine.provide_contact(call.conv.org.clone(), call.user.clone(), directory_entry());
+        self.machine.gateway_answered(call, outcome, self.now);
         self.machine.take_effects()
     }
 
@@ -107,8 +114,7 @@ fn the_ladder_fires_in_order_and_an_acknowledgement_stops_it_for_that_recipient(
     assert_eq!((to.as_slice(), update.counts.map(|c| c.acknowledged)), ([user("alice")].as_slice(), Some(1)));
 
     let call = sms.gateway[0].clone();
-    shard.machine.gateway_answered(&call, Ok(()), shard.now);
-    shard.machine.take_effects();
+    shard.gateway_answered(&call, Ok(()));
     let voice = shard.tick_with_directory(10 * MIN);
     assert_eq!(voice.gateway.iter().map(|c| c.channel).collect::<Vec<_>>(), [Channel::Voice]);
     let manager = shard.tick_with_directory(15 * MIN);
@@ -137,8 +143,7 @@ fn a_failed_sms_moves_the_recipient_on_at_once() {
     shard.tick_with_directory(0);
     let sms = shard.tick_with_directory(5 * MIN);
     let call = sms.gateway[0].clone();
-    shard.machine.gateway_answered(&call, Err("HTTP 500 after 5 attempts".into()), shard.now);
-    let next = shard.machine.take_effects();
+    let next = shard.gateway_answered(&call, Err("HTTP 500 after 5 attempts".into()));
     assert_eq!(next.gateway.iter().map(|c| (c.channel, c.step)).collect::<Vec<_>>(), [(Channel::Voice, 2)]);
     assert!(shard.tick_with_directory(10 * MIN).gateway.is_empty(), "step 2 already went out for bob");
 }
@@ -186,4 +191,9 @@ fn an_organisation_default_replaces_the_brokers() {
     shard.machine.set_ding_rules(Arc::new(own));
     let Body::DingCreated(created) = answer(&shard.ding(&["bob"], "", "")) else { panic!("DING_CREATED") };
     assert_eq!(created.policy, "quiet", "acme's default, which needs no SMS text");
+}
+
+/// Everyone's directory entry in these tests: a phone, and `boss` as manager.
+fn directory_entry() -> Contact {
+    Contact { phone: Some("+8613800138000".into()), manager: Some(user("boss")) }
 }

@@ -290,6 +290,7 @@ impl ShardMachine {
         }
         self.batch_sends.clear();
         self.old_entries.clear();
+        self.ding.contacts.clear();
         std::mem::take(&mut self.effects)
     }
 

@@ -376,11 +376,8 @@ impl ShardLoop {
         for call in calls {
             let gateway = self.config.gateway.clone();
             let answers = self.answers_tx.clone();
-            let channel = if call.channel == crate::ding::Channel::Voice {
-                crate::ding::GatewayChannel::Voice
-            } else {
-                crate::ding::GatewayChannel::Sms
-            };
+            // Only SMS and voice steps become gateway calls.
+            let Some(channel) = call.channel.gateway() else { continue };
             let ding_id = format!("{}-{}", call.conv.id.get(), call.ding_id);
             let request = crate::ding::GatewayRequest {
                 org: call.conv.org.clone(),

@@ -4,10 +4,8 @@
 use herald_protocol::{DeviceId, OrgId, UserId, pb};
 use prost::Message;
 
+use super::kv::scan_each;
 use super::{Cf, KvBackend, KvWrite, StoreError, keys};
-
-/// Most records read per scan step.
-const PAGE: usize = 1024;
 
 /// Every organisation served, with its stored settings.
 ///
@@ -15,24 +13,15 @@ const PAGE: usize = 1024;
 /// [`StoreError`] if reading fails or a record is corrupt.
 pub fn load_orgs(store: &dyn KvBackend) -> Result<Vec<(OrgId, pb::OrgSettings)>, StoreError> {
     let mut orgs = Vec::new();
-    let mut start = Vec::new();
-    loop {
-        let page = store.scan(Cf::Orgs, &[], &start, false, PAGE)?;
-        let full = page.len() == PAGE;
-        for (key, value) in page {
-            let corrupt = |reason: String| store.corrupt(Cf::Orgs, reason);
-            let id = String::from_utf8(key.clone()).map_err(|e| corrupt(e.to_string()))?;
-            let org = OrgId::new(id).map_err(|e| corrupt(e.to_string()))?;
-            // Records written before settings existed are empty: every setting unset.
-            let settings = pb::OrgSettings::decode(value.as_slice()).map_err(|e| corrupt(e.to_string()))?;
-            orgs.push((org, settings));
-            start = key;
-            start.push(0);
-        }
-        if !full {
-            return Ok(orgs);
-        }
-    }
+    scan_each(store, Cf::Orgs, &[], &[], |key, value| {
+        let corrupt = |reason: String| store.corrupt(Cf::Orgs, reason);
+        let id = std::str::from_utf8(key).map_err(|e| corrupt(e.to_string()))?;
+        let org = OrgId::new(id).map_err(|e| corrupt(e.to_string()))?;
+        // Records written before settings existed are empty: every setting unset.
+        orgs.push((org, pb::OrgSettings::decode(value).map_err(|e| corrupt(e.to_string()))?));
+        Ok(true)
+    })?;
+    Ok(orgs)
 }
 
 /// The write that stores an organisation's settings (creating it if new).
@@ -72,7 +61,7 @@ pub fn directory_page(
     after: Option<&UserId>,
     limit: usize,
 ) -> Result<Vec<pb::DirectoryUser>, StoreError> {
-    let prefix = keys::audit_prefix(org);
+    let prefix = keys::org_prefix(org);
     let start = match after {
         Some(user) => {
             let mut key = keys::org_user(org, user);
@@ -95,21 +84,15 @@ pub fn directory_page(
 pub fn disabled_users(store: &dyn KvBackend, orgs: &[OrgId]) -> Result<Vec<(OrgId, UserId)>, StoreError> {
     let mut disabled = Vec::new();
     for org in orgs {
-        let mut after: Option<UserId> = None;
-        loop {
-            let page = directory_page(store, org, after.as_ref(), PAGE)?;
-            let full = page.len() == PAGE;
-            for entry in page {
-                let user = UserId::new(entry.user_id).map_err(|e| store.corrupt(Cf::Directory, e.to_string()))?;
-                if entry.disabled {
-                    disabled.push((org.clone(), user.clone()));
-                }
-                after = Some(user);
+        let prefix = keys::org_prefix(org);
+        scan_each(store, Cf::Directory, &prefix, &prefix, |_, value| {
+            let corrupt = |reason: String| store.corrupt(Cf::Directory, reason);
+            let entry = pb::DirectoryUser::decode(value).map_err(|e| corrupt(e.to_string()))?;
+            if entry.disabled {
+                disabled.push((org.clone(), UserId::new(entry.user_id).map_err(|e| corrupt(e.to_string()))?));
             }
-            if !full {
-                break;
-            }
-        }
+            Ok(true)
+        })?;
     }
     Ok(disabled)
 }
@@ -119,19 +102,13 @@ pub fn disabled_users(store: &dyn KvBackend, orgs: &[OrgId]) -> Result<Vec<(OrgI
 /// # Errors
 /// [`StoreError`] if reading fails.
 pub fn directory_len(store: &dyn KvBackend, org: &OrgId) -> Result<u64, StoreError> {
-    let prefix = keys::audit_prefix(org);
-    let mut start = prefix.clone();
+    let prefix = keys::org_prefix(org);
     let mut count = 0u64;
-    loop {
-        let page = store.scan(Cf::Directory, &prefix, &start, false, PAGE)?;
-        count += page.len() as u64;
-        let Some((last, _)) = page.last() else { return Ok(count) };
-        if page.len() < PAGE {
-            return Ok(count);
-        }
-        start = last.clone();
-        start.push(0);
-    }
+    scan_each(store, Cf::Directory, &prefix, &prefix, |_, _| {
+        count += 1;
+        Ok(true)
+    })?;
+    Ok(count)
 }
 
 /// The write that revokes a device at `at_ms`.
@@ -148,22 +125,14 @@ pub type Revocation = (OrgId, UserId, DeviceId, u64);
 /// [`StoreError`] if reading fails or a record is corrupt.
 pub fn load_revocations(store: &dyn KvBackend) -> Result<Vec<Revocation>, StoreError> {
     let mut found = Vec::new();
-    let mut start = Vec::new();
-    loop {
-        let page = store.scan(Cf::Revocations, &[], &start, false, PAGE)?;
-        let full = page.len() == PAGE;
-        for (key, value) in page {
-            let corrupt = || store.corrupt(Cf::Revocations, format!("bad revocation {key:02x?}"));
-            let (org, user, device) = keys::revocation_ids(&key).ok_or_else(corrupt)?;
-            let ids = (OrgId::new(org).ok(), UserId::new(user).ok(), DeviceId::new(device).ok());
-            let (Some(org), Some(user), Some(device)) = ids else { return Err(corrupt()) };
-            let at_ms = <[u8; 8]>::try_from(value.as_slice()).map(u64::from_be_bytes).map_err(|_| corrupt())?;
-            found.push((org, user, device, at_ms));
-            start = key;
-            start.push(0);
-        }
-        if !full {
-            return Ok(found);
-        }
-    }
+    scan_each(store, Cf::Revocations, &[], &[], |key, value| {
+        let corrupt = || store.corrupt(Cf::Revocations, format!("bad revocation {key:02x?}"));
+        let (org, user, device) = keys::revocation_ids(key).ok_or_else(corrupt)?;
+        let ids = (OrgId::new(org).ok(), UserId::new(user).ok(), DeviceId::new(device).ok());
+        let (Some(org), Some(user), Some(device)) = ids else { return Err(corrupt()) };
+        let at_ms = <[u8; 8]>::try_from(value).map(u64::from_be_bytes).map_err(|_| corrupt())?;
+        found.push((org, user, device, at_ms));
+        Ok(true)
+    })?;
+    Ok(found)
 }

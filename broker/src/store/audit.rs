@@ -3,7 +3,7 @@
 
 use herald_protocol::OrgId;
 
-use super::kv::{Cf, KvBackend};
+use super::kv::{Cf, KvBackend, scan_each};
 use super::{StoreError, keys};
 use crate::audit::AuditRecord;
 
@@ -12,15 +12,12 @@ pub fn audit_key(org: &OrgId, seq: u64) -> Vec<u8> {
     keys::audit(org, seq)
 }
 
-/// Most records read per scan page.
-const PAGE: usize = 1024;
-
 /// The newest record of `org`'s chain: its seq and hash (`(0, zeros)` for an empty chain).
 ///
 /// # Errors
 /// [`StoreError`] if reading fails or the record is corrupt.
 pub fn audit_head(store: &dyn KvBackend, org: &OrgId) -> Result<(u64, [u8; 32]), StoreError> {
-    let prefix = keys::audit_prefix(org);
+    let prefix = keys::org_prefix(org);
     let newest = keys::audit(org, u64::MAX);
     match store.scan(Cf::Audit, &prefix, &newest, true, 1)?.into_iter().next() {
         Some((_, value)) => {
@@ -50,21 +47,6 @@ pub fn scan_audit(
     org: &OrgId,
     mut visit: impl FnMut(Result<AuditRecord, String>) -> bool,
 ) -> Result<(), StoreError> {
-    let prefix = keys::audit_prefix(org);
-    let mut next = keys::audit(org, 0);
-    loop {
-        let page = store.scan(Cf::Audit, &prefix, &next, false, PAGE)?;
-        let Some((last_key, _)) = page.last() else { return Ok(()) };
-        next = last_key.clone();
-        next.push(0);
-        let full = page.len() == PAGE;
-        for (_, value) in page {
-            if !visit(AuditRecord::decode(org, &value)) {
-                return Ok(());
-            }
-        }
-        if !full {
-            return Ok(());
-        }
-    }
+    let prefix = keys::org_prefix(org);
+    scan_each(store, Cf::Audit, &prefix, &keys::audit(org, 0), |_, value| Ok(visit(AuditRecord::decode(org, value))))
 }

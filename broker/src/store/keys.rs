@@ -141,8 +141,9 @@ pub(crate) fn timer_id(key: &[u8]) -> Option<TimerId> {
     Some(TimerId { conv, what })
 }
 
-/// `org \0`: the prefix of an organisation's audit chain.
-pub(crate) fn audit_prefix(org: &OrgId) -> Vec<u8> {
+/// `org \0`: the prefix of what is keyed by organisation alone: its audit chain, its
+/// directory, its revoked devices.
+pub(crate) fn org_prefix(org: &OrgId) -> Vec<u8> {
     let mut key = Vec::with_capacity(org.as_str().len() + 9);
     push_str(&mut key, org.as_str());
     key
@@ -150,15 +151,14 @@ pub(crate) fn audit_prefix(org: &OrgId) -> Vec<u8> {
 
 /// `org \0 seq`: one audit record.
 pub(crate) fn audit(org: &OrgId, seq: u64) -> Vec<u8> {
-    let mut key = audit_prefix(org);
+    let mut key = org_prefix(org);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
 /// `org \0 user \0`: a directory entry (and a user's revoked devices' prefix).
 pub(crate) fn org_user(org: &OrgId, user: &UserId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(org.as_str().len() + user.as_str().len() + 2);
-    push_str(&mut key, org.as_str());
+    let mut key = org_prefix(org);
     push_str(&mut key, user.as_str());
     key
 }

@@ -271,6 +271,39 @@ impl<B: KvBackend> LogStore for B {
 
 /// The key-value writes of one log operation. Membership writes keep the per-user index in the
 /// same batch, so the two can never disagree.
+/// Most pairs one step of [`scan_each`] reads.
+const SCAN_PAGE: usize = 1024;
+
+/// Visits every pair whose key starts with `prefix`, from `start`, in key order, a page at a
+/// time so memory stays bounded however many there are, until `visit` returns `false`.
+///
+/// # Errors
+/// [`StoreError`] if reading fails, or whatever `visit` returns.
+pub(crate) fn scan_each(
+    store: &dyn KvBackend,
+    cf: Cf,
+    prefix: &[u8],
+    start: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut next = start.to_vec();
+    loop {
+        let page = store.scan(cf, prefix, &next, false, SCAN_PAGE)?;
+        let full = page.len() == SCAN_PAGE;
+        for (key, value) in &page {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+        }
+        let Some((last, _)) = page.into_iter().last() else { return Ok(()) };
+        if !full {
+            return Ok(());
+        }
+        next = last;
+        next.push(0);
+    }
+}
+
 fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
     match op {
         WriteOp::PutConversation { conv, summary } => {

@@ -177,16 +177,7 @@ impl RocksStore {
     /// # Errors
     /// [`StoreError`] if reading fails or a key is not a valid organisation id.
     pub fn orgs(&self) -> Result<Vec<OrgId>, StoreError> {
-        let cf = self.cf(Cf::Orgs)?;
-        self.db
-            .iterator_cf(cf, rocksdb::IteratorMode::Start)
-            .map(|item| {
-                let (key, _) = item.map_err(self.rocks_err())?;
-                let corrupt = |reason: String| self.corrupt(Cf::Orgs, reason);
-                let id = String::from_utf8(key.into_vec()).map_err(|e| corrupt(e.to_string()))?;
-                OrgId::new(id).map_err(|e| corrupt(e.to_string()))
-            })
-            .collect()
+        Ok(super::load_orgs(self)?.into_iter().map(|(org, _)| org).collect())
     }
 
     /// Flushes memtables to SST files, so the next start replays no WAL. Called at shutdown.
