@@ -10,7 +10,8 @@ use herald_protocol::{Body, ErrorCode, Frame, FrameBody, FrameCodec, PROTOCOL_VE
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use crate::driver::{Command, Driver};
+use crate::driver::{Command, Driver, SessionEndpoint};
+use crate::endpoint::wildcard_for;
 use crate::reader::FrameReader;
 use crate::{ClientConfig, ClientError, Event, tls};
 
@@ -119,11 +120,13 @@ impl Client {
     /// Dropping the future abandons the attempt and closes whatever was opened.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         let quic = tls::quic_client_config(&config)?;
-        let bind =
-            if config.server.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0u8; 4], 0)) };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| ClientError::Endpoint(Arc::new(e)))?;
-        endpoint.set_default_client_config(quic);
-        tokio::time::timeout(config.connect_timeout, handshake(endpoint, &config))
+        let endpoint = match &config.endpoint {
+            Some(shared) => SessionEndpoint::Shared(shared.quic.clone()),
+            None => SessionEndpoint::Owned(
+                quinn::Endpoint::client(wildcard_for(config.server)).map_err(|e| ClientError::Endpoint(Arc::new(e)))?,
+            ),
+        };
+        tokio::time::timeout(config.connect_timeout, handshake(endpoint, quic, &config))
             .await
             .map_err(|_| ClientError::Timeout(config.connect_timeout))?
     }
@@ -196,8 +199,16 @@ impl Client {
     }
 }
 
-async fn handshake(endpoint: quinn::Endpoint, config: &ClientConfig) -> Result<Client, ClientError> {
-    let conn = endpoint.connect(config.server, &config.server_name)?.await.map_err(ClientError::from_connection)?;
+async fn handshake(
+    endpoint: SessionEndpoint,
+    quic: quinn::ClientConfig,
+    config: &ClientConfig,
+) -> Result<Client, ClientError> {
+    let conn = endpoint
+        .quic()
+        .connect_with(quic, config.server, &config.server_name)?
+        .await
+        .map_err(ClientError::from_connection)?;
     let (mut send, recv) = conn.open_bi().await.map_err(ClientError::from_connection)?;
     let hello = pb::Hello {
         protocol_version: PROTOCOL_VERSION,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::ClientError;
+use crate::{ClientError, Endpoint};
 
 /// Which certificates the client trusts.
 #[derive(Debug, Clone)]
@@ -53,6 +53,7 @@ pub struct ClientConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) keep_alive: Duration,
+    pub(crate) endpoint: Option<Endpoint>,
 }
 
 impl ClientConfig {
@@ -69,6 +70,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
+            endpoint: None,
         }
     }
 
@@ -106,6 +108,13 @@ impl ClientConfig {
     /// How long to wait for the answer to a request.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Opens the session on a shared [`Endpoint`] instead of a socket of its own: for processes
+    /// that hold many sessions at once.
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
         self
     }
 }

@@ -24,9 +24,35 @@ pub(crate) enum Command {
     Close,
 }
 
+/// The endpoint a session runs on, and so what closing it must wait for.
+#[derive(Debug)]
+pub(crate) enum SessionEndpoint {
+    /// The session's own socket: closing drains the whole endpoint.
+    Owned(quinn::Endpoint),
+    /// A socket other sessions use too: closing waits for this connection alone.
+    Shared(quinn::Endpoint),
+}
+
+impl SessionEndpoint {
+    pub(crate) fn quic(&self) -> &quinn::Endpoint {
+        match self {
+            SessionEndpoint::Owned(endpoint) | SessionEndpoint::Shared(endpoint) => endpoint,
+        }
+    }
+
+    /// Waits, up to `limit`, until the close has reached the broker, so the broker learns of
+    /// it rather than waiting for an idle timeout. A shared endpoint's driver, kept running by
+    /// the other sessions, sends the close on its own.
+    async fn drain(&self, limit: std::time::Duration) {
+        if let SessionEndpoint::Owned(endpoint) = self {
+            let _ = tokio::time::timeout(limit, endpoint.wait_idle()).await;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Driver {
-    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) endpoint: SessionEndpoint,
     pub(crate) conn: quinn::Connection,
     pub(crate) send: quinn::SendStream,
     pub(crate) reader: FrameReader,
@@ -77,7 +103,7 @@ impl Driver {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(terminal.clone()));
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        self.endpoint.drain(std::time::Duration::from_secs(1)).await;
     }
 
     async fn send_request(&mut self, body: &Body, reply: Reply) -> Result<(), ClientError> {

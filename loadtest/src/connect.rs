@@ -1,14 +1,12 @@
 //! The `connect` scenario: a burst of session set-ups, then PING round trips on every session.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
 use herald_client::Client;
-use tokio::sync::Semaphore;
 
-use crate::Harness;
+use crate::harness::{Harness, close_all};
 use crate::report::{Phase, Report, latency_histogram, record};
 
 /// Parameters of the `connect` scenario.
@@ -26,54 +24,12 @@ pub(crate) struct ConnectArgs {
 }
 
 pub(crate) async fn run(harness: &Harness, args: &ConnectArgs) -> Result<Report> {
-    let (clients, connect_phase) = open_sessions(harness, args).await?;
-    let ping_phase = ping_all(&clients, args.pings).await;
-    // Closing waits for each connection to drain (a few PTOs); do it for all at once, not in turn.
-    let closing: Vec<_> = clients.into_iter().map(|c| tokio::spawn(async move { c.close().await })).collect();
-    for close in closing {
-        let _ = close.await;
-    }
-    Ok(Report { scenario: "connect", parameters: serde_json::to_value(args)?, phases: vec![connect_phase, ping_phase] })
-}
-
-async fn open_sessions(harness: &Harness, args: &ConnectArgs) -> Result<(Vec<Client>, Phase)> {
-    open(harness, 0..args.clients, args.concurrency).await
-}
-
-/// Opens one session per simulated user number in `users`, at most `concurrency` handshakes at
-/// once; sessions that fail to open are counted, not returned.
-pub(crate) async fn open(
-    harness: &Harness,
-    users: std::ops::Range<usize>,
-    concurrency: usize,
-) -> Result<(Vec<Client>, Phase)> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(users.len());
-    for n in users {
-        let config = harness.client_config(n)?;
-        let permits = permits.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let began = Instant::now();
-            Client::connect(config).await.map(|c| (c, began.elapsed()))
-        }));
-    }
-    let mut latencies = latency_histogram();
-    let (mut clients, mut failed) = (Vec::new(), 0);
-    for task in tasks {
-        match task.await? {
-            Ok((client, took)) => {
-                record(&mut latencies, took);
-                clients.push(client);
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("connect failed: {e}");
-            }
-        }
-    }
-    Ok((clients, Phase::new("connect", failed, start.elapsed(), &latencies)))
+    let mut report = Report::new("connect", args);
+    let (clients, connect) = harness.open(0..args.clients, args.concurrency, "connect").await?;
+    report.phases.push(connect);
+    report.phases.push(ping_all(&clients, args.pings).await);
+    close_all(clients).await;
+    Ok(report)
 }
 
 async fn ping_all(clients: &[Client], pings: usize) -> Phase {

@@ -12,9 +12,10 @@ use clap::Args;
 use herald_client::{Client, DingRequest, Event};
 use tokio::sync::OnceCell;
 
-use crate::Harness;
-use crate::connect::open;
+use crate::harness::Harness;
+use crate::progress::Progress;
 use crate::report::{Phase, Report, latency_histogram, record};
+use crate::tally::Check;
 
 /// Parameters of the `ding` scenario.
 #[derive(Debug, Args, serde::Serialize)]
@@ -47,19 +48,19 @@ pub(crate) async fn run(harness: &Harness, args: &DingArgs) -> Result<Report> {
     if args.recipients == 0 || args.recipients > 5000 {
         bail!("--recipients is 1 to 5000");
     }
-    let (mut clients, connect_phase) = open(harness, 0..args.recipients + 1, args.concurrency).await?;
-    if clients.len() != args.recipients + 1 {
-        bail!("{} of {} sessions opened", clients.len(), args.recipients + 1);
-    }
+    let mut report = Report::new("ding", args);
+    let (mut clients, connect) = harness.open_all(0..args.recipients + 1, args.concurrency, "connect").await?;
+    report.phases.push(connect);
     let sender = clients.remove(0);
-    let members: Vec<String> = (1..=args.recipients).map(|n| format!("load-{n}")).collect();
+    let members: Vec<String> = (1..=args.recipients).map(Harness::user).collect();
     let member_refs: Vec<&str> = members.iter().map(String::as_str).collect();
     let conv = sender.create_group("ding-load", &member_refs).await.context("creating the group")?.conversation_id;
     let seq = sender.send(conv, b"sealed: the incident".to_vec()).await?.seq;
 
     let sent_at: Arc<OnceCell<Instant>> = Arc::default();
     let acked = Arc::new(AtomicU64::new(0));
-    let recipients = spawn_recipients(clients, args, &sent_at, &acked)?;
+    let progress = Progress::new("acknowledged", args.recipients as u64, harness.live);
+    let recipients = spawn_recipients(clients, args, &sent_at, &acked, &progress)?;
     let mut sender_events = sender.events().context("the sender's events")?;
     let request = DingRequest {
         conversation_id: conv,
@@ -73,12 +74,11 @@ pub(crate) async fn run(harness: &Harness, args: &DingArgs) -> Result<Report> {
     let all_acked = wait_for_all(&mut sender_events, created.ding_id, args).await;
 
     let (mut notices, mut acks) = (latency_histogram(), latency_histogram());
-    let (mut missing, mut duplicates, mut ack_failed) = (0, 0, 0);
+    let (mut duplicates, mut ack_failed) = (0, 0);
     for task in recipients {
         let outcome = task.await?;
-        match outcome.notice {
-            Some(took) => record(&mut notices, took),
-            None => missing += 1,
+        if let Some(took) = outcome.notice {
+            record(&mut notices, took);
         }
         match outcome.ack {
             Some(took) => record(&mut acks, took),
@@ -86,26 +86,18 @@ pub(crate) async fn run(harness: &Harness, args: &DingArgs) -> Result<Report> {
         }
         duplicates += outcome.duplicates;
     }
+    progress.finish();
     let elapsed = all_acked.unwrap_or(Duration::from_secs(args.timeout_s));
     let mut all = latency_histogram();
     if let Some(took) = all_acked {
         record(&mut all, took);
     }
-    eprintln!(
-        "notices expected={} received={} missing={missing} duplicates={duplicates}",
-        args.recipients,
-        notices.len()
-    );
-    Ok(Report {
-        scenario: "ding",
-        parameters: serde_json::to_value(args)?,
-        phases: vec![
-            connect_phase,
-            Phase::new("notice", missing + duplicates, elapsed, &notices),
-            Phase::new("ack", ack_failed, elapsed, &acks),
-            Phase::new("all-acked", u64::from(all_acked.is_none()), elapsed, &all),
-        ],
-    })
+    report.phases.push(Phase::new("notice", 0, elapsed, &notices));
+    report.phases.push(Phase::new("ack", ack_failed, elapsed, &acks));
+    report.phases.push(Phase::new("all-acked", u64::from(all_acked.is_none()), elapsed, &all));
+    report.checks.push(Check::counted("notices", args.recipients as u64, notices.len(), duplicates));
+    sender.close().await;
+    Ok(report)
 }
 
 /// One task per recipient: wait for the DING, note when it came, acknowledge after this
@@ -115,6 +107,7 @@ fn spawn_recipients(
     args: &DingArgs,
     sent_at: &Arc<OnceCell<Instant>>,
     acked: &Arc<AtomicU64>,
+    progress: &Progress,
 ) -> Result<Vec<tokio::task::JoinHandle<Outcome>>> {
     let count = clients.len() as u64;
     let timeout = Duration::from_secs(args.timeout_s);
@@ -122,7 +115,7 @@ fn spawn_recipients(
     for (i, client) in clients.into_iter().enumerate() {
         let mut events = client.events().context("a recipient's events")?;
         let delay = Duration::from_millis(args.ack_spread_ms * i as u64 / count.max(1));
-        let (sent_at, acked) = (sent_at.clone(), acked.clone());
+        let (sent_at, acked, progress) = (sent_at.clone(), acked.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let mut outcome = Outcome { notice: None, ack: None, duplicates: 0 };
             let deadline = tokio::time::Instant::now() + timeout;
@@ -140,6 +133,7 @@ fn spawn_recipients(
             if client.ding_ack(notice.conversation_id, notice.ding_id).await.is_ok() {
                 outcome.ack = Some(began.elapsed());
                 acked.fetch_add(1, Ordering::Relaxed);
+                progress.inc(1);
             }
             // A repeat of this DING would be a duplicate delivery: look for one briefly.
             while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {

@@ -1,9 +1,15 @@
-//! Scenario results: counts, rates and latency percentiles, as text and JSON.
+//! Scenario results: counts, rates, latency percentiles and delivery checks, as a table for
+//! people and as JSON for scripts.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use crate::broker::BrokerUsage;
+use crate::tally::Check;
 
 /// Latency percentiles of one measured operation, in microseconds.
 #[derive(Debug, Serialize)]
@@ -39,6 +45,7 @@ pub(crate) struct Phase {
 }
 
 impl Phase {
+    /// A phase whose successes are the histogram's samples, over `elapsed`.
     pub(crate) fn new(name: &'static str, failed: u64, elapsed: Duration, latencies: &Histogram<u64>) -> Self {
         let ok = latencies.len();
         let secs = elapsed.as_secs_f64().max(1e-9);
@@ -59,14 +66,43 @@ pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     pub(crate) parameters: serde_json::Value,
     pub(crate) phases: Vec<Phase>,
+    /// Expected against received, per kind of delivery: every one must show no loss.
+    pub(crate) checks: Vec<Check>,
+    /// Scenario-specific figures (such as the updates a sender received).
+    pub(crate) figures: BTreeMap<&'static str, f64>,
+    /// The broker's CPU time and memory over the run, when the tool can see its process.
+    pub(crate) broker: Option<BrokerUsage>,
 }
 
 impl Report {
+    pub(crate) fn new(scenario: &'static str, parameters: &impl Serialize) -> Self {
+        Self {
+            scenario,
+            parameters: serde_json::to_value(parameters).unwrap_or_default(),
+            phases: Vec::new(),
+            checks: Vec::new(),
+            figures: BTreeMap::new(),
+            broker: None,
+        }
+    }
+
+    /// Whether every check came out clean.
+    pub(crate) fn passed(&self) -> bool {
+        self.checks.iter().all(Check::clean) && self.phases.iter().all(|p| p.failed == 0)
+    }
+
+    /// The human table.
     pub(crate) fn to_text(&self) -> String {
-        let mut out = format!("scenario {} {}\n", self.scenario, self.parameters);
+        let mut out = format!("scenario {} {}\n\n", self.scenario, self.parameters);
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>9} {:>7} {:>9} {:>11} {:>10} {:>10} {:>10} {:>10}",
+            "phase", "ok", "failed", "ms", "per second", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+        );
         for p in &self.phases {
-            out.push_str(&format!(
-                "  {:<10} ok={} failed={} in {} ms = {:.0}/s; latency p50={} µs p99={} µs p99.9={} µs max={} µs\n",
+            let _ = writeln!(
+                out,
+                "  {:<14} {:>9} {:>7} {:>9} {:>11.0} {:>10} {:>10} {:>10} {:>10}",
                 p.name,
                 p.ok,
                 p.failed,
@@ -76,7 +112,40 @@ impl Report {
                 p.latency.p99_us,
                 p.latency.p999_us,
                 p.latency.max_us
-            ));
+            );
+        }
+        if !self.checks.is_empty() {
+            out.push('\n');
+            let _ = writeln!(
+                out,
+                "  {:<14} {:>9} {:>9} {:>7} {:>10} {:>9}  verdict",
+                "check", "expected", "received", "lost", "duplicate", "reordered"
+            );
+            for c in &self.checks {
+                let verdict = if c.clean() { "ok" } else { "FAILED" };
+                let _ = writeln!(
+                    out,
+                    "  {:<14} {:>9} {:>9} {:>7} {:>10} {:>9}  {verdict}",
+                    c.name, c.expected, c.received, c.lost, c.duplicates, c.reordered
+                );
+            }
+        }
+        if !self.figures.is_empty() {
+            out.push('\n');
+            for (name, value) in &self.figures {
+                let _ = writeln!(out, "  {name:<32} {value:.1}");
+            }
+        }
+        if let Some(b) = &self.broker {
+            let _ = writeln!(
+                out,
+                "\n  broker: {:.2} CPU seconds over {:.1} s ({:.0}% of one core); RSS {:.1} MiB at the end, peak {:.1} MiB",
+                b.cpu_seconds,
+                b.wall_seconds,
+                100.0 * b.cpu_seconds / b.wall_seconds.max(1e-9),
+                b.rss_bytes as f64 / 1048576.0,
+                b.peak_rss_bytes as f64 / 1048576.0,
+            );
         }
         out
     }
