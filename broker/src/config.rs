@@ -264,6 +264,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Most QUIC connections from one IP address; more are closed with OVERLOADED.
     pub max_connections_per_ip: usize,
+    /// TLS handshakes in progress at once; further connections wait their turn unaccepted.
+    pub max_concurrent_handshakes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -282,6 +284,7 @@ impl Default for LimitsConfig {
             max_schedule: Duration::from_secs(366 * 24 * 60 * 60),
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
+            max_concurrent_handshakes: 64,
         }
     }
 }

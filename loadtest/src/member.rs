@@ -103,7 +103,7 @@ pub(crate) async fn report_deliveries(
         last_completion = last_completion.max(seen.completed_at.unwrap_or(last_completion));
     }
     let delivered_in = last_completion.duration_since(start);
-    report.phases.push(Phase::new("delivery", 0, delivered_in, &total.arrivals.latencies));
+    report.phases.push(Phase::new("delivery", 0, delivered_in, &total.arrivals.latencies()));
     report.checks.push(total.arrivals.check("deliveries", expected));
     let rate = total.arrivals.unique as f64 / delivered_in.as_secs_f64().max(1e-9);
     report.figures.insert("deliveries_per_second", rate);

@@ -39,7 +39,7 @@ type RecallTimes = Arc<Vec<OnceLock<Instant>>>;
 
 /// What one member saw of the recalls.
 struct Told {
-    latencies: hdrhistogram::Histogram<u64>,
+    latencies: Vec<Duration>,
     unique: u64,
     duplicates: u64,
 }
@@ -92,7 +92,9 @@ pub(crate) async fn run(harness: &Harness, args: &RecallArgs) -> Result<Report> 
     let (mut notices, mut unique, mut duplicates) = (latency_histogram(), 0, 0);
     for member in members {
         let told = member.await?;
-        let _ = notices.add(&told.latencies);
+        for &took in &told.latencies {
+            record(&mut notices, took);
+        }
         unique += told.unique;
         duplicates += told.duplicates;
     }
@@ -113,7 +115,7 @@ async fn listen(
     timeout: Duration,
     progress: Progress,
 ) -> Told {
-    let mut told = Told { latencies: latency_histogram(), unique: 0, duplicates: 0 };
+    let mut told = Told { latencies: Vec::new(), unique: 0, duplicates: 0 };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut seen = vec![false; seqs.len()];
     while told.unique < seqs.len() as u64 {
@@ -129,7 +131,7 @@ async fn listen(
                 told.unique += 1;
                 progress.inc(1);
                 if let Some(asked) = times.get(index).and_then(OnceLock::get) {
-                    record(&mut told.latencies, asked.elapsed());
+                    told.latencies.push(asked.elapsed());
                 }
             }
             _ => told.duplicates += 1,

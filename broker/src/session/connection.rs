@@ -38,9 +38,13 @@ pub(crate) async fn serve_connection(
     let remote = incoming.remote_address();
     let span = tracing::info_span!("session", session = %id, %remote);
     async move {
-        let conn = match incoming.accept() {
-            Ok(connecting) => connecting.await,
-            Err(e) => Err(e),
+        let conn = {
+            // Held until the TLS handshake is done; the permit is never closed.
+            let _handshaking = ctx.handshakes.acquire().await;
+            match incoming.accept() {
+                Ok(connecting) => connecting.await,
+                Err(e) => Err(e),
+            }
         };
         match conn {
             Ok(conn) => {

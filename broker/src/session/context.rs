@@ -37,6 +37,11 @@ pub struct SessionContext {
     /// The user and organisation rate-limit buckets every session charges (default limits
     /// until the broker installs its configured ones).
     pub rate_limits: Arc<RateLimiter>,
+    /// Permits for TLS handshakes in progress. A handshake is the costliest thing a connection
+    /// asks of the broker; with thousands at once (a reconnect storm) each only takes longer,
+    /// clients retransmit their Initial packets and the rate collapses. Past this many, new
+    /// connections wait unaccepted (quinn keeps their packets) until one finishes.
+    pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 impl SessionContext {
@@ -76,6 +81,7 @@ impl SessionContext {
             registry,
             max_devices_per_user: limits.max_devices_per_user,
             rate_limits: Arc::new(RateLimiter::new(RateLimitsConfig::default())),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_handshakes.max(1))),
         }
     }
 }

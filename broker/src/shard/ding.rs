@@ -3,7 +3,7 @@
 //! re-DING, and the sender's coalesced view. The ladder itself is [`crate::ding::Ding`]; this
 //! file wires it to the conversation's members, the store, the urgent stream and the gateway.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -267,8 +267,9 @@ impl ShardMachine {
             return Err((ErrorCode::NOT_FOUND, "the message was sent before you joined".into()));
         }
         let mut recipients: Vec<UserId> = Vec::new();
+        let mut seen = HashSet::with_capacity(spec.recipients.len());
         for user in spec.recipients {
-            if user == origin.user || recipients.contains(&user) {
+            if user == origin.user || !seen.insert(user.clone()) {
                 continue;
             }
             if state.role(&user).is_none() {
