@@ -106,6 +106,8 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
+/// The store's append: one message per commit with and without fsync, and a group commit (one
+/// fsync for a shard batch of 512 messages, as a busy shard makes them).
 fn append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<RocksStore> = Arc::new(RocksStore::open(dir.path()).expect("open"));
@@ -113,33 +115,16 @@ fn append(c: &mut Criterion) {
     let entry = Bytes::from(vec![0x5a; 256]);
     let mut seq = 0u64;
     let mut group = c.benchmark_group("store");
-    group.throughput(Throughput::Elements(1));
-    for sync in [false, true] {
-        let name = if sync { "append_256B_sync" } else { "append_256B_nosync" };
+    for (name, sync, batch) in
+        [("append_256B_nosync", false, 1u64), ("append_256B_sync", true, 1), ("group_commit_512x256B_sync", true, 512)]
+    {
+        group.throughput(Throughput::Elements(batch));
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    seq += 1;
-                    vec![
-                        WriteOp::PutEntry { conv: conv.clone(), seq, entry: entry.clone() },
-                        WriteOp::PutIdempotency {
-                            conv: conv.clone(),
-                            sender: user(1),
-                            client_msg_id: seq.to_string(),
-                            seq,
-                        },
-                        WriteOp::PutConversation {
-                            conv: conv.clone(),
-                            summary: ConversationSummary {
-                                kind: Kind::Group,
-                                name: "g".into(),
-                                created_at_ms: 0,
-                                last_seq: seq,
-                                member_count: 2,
-                                settings: Settings::default(),
-                            },
-                        },
-                    ]
+                    let first = seq + 1;
+                    seq += batch;
+                    message_ops(&conv, &entry, first..=seq)
                 },
                 |ops| store.commit(&ops, sync).expect("commit"),
                 BatchSize::SmallInput,
@@ -147,6 +132,32 @@ fn append(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// What a shard batch writes for messages `seqs` in one conversation: each entry and its
+/// idempotency key, and the conversation's summary once.
+fn message_ops(conv: &ConvKey, entry: &Bytes, seqs: std::ops::RangeInclusive<u64>) -> Vec<WriteOp> {
+    let last_seq = *seqs.end();
+    let mut ops: Vec<WriteOp> = seqs
+        .flat_map(|seq| {
+            [
+                WriteOp::PutEntry { conv: conv.clone(), seq, entry: entry.clone() },
+                WriteOp::PutIdempotency { conv: conv.clone(), sender: user(1), client_msg_id: seq.to_string(), seq },
+            ]
+        })
+        .collect();
+    ops.push(WriteOp::PutConversation {
+        conv: conv.clone(),
+        summary: ConversationSummary {
+            kind: Kind::Group,
+            name: "g".into(),
+            created_at_ms: 0,
+            last_seq,
+            member_count: 2,
+            settings: Settings::default(),
+        },
+    });
+    ops
 }
 
 /// One member's read cursor moving forward in a 5000-member group, through the shard: the mark,

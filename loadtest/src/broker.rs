@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 /// What the broker process spent over a run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct BrokerUsage {
     /// User plus system CPU time.
     pub(crate) cpu_seconds: f64,
@@ -22,7 +22,13 @@ pub(crate) struct BrokerUsage {
     pub(crate) rss_bytes: u64,
     /// The process's peak resident memory (since it started).
     pub(crate) peak_rss_bytes: u64,
+    /// Resident memory sampled every [`RSS_SAMPLE_INTERVAL`] over the run, to show whether it
+    /// stays flat under steady load.
+    pub(crate) rss_samples_mib: Vec<f64>,
 }
+
+/// How often the probe samples the broker's resident memory.
+pub(crate) const RSS_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Watches a broker process on this machine.
 #[derive(Debug)]
@@ -30,23 +36,39 @@ pub(crate) struct BrokerProbe {
     pid: u32,
     cpu_at_start: f64,
     started: Instant,
+    sampler: tokio::task::JoinHandle<Vec<f64>>,
+    stop_sampling: tokio::sync::oneshot::Sender<()>,
 }
 
 impl BrokerProbe {
     /// Starts measuring process `pid` from now.
     pub(crate) fn start(pid: u32) -> Result<Self> {
-        Ok(Self { pid, cpu_at_start: cpu_seconds(pid)?, started: Instant::now() })
+        let cpu_at_start = cpu_seconds(pid)?;
+        let (stop_sampling, mut stop) = tokio::sync::oneshot::channel();
+        let sampler = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut every = tokio::time::interval(RSS_SAMPLE_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = &mut stop => return samples,
+                }
+                let Ok((rss, _)) = memory(pid) else { return samples };
+                samples.push((rss as f64 / 1048576.0 * 10.0).round() / 10.0);
+            }
+        });
+        Ok(Self { pid, cpu_at_start, started: Instant::now(), sampler, stop_sampling })
     }
 
     /// What the process spent since [`BrokerProbe::start`].
-    pub(crate) fn usage(&self) -> Result<BrokerUsage> {
+    pub(crate) async fn usage(self) -> Result<BrokerUsage> {
         let (rss_bytes, peak_rss_bytes) = memory(self.pid)?;
-        Ok(BrokerUsage {
-            cpu_seconds: cpu_seconds(self.pid)? - self.cpu_at_start,
-            wall_seconds: self.started.elapsed().as_secs_f64(),
-            rss_bytes,
-            peak_rss_bytes,
-        })
+        let cpu = cpu_seconds(self.pid)? - self.cpu_at_start;
+        let wall_seconds = self.started.elapsed().as_secs_f64();
+        let _ = self.stop_sampling.send(());
+        let rss_samples_mib = self.sampler.await.unwrap_or_default();
+        Ok(BrokerUsage { cpu_seconds: cpu, wall_seconds, rss_bytes, peak_rss_bytes, rss_samples_mib })
     }
 }
 

@@ -133,7 +133,11 @@ async fn main() -> Result<()> {
     let probe = spawned.as_ref().map(SpawnedBroker::pid).or(target.broker_pid).map(BrokerProbe::start).transpose()?;
 
     let outcome = cli.scenario.run(&harness).await;
-    let usage = probe.as_ref().map(BrokerProbe::usage).transpose();
+    let usage = match probe {
+        Some(probe) => Some(probe.usage().await),
+        None => None,
+    }
+    .transpose();
     let mut report = match outcome {
         Ok(report) => report,
         Err(e) => {

@@ -146,6 +146,11 @@ impl Report {
                 b.rss_bytes as f64 / 1048576.0,
                 b.peak_rss_bytes as f64 / 1048576.0,
             );
+            if b.rss_samples_mib.len() > 1 {
+                let samples: Vec<String> = b.rss_samples_mib.iter().map(|mib| format!("{mib:.0}")).collect();
+                let every = crate::broker::RSS_SAMPLE_INTERVAL.as_secs();
+                let _ = writeln!(out, "  broker RSS every {every} s (MiB): {}", samples.join(" "));
+            }
         }
         out
     }
