@@ -1,0 +1,406 @@
+//! The attendance loop: one thread owns every organisation's [`AttendanceMachine`] state, serves
+//! check-ins, rule changes and rebinds in batches (one store write per batch), and hands back
+//! each answer with the HR post it calls for. Reads are served on blocking tasks from what is
+//! durable ([`super::reads`]).
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_protocol::{DeviceId, ErrorCode, Frame, OrgId, RequestId, UserId, pb};
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use super::machine::{AttendanceMachine, Snapshot, Who};
+use super::wire::CheckInInput;
+use crate::audit::{AuditAction, AuditEvent, AuditSink};
+use crate::auth::Identity;
+use crate::clock::Now;
+use crate::store::{self, KvBackend, KvWrite, StoreError};
+
+/// Most jobs per batch: the work budget between two store writes.
+const MAX_BATCH: usize = 256;
+/// Jobs queued before check-ins are refused OVERLOADED.
+const QUEUE_LEN: usize = 8192;
+/// Check-ins per user replayed into the anti-cheat history when an organisation is loaded.
+const REPLAY_PER_USER: usize = 16;
+/// How often the loop looks whether a retention sweep is due.
+const SWEEP_CHECK: Duration = Duration::from_secs(60);
+const DAY_MS: u64 = 86_400_000;
+
+/// The system user that posts flagged check-ins to HR conversations.
+pub const HR_POSTER: &str = "attendance-bot";
+/// The device it posts from.
+pub const HR_POSTER_DEVICE: &str = "broker";
+
+/// A message to post to an HR conversation, once the check-in it reports is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HrPost {
+    /// The organisation.
+    pub org: OrgId,
+    /// The conversation.
+    pub conversation_id: u64,
+    /// Its client message id (`attendance-<check_in_id>`), so a repeat is deduplicated.
+    pub client_msg_id: String,
+    /// The JSON payload (docs/PROTOCOL.md §16.7).
+    pub payload: Bytes,
+}
+
+/// What a job produced: the answer, and for a flagged check-in, its HR post.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The answer frame (or ERROR).
+    pub frame: Frame,
+    /// The post to make.
+    pub post: Option<HrPost>,
+}
+
+#[derive(Debug)]
+enum Work {
+    CheckIn(CheckInInput),
+    RulesSet(pb::AttendanceRules),
+    Rebind { user: UserId, device: Option<DeviceId> },
+}
+
+#[derive(Debug)]
+struct Job {
+    org: OrgId,
+    caller: Identity,
+    request_id: RequestId,
+    work: Work,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// The attendance loop's handle. Dropping it stops the loop after what is queued and joins it.
+#[derive(Debug)]
+pub struct Attendance {
+    inbox: Option<SyncSender<Box<Job>>>,
+    kv: Arc<dyn KvBackend>,
+    audit: Arc<dyn AuditSink>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The loop was too busy or has stopped; the caller answers OVERLOADED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl Attendance {
+    /// Starts the loop.
+    ///
+    /// # Errors
+    /// The I/O error if the thread cannot be spawned.
+    pub fn start(kv: Arc<dyn KvBackend>, audit: Arc<dyn AuditSink>, sync_writes: bool) -> std::io::Result<Self> {
+        let (inbox, jobs) = sync_channel(QUEUE_LEN);
+        let state = Loop {
+            machine: AttendanceMachine::default(),
+            kv: kv.clone(),
+            audit: audit.clone(),
+            sync_writes,
+            next_sweep_ms: 0,
+        };
+        let thread = std::thread::Builder::new().name("herald-attendance".into()).spawn(move || state.run(&jobs))?;
+        Ok(Self { inbox: Some(inbox), kv, audit, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// The store, for reads.
+    pub fn kv(&self) -> &Arc<dyn KvBackend> {
+        &self.kv
+    }
+
+    /// Where audit events go.
+    pub fn audit(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
+    }
+
+    fn submit(
+        &self,
+        org: OrgId,
+        caller: Identity,
+        request_id: RequestId,
+        work: Work,
+    ) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        let (done, answer) = oneshot::channel();
+        let job = Box::new(Job { org, caller, request_id, work, done });
+        match self.inbox.as_ref().map(|inbox| inbox.try_send(job)) {
+            Some(Ok(())) => Ok(answer),
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => Err(Busy),
+        }
+    }
+
+    /// Queues the caller's check-in.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full.
+    pub fn check_in(
+        &self,
+        caller: Identity,
+        input: CheckInInput,
+        request_id: RequestId,
+    ) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        self.submit(caller.org.clone(), caller, request_id, Work::CheckIn(input))
+    }
+
+    /// Queues a replacement of `org`'s rules.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full.
+    pub fn set_rules(
+        &self,
+        org: OrgId,
+        caller: Identity,
+        rules: pb::AttendanceRules,
+        request_id: RequestId,
+    ) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        self.submit(org, caller, request_id, Work::RulesSet(rules))
+    }
+
+    /// Queues a rebind.
+    ///
+    /// # Errors
+    /// [`Busy`] when the queue is full.
+    pub fn rebind(
+        &self,
+        org: OrgId,
+        caller: Identity,
+        user: UserId,
+        device: Option<DeviceId>,
+        request_id: RequestId,
+    ) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        self.submit(org, caller, request_id, Work::Rebind { user, device })
+    }
+}
+
+impl Drop for Attendance {
+    fn drop(&mut self) {
+        self.inbox = None;
+        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            error!("the attendance loop panicked");
+        }
+    }
+}
+
+/// A served job, waiting for its batch to be durable.
+struct Served {
+    done: oneshot::Sender<Outcome>,
+    outcome: Outcome,
+    events: Vec<AuditEvent>,
+}
+
+struct Loop {
+    machine: AttendanceMachine,
+    kv: Arc<dyn KvBackend>,
+    audit: Arc<dyn AuditSink>,
+    sync_writes: bool,
+    next_sweep_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    Now::system().unix_ms
+}
+
+fn refusal(request_id: RequestId, (code, message): (ErrorCode, String)) -> Outcome {
+    Outcome { frame: Frame::error(request_id, code, message), post: None }
+}
+
+impl Loop {
+    fn run(mut self, jobs: &Receiver<Box<Job>>) {
+        loop {
+            let first = match jobs.recv_timeout(SWEEP_CHECK) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sweep_if_due(now_ms());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![*first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(*job),
+                    Err(_) => break,
+                }
+            }
+            self.serve(batch, now_ms());
+        }
+    }
+
+    /// Serves a batch: every job against the machine, then one write, then the answers.
+    fn serve(&mut self, batch: Vec<Job>, now_ms: u64) {
+        let mut writes = Vec::new();
+        let mut served = Vec::with_capacity(batch.len());
+        for job in batch {
+            let (outcome, events) = match self.ensure_loaded(&job.org) {
+                Ok(()) => self.serve_one(&job, now_ms, &mut writes),
+                Err(e) => (refusal(job.request_id, (ErrorCode::UNAVAILABLE, e.to_string())), Vec::new()),
+            };
+            served.push((job.request_id, Served { done: job.done, outcome, events }));
+        }
+        let failed = if writes.is_empty() { None } else { self.kv.write(writes, self.sync_writes).err() };
+        for (request_id, s) in served {
+            match &failed {
+                // The machine has moved on, but the store refuses writes from now on (it is
+                // poisoned), so nothing will contradict the answer.
+                Some(e) => {
+                    let _ = s.done.send(refusal(request_id, (ErrorCode::UNAVAILABLE, e.to_string())));
+                }
+                None => {
+                    for event in s.events {
+                        self.audit.record(event);
+                    }
+                    let _ = s.done.send(s.outcome);
+                }
+            }
+        }
+    }
+
+    fn ensure_loaded(&mut self, org: &OrgId) -> Result<(), StoreError> {
+        if self.machine.is_loaded(org) {
+            return Ok(());
+        }
+        let rules = store::attendance_rules(&*self.kv, org)?;
+        let bindings = store::bindings(&*self.kv, org)?;
+        let mut recent = Vec::new();
+        for (user, _) in &bindings {
+            recent.extend(store::latest_check_ins(&*self.kv, org, user, REPLAY_PER_USER)?);
+        }
+        recent.sort_by_key(|r| r.at_ms);
+        if let Err(e) = self.machine.load(org.clone(), Snapshot { rules, bindings, recent }) {
+            warn!(%org, error = %e, "attendance rules dropped");
+        }
+        Ok(())
+    }
+
+    fn serve_one(&mut self, job: &Job, now_ms: u64, writes: &mut Vec<KvWrite>) -> (Outcome, Vec<AuditEvent>) {
+        let (org, caller, request_id) = (&job.org, &job.caller, job.request_id);
+        let event = |action, target: String, details: Vec<(String, String)>| AuditEvent {
+            org: org.clone(),
+            at_ms: now_ms,
+            actor: caller.user.to_string(),
+            device: caller.device.to_string(),
+            action,
+            target,
+            details,
+        };
+        match &job.work {
+            Work::CheckIn(input) => {
+                let who = match self.who(org, caller) {
+                    Ok(who) => who,
+                    Err(e) => return (refusal(request_id, (ErrorCode::UNAVAILABLE, e.to_string())), Vec::new()),
+                };
+                match self.machine.check_in(org, who, input.clone(), now_ms) {
+                    Err(refused) => (refusal(request_id, refused), Vec::new()),
+                    Ok(recorded) => {
+                        writes.push(store::check_in_write(org, &caller.user, &recorded.record));
+                        if let Some(device) = &recorded.bound {
+                            writes.push(store::binding_write(org, &caller.user, Some(device)));
+                        }
+                        let mut events = Vec::new();
+                        if !recorded.record.flags.is_empty() {
+                            let target = format!("{}/{}", caller.user, recorded.record.check_in_id);
+                            let details =
+                                recorded.record.flags.iter().map(|f| (f.code.clone(), f.value.to_string())).collect();
+                            events.push(event(AuditAction::AttendanceFlagged, target, details));
+                        }
+                        let post = recorded.hr_conversation.map(|conversation_id| HrPost {
+                            org: org.clone(),
+                            conversation_id,
+                            client_msg_id: format!("attendance-{}", recorded.record.check_in_id),
+                            payload: hr_payload(&recorded.record),
+                        });
+                        let frame = Frame::from_body(request_id, &pb::CheckInResult { record: Some(recorded.record) });
+                        (Outcome { frame, post }, events)
+                    }
+                }
+            }
+            Work::RulesSet(rules) => match self.machine.set_rules(org, rules.clone()) {
+                Err(refused) => (refusal(request_id, refused), Vec::new()),
+                Ok(()) => {
+                    writes.push(store::attendance_rules_write(org, rules));
+                    let details = vec![
+                        ("sites".to_owned(), rules.sites.len().to_string()),
+                        ("rules".to_owned(), rules.rules.len().to_string()),
+                    ];
+                    let info = pb::AttendanceRulesInfo { org_id: org.to_string(), rules: Some(rules.clone()) };
+                    let outcome = Outcome { frame: Frame::from_body(request_id, &info), post: None };
+                    (outcome, vec![event(AuditAction::AttendanceRulesChanged, org.to_string(), details)])
+                }
+            },
+            Work::Rebind { user, device } => {
+                self.machine.rebind(org, user, device.clone());
+                writes.push(store::binding_write(org, user, device.as_ref()));
+                let device_id = device.as_ref().map(ToString::to_string).unwrap_or_default();
+                let details = vec![("device".to_owned(), device_id.clone())];
+                let binding = pb::AttendanceBinding { user_id: user.to_string(), device_id };
+                let outcome = Outcome { frame: Frame::from_body(request_id, &binding), post: None };
+                (outcome, vec![event(AuditAction::AttendanceDeviceRebound, user.to_string(), details)])
+            }
+        }
+    }
+
+    /// The caller as the rules see them: the directory's department, and the token's and the
+    /// directory's roles.
+    fn who(&self, org: &OrgId, caller: &Identity) -> Result<Who, StoreError> {
+        let entry = store::directory_user(&*self.kv, org, &caller.user)?.unwrap_or_default();
+        let mut roles: std::collections::BTreeSet<String> = entry.roles.into_iter().collect();
+        roles.extend(caller.roles.as_slice().iter().cloned());
+        Ok(Who { user: caller.user.clone(), device: caller.device.clone(), department: entry.department, roles })
+    }
+
+    /// Deletes expired check-ins of the loaded organisations, once a day.
+    fn sweep_if_due(&mut self, now_ms: u64) {
+        if now_ms < self.next_sweep_ms {
+            return;
+        }
+        self.next_sweep_ms = now_ms + DAY_MS;
+        for (org, days) in self.machine.retention() {
+            let before_ms = now_ms.saturating_sub(u64::from(days) * DAY_MS);
+            let swept = store::bindings(&*self.kv, &org).and_then(|users| {
+                let mut deletes = Vec::new();
+                for (user, _) in users {
+                    deletes.extend(store::expired_check_ins(&*self.kv, &org, &user, before_ms)?);
+                }
+                let count = deletes.len();
+                if count > 0 {
+                    self.kv.write(deletes, self.sync_writes)?;
+                }
+                Ok(count)
+            });
+            match swept {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(%org, count, "expired check-ins deleted"),
+                Err(e) => warn!(%org, error = %e, "attendance retention sweep failed"),
+            }
+        }
+    }
+}
+
+/// The HR post's payload (docs/PROTOCOL.md §16.7).
+fn hr_payload(record: &pb::CheckInRecord) -> Bytes {
+    let kind = match pb::CheckInKind::try_from(record.kind) {
+        Ok(pb::CheckInKind::Out) => "out",
+        Ok(pb::CheckInKind::FieldVisit) => "field_visit",
+        _ => "in",
+    };
+    let flags: Vec<serde_json::Value> = record
+        .flags
+        .iter()
+        .map(|f| serde_json::json!({"code": f.code, "value": f.value, "subject": f.subject, "message": f.message}))
+        .collect();
+    let body = serde_json::json!({
+        "type": "attendance.flagged",
+        "check_in_id": record.check_in_id,
+        "user_id": record.user_id,
+        "device_id": record.device_id,
+        "kind": kind,
+        "at_ms": record.at_ms,
+        "site_id": record.site_id,
+        "rule": record.rule,
+        "flags": flags,
+    });
+    Bytes::from(body.to_string())
+}
