@@ -200,3 +200,55 @@ async fn a_second_device_is_flagged_until_an_admin_rebinds_and_rules_are_admin_o
     assert!(tablet.check_in(field).await?.flags.is_empty(), "the tablet is ann's now");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_bindings_and_history_survive_a_restart_and_stay_in_their_organisation() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let admin_token = broker.token_with(|c| {
+        c.sub = "root".into();
+        c.roles = vec!["admin".into()];
+    });
+    let admin = Client::connect(broker.client_config(admin_token)).await?;
+    admin
+        .admin()
+        .import_users(vec![pb::DirectoryUser {
+            user_id: "ann".into(),
+            department: "store".into(),
+            ..Default::default()
+        }])
+        .await?;
+    admin.admin().set_attendance_rules(rules(0)).await?;
+    let ann = broker.client("ann").await?;
+    assert!(ann.check_in(at_hq()).await?.flags.is_empty());
+    ann.close().await;
+    admin.close().await;
+
+    let (dir, config) = broker.stop().await?;
+    let broker = TestBroker::start_in(dir, config).await?;
+
+    // The history came back: Beijing moments after HQ is a duplicate arrival and impossible.
+    let ann = broker.client("ann").await?;
+    let beijing = CheckInRequest { latitude: 39.9042, longitude: 116.4074, ..at_hq() };
+    let codes: Vec<String> = ann.check_in(beijing).await?.flags.into_iter().map(|f| f.code).collect();
+    assert!(codes.contains(&"DUPLICATE".to_owned()) && codes.contains(&"IMPOSSIBLE_TRAVEL".to_owned()), "{codes:?}");
+    // So did the binding, and the rules.
+    let tablet = Client::connect(broker.client_config(broker.token("acme", "ann")).with_device_id("tablet")).await?;
+    let out = CheckInRequest { kind: pb::CheckInKind::Out, ..at_hq() };
+    let codes: Vec<String> = tablet.check_in(out).await?.flags.into_iter().map(|f| f.code).collect();
+    assert!(codes.contains(&"DEVICE_NOT_BOUND".to_owned()), "{codes:?}");
+
+    // Another organisation sees none of it.
+    let globex = Client::connect(broker.client_config(broker.token_with(|c| {
+        c.org = "globex".into();
+        c.sub = "root".into();
+        c.roles = vec!["admin".into()];
+    })))
+    .await?;
+    assert_eq!(globex.admin().attendance_rules().await?.rules, None);
+    let stranger = broker.client_config(broker.token("globex", "gus"));
+    let gus = Client::connect(stranger).await?;
+    assert_eq!(code(gus.check_in(at_hq()).await), Some(ErrorCode::NOT_FOUND));
+    let refused = globex.admin_of("acme").attendance_rules().await;
+    assert_eq!(refused.err().and_then(|e| e.code()), Some(ErrorCode::NOT_FOUND));
+    Ok(())
+}

@@ -404,3 +404,40 @@ fn hr_payload(record: &pb::CheckInRecord) -> Bytes {
     });
     Bytes::from(body.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::NoAudit;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn the_daily_sweep_deletes_check_ins_past_retention() {
+        let kv: Arc<dyn KvBackend> = Arc::new(MemoryStore::default());
+        let org = OrgId::new("acme").expect("org");
+        let ann = UserId::new("ann").expect("user");
+        let now = 1_790_000_000_000;
+        let record = |id: u64, at_ms: u64| pb::CheckInRecord { check_in_id: id, at_ms, ..Default::default() };
+        let rules = pb::AttendanceRules { retention_days: 2, ..Default::default() };
+        let writes = vec![
+            store::attendance_rules_write(&org, &rules),
+            store::binding_write(&org, &ann, None),
+            store::check_in_write(&org, &ann, &record(1, now - 3 * DAY_MS)),
+            store::check_in_write(&org, &ann, &record(2, now - DAY_MS)),
+        ];
+        kv.write(writes, false).expect("write");
+        let mut state = Loop {
+            machine: AttendanceMachine::default(),
+            kv: kv.clone(),
+            audit: Arc::new(NoAudit),
+            sync_writes: false,
+            next_sweep_ms: 0,
+        };
+        state.ensure_loaded(&org).expect("load");
+        state.sweep_if_due(now);
+        let left: Vec<u64> =
+            store::check_ins(&*kv, &org, &ann, 0, u64::MAX).expect("scan").iter().map(|r| r.check_in_id).collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!(state.next_sweep_ms, now + DAY_MS, "once a day");
+    }
+}
