@@ -18,6 +18,7 @@ use super::wire::CheckInInput;
 use crate::audit::{AuditAction, AuditEvent, AuditSink};
 use crate::auth::Identity;
 use crate::clock::Now;
+use crate::observe::names;
 use crate::store::{self, KvBackend, KvWrite, StoreError};
 
 /// Most jobs per batch: the work budget between two store writes.
@@ -55,6 +56,8 @@ pub struct Outcome {
     pub frame: Frame,
     /// The post to make.
     pub post: Option<HrPost>,
+    /// For a recorded check-in: its flag codes (empty: accepted), for the metrics.
+    pub flags: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -204,7 +207,7 @@ fn now_ms() -> u64 {
 }
 
 fn refusal(request_id: RequestId, (code, message): (ErrorCode, String)) -> Outcome {
-    Outcome { frame: Frame::error(request_id, code, message), post: None }
+    Outcome { frame: Frame::error(request_id, code, message), post: None, flags: None }
 }
 
 impl Loop {
@@ -240,6 +243,7 @@ impl Loop {
             };
             served.push((job.request_id, Served { done: job.done, outcome, events }));
         }
+        metrics::histogram!(names::ATTENDANCE_BATCH_JOBS).record(served.len() as f64);
         let failed = if writes.is_empty() { None } else { self.kv.write(writes, self.sync_writes).err() };
         for (request_id, s) in served {
             match &failed {
@@ -252,6 +256,7 @@ impl Loop {
                     for event in s.events {
                         self.audit.record(event);
                     }
+                    count(&s.outcome);
                     let _ = s.done.send(s.outcome);
                 }
             }
@@ -312,8 +317,9 @@ impl Loop {
                             client_msg_id: format!("attendance-{}", recorded.record.check_in_id),
                             payload: hr_payload(&recorded.record),
                         });
+                        let flags = Some(recorded.record.flags.iter().map(|f| f.code.clone()).collect());
                         let frame = Frame::from_body(request_id, &pb::CheckInResult { record: Some(recorded.record) });
-                        (Outcome { frame, post }, events)
+                        (Outcome { frame, post, flags }, events)
                     }
                 }
             }
@@ -326,7 +332,7 @@ impl Loop {
                         ("rules".to_owned(), rules.rules.len().to_string()),
                     ];
                     let info = pb::AttendanceRulesInfo { org_id: org.to_string(), rules: Some(rules.clone()) };
-                    let outcome = Outcome { frame: Frame::from_body(request_id, &info), post: None };
+                    let outcome = Outcome { frame: Frame::from_body(request_id, &info), post: None, flags: None };
                     (outcome, vec![event(AuditAction::AttendanceRulesChanged, org.to_string(), details)])
                 }
             },
@@ -336,7 +342,7 @@ impl Loop {
                 let device_id = device.as_ref().map(ToString::to_string).unwrap_or_default();
                 let details = vec![("device".to_owned(), device_id.clone())];
                 let binding = pb::AttendanceBinding { user_id: user.to_string(), device_id };
-                let outcome = Outcome { frame: Frame::from_body(request_id, &binding), post: None };
+                let outcome = Outcome { frame: Frame::from_body(request_id, &binding), post: None, flags: None };
                 (outcome, vec![event(AuditAction::AttendanceDeviceRebound, user.to_string(), details)])
             }
         }
@@ -376,6 +382,16 @@ impl Loop {
                 Err(e) => warn!(%org, error = %e, "attendance retention sweep failed"),
             }
         }
+    }
+}
+
+/// Counts a durable check-in and its flags.
+fn count(outcome: &Outcome) {
+    let Some(flags) = &outcome.flags else { return };
+    let status = if flags.is_empty() { "accepted" } else { "flagged" };
+    metrics::counter!(names::CHECK_INS, names::LABEL_STATUS => status).increment(1);
+    for code in flags {
+        metrics::counter!(names::ATTENDANCE_FLAGS, names::LABEL_CODE => code.clone()).increment(1);
     }
 }
 
