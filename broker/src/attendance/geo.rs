@@ -136,9 +136,9 @@ impl Fence {
         match self {
             Fence::Circle { centre, radius_m } => centre.distance_m(point) - radius_m,
             Fence::Polygon(vertices) => {
-                // The plane is centred on the fence (its first vertex), not on the point: a point
-                // on the far side of the Earth must land far away, not wrap around the fence.
-                let Some(&origin) = vertices.first() else { return f64::INFINITY };
+                // The plane is centred on the fence, not on the point: a point on the far side
+                // of the Earth must land far away, not wrap around the fence.
+                let Some(origin) = centroid(vertices) else { return f64::INFINITY };
                 let (px, py) = origin.local_xy(point);
                 let plane: Vec<(f64, f64)> = vertices
                     .iter()
@@ -158,6 +158,17 @@ impl Fence {
     pub fn outside_fix_m(&self, fix: Fix) -> f64 {
         (self.outside_m(fix.point) - fix.accuracy.metres()).max(0.0)
     }
+}
+
+/// The mean of the vertices, longitudes unwrapped around the first, so a fence across the
+/// antimeridian is centred on it; the same whatever the vertices' order.
+fn centroid(vertices: &[GeoPoint]) -> Option<GeoPoint> {
+    let first = vertices.first()?;
+    let n = vertices.len() as f64;
+    let lat = vertices.iter().map(|v| v.lat).sum::<f64>() / n;
+    let dlon = vertices.iter().map(|v| (v.lon - first.lon + 540.0).rem_euclid(360.0) - 180.0).sum::<f64>() / n;
+    let lon = (first.lon + dlon + 540.0).rem_euclid(360.0) - 180.0;
+    GeoPoint::new(lat.clamp(-90.0, 90.0), lon).ok()
 }
 
 /// Even-odd ray casting from the origin along +x: correct for concave polygons; a point exactly
@@ -325,5 +336,59 @@ mod tests {
         // The circle likewise: a centre at 179.9995 E reaches points at 179.9995 W.
         let circle = Fence::Circle { centre: p(0.0, 179.9995), radius_m: 150.0 };
         assert!(circle.outside_m(p(0.0, -179.9995)) < 0.0);
+    }
+
+    /// A star-shaped polygon (simple, often concave) around `(lat, lon)`: vertices at sorted
+    /// angles and random radii, up to about 1 km out.
+    fn star(lat: f64, lon: f64, spokes: &[(f64, f64)]) -> Vec<GeoPoint> {
+        let mut spokes = spokes.to_vec();
+        spokes.sort_by(|a, b| a.0.total_cmp(&b.0));
+        spokes
+            .iter()
+            .map(|(angle, r)| {
+                let wrapped = (lon + r * angle.cos() / lat.to_radians().cos() + 540.0).rem_euclid(360.0) - 180.0;
+                p(lat + r * angle.sin(), wrapped)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Moving a fence and a point together east or west, across the antimeridian or not,
+        /// changes nothing; nor does reversing or rotating the polygon's vertex order.
+        #[test]
+        fn polygons_are_invariant_under_longitude_shifts_and_vertex_order(
+            lat in -60.0f64..60.0,
+            lon in -180.0f64..180.0,
+            spokes in proptest::collection::vec((0.0f64..std::f64::consts::TAU, 0.001f64..0.01), 3..9),
+            (dx, dy) in (-0.012f64..0.012, -0.012f64..0.012),
+            rotate in 0usize..8,
+        ) {
+            let reference = Fence::Polygon(star(lat, 0.0, &spokes));
+            let point_at = |lon: f64| p(lat + dy, (lon + dx / lat.to_radians().cos() + 540.0).rem_euclid(360.0) - 180.0);
+            let expected = reference.outside_m(point_at(0.0));
+            let mut vertices = star(lat, lon, &spokes);
+            let shifted = Fence::Polygon(vertices.clone()).outside_m(point_at(lon));
+            proptest::prop_assert!((shifted - expected).abs() < 1e-2, "{shifted} vs {expected}");
+            vertices.reverse();
+            let len = vertices.len();
+            vertices.rotate_left(rotate % len);
+            let reordered = Fence::Polygon(vertices).outside_m(point_at(lon));
+            proptest::prop_assert!((reordered - expected).abs() < 1e-2, "{reordered} vs {expected}");
+        }
+
+        /// A circle's edge is where the great-circle distance says, wherever it is.
+        #[test]
+        fn circles_measure_from_their_centre(
+            lat in -80.0f64..80.0,
+            lon in -180.0f64..180.0,
+            radius in 1.0f64..5_000.0,
+            (dlat, dlon) in (-0.1f64..0.1, -0.1f64..0.1),
+        ) {
+            let centre = p(lat, lon);
+            let point = p(lat + dlat, (lon + dlon + 540.0).rem_euclid(360.0) - 180.0);
+            let fence = Fence::Circle { centre, radius_m: radius };
+            proptest::prop_assert!((fence.outside_m(point) - (centre.distance_m(point) - radius)).abs() < 1e-6);
+            proptest::prop_assert!(fence.outside_m(centre) < 0.0);
+        }
     }
 }

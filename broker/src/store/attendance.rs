@@ -201,4 +201,25 @@ mod tests {
         assert_eq!(ids(check_ins(&store, &org, &ann, 0, u64::MAX).expect("scan")), vec![4, 3]);
         assert_eq!(ids(check_ins(&store, &other, &ann, 0, u64::MAX).expect("scan")), vec![8]);
     }
+
+    proptest::proptest! {
+        /// A user's check-in keys sort by time then id, and stay inside that user's prefix
+        /// (a user id that extends another's never falls in its range).
+        #[test]
+        fn check_in_keys_order_by_time_and_scope_by_user(
+            org in "[a-z]{1,8}",
+            (a, b) in ("[a-z]{1,6}", "[a-z]{1,6}"),
+            (t1, t2) in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>()),
+            (i1, i2) in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>()),
+        ) {
+            let org = OrgId::new(org).expect("org");
+            let (ua, ub) = (UserId::new(a.clone()).expect("user"), UserId::new(b.clone()).expect("user"));
+            let (k1, k2) = (check_in_key(&org, &ua, t1, i1), check_in_key(&org, &ua, t2, i2));
+            proptest::prop_assert_eq!(k1.cmp(&k2), (t1, i1).cmp(&(t2, i2)));
+            proptest::prop_assert!(k1.starts_with(&user_key(&org, CHECK_IN, &ua)));
+            proptest::prop_assert_eq!(at_ms_of(&k1, user_key(&org, CHECK_IN, &ua).len()), Some(t1));
+            let other = check_in_key(&org, &ub, t1, i1);
+            proptest::prop_assert_eq!(other.starts_with(&user_key(&org, CHECK_IN, &ua)), a == b);
+        }
+    }
 }
