@@ -281,48 +281,10 @@ impl Loop {
     }
 
     fn serve_one(&mut self, job: &Job, now_ms: u64, writes: &mut Vec<KvWrite>) -> (Outcome, Vec<AuditEvent>) {
-        let (org, caller, request_id) = (&job.org, &job.caller, job.request_id);
-        let event = |action, target: String, details: Vec<(String, String)>| AuditEvent {
-            org: org.clone(),
-            at_ms: now_ms,
-            actor: caller.user.to_string(),
-            device: caller.device.to_string(),
-            action,
-            target,
-            details,
-        };
+        let (org, request_id) = (&job.org, job.request_id);
+        let answer = |frame: Frame| Outcome { frame, post: None, flags: None };
         match &job.work {
-            Work::CheckIn(input) => {
-                let who = match self.who(org, caller) {
-                    Ok(who) => who,
-                    Err(e) => return (refusal(request_id, (ErrorCode::UNAVAILABLE, e.to_string())), Vec::new()),
-                };
-                match self.machine.check_in(org, who, input.clone(), now_ms) {
-                    Err(refused) => (refusal(request_id, refused), Vec::new()),
-                    Ok(recorded) => {
-                        writes.push(store::check_in_write(org, &caller.user, &recorded.record));
-                        if let Some(device) = &recorded.bound {
-                            writes.push(store::binding_write(org, &caller.user, Some(device)));
-                        }
-                        let mut events = Vec::new();
-                        if !recorded.record.flags.is_empty() {
-                            let target = format!("{}/{}", caller.user, recorded.record.check_in_id);
-                            let details =
-                                recorded.record.flags.iter().map(|f| (f.code.clone(), f.value.to_string())).collect();
-                            events.push(event(AuditAction::AttendanceFlagged, target, details));
-                        }
-                        let post = recorded.hr_conversation.map(|conversation_id| HrPost {
-                            org: org.clone(),
-                            conversation_id,
-                            client_msg_id: format!("attendance-{}", recorded.record.check_in_id),
-                            payload: hr_payload(&recorded.record),
-                        });
-                        let flags = Some(recorded.record.flags.iter().map(|f| f.code.clone()).collect());
-                        let frame = Frame::from_body(request_id, &pb::CheckInResult { record: Some(recorded.record) });
-                        (Outcome { frame, post, flags }, events)
-                    }
-                }
-            }
+            Work::CheckIn(input) => self.check_in(job, input, now_ms, writes),
             Work::RulesSet(rules) => match self.machine.set_rules(org, rules.clone()) {
                 Err(refused) => (refusal(request_id, refused), Vec::new()),
                 Ok(()) => {
@@ -332,8 +294,8 @@ impl Loop {
                         ("rules".to_owned(), rules.rules.len().to_string()),
                     ];
                     let info = pb::AttendanceRulesInfo { org_id: org.to_string(), rules: Some(rules.clone()) };
-                    let outcome = Outcome { frame: Frame::from_body(request_id, &info), post: None, flags: None };
-                    (outcome, vec![event(AuditAction::AttendanceRulesChanged, org.to_string(), details)])
+                    let event = audit_event(job, now_ms, AuditAction::AttendanceRulesChanged, org.to_string(), details);
+                    (answer(Frame::from_body(request_id, &info)), vec![event])
                 }
             },
             Work::Rebind { user, device } => {
@@ -342,10 +304,50 @@ impl Loop {
                 let device_id = device.as_ref().map(ToString::to_string).unwrap_or_default();
                 let details = vec![("device".to_owned(), device_id.clone())];
                 let binding = pb::AttendanceBinding { user_id: user.to_string(), device_id };
-                let outcome = Outcome { frame: Frame::from_body(request_id, &binding), post: None, flags: None };
-                (outcome, vec![event(AuditAction::AttendanceDeviceRebound, user.to_string(), details)])
+                let event = audit_event(job, now_ms, AuditAction::AttendanceDeviceRebound, user.to_string(), details);
+                (answer(Frame::from_body(request_id, &binding)), vec![event])
             }
         }
+    }
+
+    /// Judges a check-in; if recorded, its writes join the batch, and a flagged one is audited
+    /// and gets its HR post.
+    fn check_in(
+        &mut self,
+        job: &Job,
+        input: &CheckInInput,
+        now_ms: u64,
+        writes: &mut Vec<KvWrite>,
+    ) -> (Outcome, Vec<AuditEvent>) {
+        let (org, caller, request_id) = (&job.org, &job.caller, job.request_id);
+        let recorded = self
+            .who(org, caller)
+            .map_err(|e| (ErrorCode::UNAVAILABLE, e.to_string()))
+            .and_then(|who| self.machine.check_in(org, who, input.clone(), now_ms));
+        let recorded = match recorded {
+            Ok(recorded) => recorded,
+            Err(refused) => return (refusal(request_id, refused), Vec::new()),
+        };
+        writes.push(store::check_in_write(org, &caller.user, &recorded.record));
+        if let Some(device) = &recorded.bound {
+            writes.push(store::binding_write(org, &caller.user, Some(device)));
+        }
+        let record = recorded.record;
+        let mut events = Vec::new();
+        if !record.flags.is_empty() {
+            let target = format!("{}/{}", caller.user, record.check_in_id);
+            let details = record.flags.iter().map(|f| (f.code.clone(), f.value.to_string())).collect();
+            events.push(audit_event(job, now_ms, AuditAction::AttendanceFlagged, target, details));
+        }
+        let post = recorded.hr_conversation.map(|conversation_id| HrPost {
+            org: org.clone(),
+            conversation_id,
+            client_msg_id: format!("attendance-{}", record.check_in_id),
+            payload: hr_payload(&record),
+        });
+        let flags = Some(record.flags.iter().map(|f| f.code.clone()).collect());
+        let frame = Frame::from_body(request_id, &pb::CheckInResult { record: Some(record) });
+        (Outcome { frame, post, flags }, events)
     }
 
     /// The caller as the rules see them: the directory's department, and the token's and the
@@ -382,6 +384,25 @@ impl Loop {
                 Err(e) => warn!(%org, error = %e, "attendance retention sweep failed"),
             }
         }
+    }
+}
+
+/// An audit event by the job's caller.
+fn audit_event(
+    job: &Job,
+    now_ms: u64,
+    action: AuditAction,
+    target: String,
+    details: Vec<(String, String)>,
+) -> AuditEvent {
+    AuditEvent {
+        org: job.org.clone(),
+        at_ms: now_ms,
+        actor: job.caller.user.to_string(),
+        device: job.caller.device.to_string(),
+        action,
+        target,
+        details,
     }
 }
 
