@@ -56,8 +56,18 @@ async fn deliver(services: Arc<Services>, answer: oneshot::Receiver<Outcome>, re
 /// shard checks membership, sequences it, stores it and fans it out.
 fn post_to_hr(services: &Services, post: HrPost) {
     let (Ok(user), Ok(device)) = (UserId::new(HR_POSTER), DeviceId::new(HR_POSTER_DEVICE)) else { return };
-    // The shard's answer (SEND_ACK or an error) has nobody to go to; a refusal is logged there.
-    let (reply, _) = ReplyTo::channel();
+    // The shard answers SEND_ACK, or an error (the bot is not a member, the conversation is
+    // archived or gone): that is the operator's to fix, so it is logged.
+    let (reply, mut answers) = ReplyTo::channel();
+    let (org, conversation) = (post.org.clone(), post.conversation_id);
+    tokio::spawn(async move {
+        if let Some(frame) = answers.recv().await
+            && let Ok(error) = frame.decode_body::<herald_protocol::pb::Error>()
+        {
+            let code = herald_protocol::ErrorCode::from_u32(error.code);
+            warn!(%org, conversation, %code, message = error.message, "an attendance flag could not be posted to HR");
+        }
+    });
     let origin = Origin {
         session: SessionId::new(0),
         org: post.org.clone(),
