@@ -448,6 +448,102 @@ mod tests {
     use crate::audit::NoAudit;
     use crate::store::MemoryStore;
 
+    /// A store that counts its writes.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: MemoryStore,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl KvBackend for Counting {
+        fn get(&self, cf: crate::store::Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(cf, key)
+        }
+
+        fn scan(
+            &self,
+            cf: crate::store::Cf,
+            prefix: &[u8],
+            start: &[u8],
+            reverse: bool,
+            limit: usize,
+        ) -> Result<Vec<crate::store::KvPair>, StoreError> {
+            self.inner.scan(cf, prefix, start, reverse, limit)
+        }
+
+        fn write(&self, writes: Vec<KvWrite>, sync: bool) -> Result<(), StoreError> {
+            self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.write(writes, sync)
+        }
+
+        fn corrupt(&self, cf: crate::store::Cf, reason: String) -> StoreError {
+            self.inner.corrupt(cf, reason)
+        }
+    }
+
+    /// A 9:00 burst: a whole batch of check-ins by different people costs one store write, and
+    /// every one of them is answered after it.
+    #[test]
+    fn a_batch_of_check_ins_is_one_write() {
+        use crate::attendance::{Accuracy, Fix, GeoPoint, Kind};
+        let kv = Arc::new(Counting::default());
+        let org = OrgId::new("acme").expect("org");
+        let rules = pb::AttendanceRules {
+            rules: vec![pb::AttendanceRule { name: "everyone".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        kv.write(vec![store::attendance_rules_write(&org, &rules)], false).expect("write");
+        let store: Arc<dyn KvBackend> = kv.clone();
+        let mut state = Loop {
+            machine: AttendanceMachine::default(),
+            kv: store,
+            audit: Arc::new(NoAudit),
+            sync_writes: false,
+            next_sweep_ms: 0,
+        };
+        let mut answers = Vec::new();
+        let batch: Vec<Job> = (0..MAX_BATCH as u64)
+            .map(|i| {
+                let (done, answer) = oneshot::channel();
+                answers.push(answer);
+                let caller = Identity {
+                    org: org.clone(),
+                    user: UserId::new(format!("u{i}")).expect("user"),
+                    device: DeviceId::new(format!("d{i}")).expect("device"),
+                    roles: crate::auth::Roles::new(vec![]),
+                    expires_at_ms: u64::MAX,
+                    token_id: None,
+                };
+                let input = CheckInInput {
+                    check_in_id: i + 1,
+                    kind: Kind::In,
+                    client_time_ms: 0,
+                    fix: Fix {
+                        point: GeoPoint::new(31.0, 121.0).expect("point"),
+                        accuracy: Accuracy::new(5.0).expect("acc"),
+                    },
+                    bssid: None,
+                    ssid: String::new(),
+                    liveness: None,
+                    mock_location: false,
+                    photo_ref: String::new(),
+                    site: None,
+                };
+                Job { org: org.clone(), caller, request_id: RequestId::new(1), work: Work::CheckIn(input), done }
+            })
+            .collect();
+        let before = kv.writes.load(std::sync::atomic::Ordering::Relaxed);
+        state.serve(batch, 1_790_000_000_000);
+        assert_eq!(kv.writes.load(std::sync::atomic::Ordering::Relaxed) - before, 1);
+        for mut answer in answers {
+            let outcome = answer.try_recv().expect("answered");
+            let result = outcome.frame.decode_body::<pb::CheckInResult>().expect("a check-in result");
+            assert_eq!(result.record.map(|r| r.status), Some(pb::CheckInStatus::Accepted as i32));
+        }
+        let stored = store::check_ins(&*kv, &org, &UserId::new("u7").expect("user"), 0, u64::MAX).expect("scan");
+        assert_eq!(stored.len(), 1);
+    }
+
     #[test]
     fn the_daily_sweep_deletes_check_ins_past_retention() {
         let kv: Arc<dyn KvBackend> = Arc::new(MemoryStore::default());
