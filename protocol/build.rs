@@ -16,6 +16,7 @@ fn main() -> Result<()> {
             "proto/herald/v1/recall.proto",
             "proto/herald/v1/admin.proto",
             "proto/herald/v1/ding.proto",
+            "proto/herald/v1/attendance.proto",
         ],
         &["proto"],
     )?;

@@ -15,24 +15,31 @@ use herald_broker::clock::Now;
 use herald_broker::config::Config;
 use herald_client::{Admin, Client, ClientConfig, Trust, pb};
 
-/// How to reach the broker and whom to act as.
+/// `herald-broker admin` arguments: where, as whom, and what.
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+/// How to reach the broker and whom to act as.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
     /// The broker's address; defaults to the configured `listen`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     server: Option<SocketAddr>,
     /// The broker's certificate (PEM) to trust; defaults to the configured or generated one.
-    #[arg(long)]
+    #[arg(long, global = true)]
     cert: Option<PathBuf>,
     /// A token with the `operator` or `admin` role; defaults to a five-minute operator token
     /// minted with the development key.
-    #[arg(long, env = "HERALD_TOKEN")]
+    #[arg(long, env = "HERALD_TOKEN", global = true)]
     token: Option<String>,
     /// The organisation to administer; defaults to the token's own.
-    #[arg(long)]
+    #[arg(long, global = true)]
     org: Option<String>,
-    #[command(subcommand)]
-    command: AdminCommand,
 }
 
 /// What to administer.
@@ -134,14 +141,21 @@ impl SettingsArgs {
 
 /// Runs an admin command against the broker `config` describes.
 pub(crate) async fn run(config: &Config, args: AdminArgs) -> Result<()> {
-    let client = connect(config, &args).await?;
-    let admin = match &args.org {
-        Some(org) => client.admin_of(org),
-        None => client.admin(),
-    };
+    let client = connect(config, &args.target).await?;
+    let admin = args.target.admin(&client);
     let outcome = execute(&admin, args.command).await;
     client.close().await;
     outcome
+}
+
+impl Target {
+    /// Administration of the chosen organisation (the token's own without `--org`).
+    pub(crate) fn admin<'a>(&self, client: &'a Client) -> Admin<'a> {
+        match &self.org {
+            Some(org) => client.admin_of(org),
+            None => client.admin(),
+        }
+    }
 }
 
 async fn execute(admin: &Admin<'_>, command: AdminCommand) -> Result<()> {
@@ -187,7 +201,8 @@ async fn execute(admin: &Admin<'_>, command: AdminCommand) -> Result<()> {
     Ok(())
 }
 
-async fn connect(config: &Config, args: &AdminArgs) -> Result<Client> {
+/// Connects to the broker `config` describes, as `args` says.
+pub(crate) async fn connect(config: &Config, args: &Target) -> Result<Client> {
     let token = match &args.token {
         Some(token) => token.clone(),
         None => operator_token(config)?,

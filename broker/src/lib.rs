@@ -22,6 +22,7 @@
 //! wires them together. See docs/ARCHITECTURE.md.
 
 pub mod admin;
+pub mod attendance;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 mod cli_admin;
+mod cli_attendance;
 mod cli_audit;
 
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +55,9 @@ enum Command {
     /// Administer a running broker over the protocol: organisations, users, devices,
     /// conversations and the audit log.
     Admin(cli_admin::AdminArgs),
+    /// Attendance over the protocol, like `admin`: the payroll CSV export, department
+    /// summaries, rules from a JSON file, device rebinding.
+    Attendance(cli_attendance::AttendanceArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -112,6 +116,7 @@ async fn main() -> Result<()> {
         Some(Command::Token(args)) => mint_token(&config, args),
         Some(Command::Audit(command)) => cli_audit::run(&config, command),
         Some(Command::Admin(args)) => cli_admin::run(&config, args).await,
+        Some(Command::Attendance(args)) => cli_attendance::run(&config, args).await,
         Some(Command::Serve(args)) => serve(config, args).await,
         None => serve(config, ServeArgs::default()).await,
     }

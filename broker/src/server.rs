@@ -333,8 +333,20 @@ fn start_services(
         Shards::start(shard_count, shard_config, log.clone(), registry.clone()).map_err(BrokerError::Shards)?;
     info!(shards = shard_count, sync_writes = config.storage.sync_writes, "shards started");
     let sink: Arc<dyn AuditSink> = audit.clone();
-    let admin = AdminDesk::new(kv, log.clone(), orgs, revocations, registry.clone(), sink, config.storage.sync_writes);
-    Ok(Services { shards, audit, store: log, registry, push_queue_bytes: config.limits.push_queue_bytes, admin })
+    let admin_kv = kv.clone();
+    let admin =
+        AdminDesk::new(kv, log.clone(), orgs, revocations, registry.clone(), sink.clone(), config.storage.sync_writes);
+    let attendance = crate::attendance::Attendance::start(admin_kv, sink.clone(), config.storage.sync_writes)
+        .map_err(BrokerError::Shards)?;
+    Ok(Services {
+        shards,
+        attendance,
+        audit,
+        store: log,
+        registry,
+        push_queue_bytes: config.limits.push_queue_bytes,
+        admin,
+    })
 }
 
 fn bind_endpoint(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, BrokerError> {

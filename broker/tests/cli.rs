@@ -71,6 +71,35 @@ async fn a_fresh_broker_prints_what_a_newcomer_needs_and_its_token_works() -> Re
     let audit = admin(&["audit", "--action", "device_revoked"])?;
     assert!(audit.contains("\"target\":\"alice/cli-test\""), "{audit}");
 
+    // `attendance`: rules from the documented example file, the payroll export, a rebind.
+    let attendance = |args: &[&str]| -> Result<String> {
+        let out = Command::new(BROKER)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["attendance", "--server", &addr.to_string()])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("attendance {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/attendance-rules.example.json");
+    let outline = attendance(&["set-rules", example])?;
+    assert!(outline.contains("sites=hq,depot rules=managers,frontline,drivers,remote"), "{outline}");
+    let csv = attendance(&["export", "--org", "demo", "--from", "2026-11-02", "--to", "2026-11-03"])?;
+    let expected = [
+        herald_client::CSV_HEADER,
+        "2026-11-02,alice,,,,0,0,0,true,0,0",
+        "2026-11-03,alice,,,,0,0,0,true,0,0",
+        "2026-11-02,ceo,,,,0,0,0,true,0,0",
+        "2026-11-03,ceo,,,,0,0,0,true,0,0",
+    ];
+    assert_eq!(csv.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(attendance(&["rebind", "alice", "phone-9"])?.trim(), "user=alice device=phone-9");
+    let audit = admin(&["audit", "--action", "attendance_exported"])?;
+    assert!(audit.contains("2026-11-02"), "{audit}");
+
     let killed = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status()?;
     assert!(killed.success());
     let status = wait_with_timeout(&mut broker, Duration::from_secs(15))?;

@@ -16,7 +16,7 @@ use crate::{Client, ClientError};
 /// Dropping a request's future does not withdraw the request: a change may still be applied.
 #[derive(Debug, Clone)]
 pub struct Admin<'a> {
-    client: &'a Client,
+    pub(crate) client: &'a Client,
     org_id: String,
 }
 
@@ -33,7 +33,7 @@ impl Client {
 }
 
 impl Admin<'_> {
-    fn org_id(&self) -> String {
+    pub(crate) fn org_id(&self) -> String {
         self.org_id.clone()
     }
 

@@ -176,7 +176,7 @@ impl Client {
     /// Sends a request and returns its answer frame, for requests answered by more than one type.
     pub(crate) async fn request(&self, body: Body) -> Result<Frame, ClientError> {
         let (reply, answer) = oneshot::channel();
-        if self.inner.commands.send(Command::Request { body, reply }).await.is_err() {
+        if self.inner.commands.send(Command::Request { body: Box::new(body), reply }).await.is_err() {
             return Err(self.terminal_error());
         }
         let timeout = self.inner.request_timeout;

@@ -19,7 +19,7 @@ pub(crate) type Reply = oneshot::Sender<Result<Frame, ClientError>>;
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Send a request and route its answer to `reply`.
-    Request { body: Body, reply: Reply },
+    Request { body: Box<Body>, reply: Reply },
     /// Close the connection.
     Close,
 }

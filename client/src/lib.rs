@@ -31,6 +31,7 @@
 //! queues.
 
 mod admin;
+mod attendance;
 mod client;
 mod config;
 mod ding;
@@ -46,6 +47,7 @@ mod receipts;
 mod tls;
 
 pub use admin::Admin;
+pub use attendance::{CSV_HEADER, CheckInRequest};
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
 pub use ding::{DingNotice, DingRequest};

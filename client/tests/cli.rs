@@ -64,3 +64,59 @@ async fn herald_ping_reports_a_refused_token_by_name() -> Result<()> {
     broker.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_checkin_and_attendance_today() -> Result<()> {
+    use herald_client::{Client, ClientConfig, Trust, pb};
+    let dir = tempfile::tempdir()?;
+    let broker = broker(dir.path()).await?;
+    let minter = TokenMinter::new(broker.dev_signing_key().expect("dev key"))?;
+    let admin_token = minter.mint_for("demo", "root", None, &["admin".into()], now_s(), Duration::from_secs(600))?;
+    let config = ClientConfig::new(broker.local_addr(), admin_token)
+        .with_trust(Trust::pem_file(broker.cert_path())?)
+        .with_device_id("admin-cli");
+    let admin = Client::connect(config).await?;
+    let rules = pb::AttendanceRules {
+        sites: vec![pb::AttendanceSite {
+            site_id: "hq".into(),
+            circle: Some(pb::GeoCircle { latitude: 31.2304, longitude: 121.4737, radius_m: 150.0 }),
+            ..Default::default()
+        }],
+        rules: vec![pb::AttendanceRule {
+            name: "everyone".into(),
+            require: vec![pb::AttendanceProof::Geofence.into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    admin.admin().set_attendance_rules(rules).await?;
+
+    let token = minter.mint_for("demo", "alice", None, &[], now_s(), Duration::from_secs(600))?;
+    let broker_ref = &broker;
+    let run = |args: &[&str]| tokio::task::block_in_place(|| herald(broker_ref, &token, args));
+    let accepted = run(&["checkin", "--lat", "31.2304", "--lon", "121.4737"])?;
+    let stdout = String::from_utf8(accepted.stdout)?;
+    assert!(accepted.status.success() && stdout.starts_with("accepted id="), "{stdout}");
+    assert!(stdout.contains("kind=in") && stdout.contains("site=hq"), "{stdout}");
+
+    let flagged = run(&["checkin", "--lat", "31.25", "--lon", "121.4737", "--kind", "out", "--accuracy", "5"])?;
+    let stdout = String::from_utf8(flagged.stdout)?;
+    assert!(
+        stdout.starts_with("flagged id=") && stdout.contains("flag OUTSIDE_GEOFENCE: outside geofence of hq by"),
+        "{stdout}"
+    );
+
+    let refused = run(&["checkin", "--lat", "95", "--lon", "0"])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("INVALID_LOCATION"));
+
+    let today = run(&["attendance", "today"])?;
+    let stdout = String::from_utf8(today.stdout)?;
+    assert!(today.status.success() && stdout.contains("flagged=1 check_ins=2"), "{stdout}");
+    let records = stdout.lines().filter(|l| l.starts_with("accepted ") || l.starts_with("flagged ")).count();
+    assert_eq!(records, 2, "{stdout}");
+    assert!(stdout.contains("  flag OUTSIDE_GEOFENCE: "), "{stdout}");
+    admin.close().await;
+    broker.shutdown().await?;
+    Ok(())
+}

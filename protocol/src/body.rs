@@ -199,6 +199,28 @@ frame_types! {
     DING_CANCEL = 0x0508 => DingCancel(pb::DingCancel),
     /// Client to broker: DING again those who have not acknowledged.
     REDING = 0x0509 => Reding(pb::Reding),
+    /// Client to broker: the caller checks in (attendance).
+    CHECK_IN = 0x0601 => CheckIn(pb::CheckIn),
+    /// Broker to client: the check-in is durable, accepted or flagged.
+    CHECK_IN_RESULT = 0x0602 => CheckInResult(pb::CheckInResult),
+    /// Client to broker: the caller's attendance for a day.
+    ATTENDANCE_DAY_QUERY = 0x0603 => AttendanceDayQuery(pb::AttendanceDayQuery),
+    /// Broker to client: a day's row and check-ins.
+    ATTENDANCE_DAY = 0x0604 => AttendanceDay(pb::AttendanceDay),
+    /// Client to broker (admins): replace an organisation's attendance rules.
+    ATTENDANCE_RULES_SET = 0x0605 => AttendanceRulesSet(pb::AttendanceRulesSet),
+    /// Client to broker (admins): an organisation's attendance rules.
+    ATTENDANCE_RULES_GET = 0x0606 => AttendanceRulesGet(pb::AttendanceRulesGet),
+    /// Broker to client: an organisation's attendance rules.
+    ATTENDANCE_RULES = 0x0607 => AttendanceRules(pb::AttendanceRulesInfo),
+    /// Client to broker (admins): day rows, summaries and CSV for a period.
+    ATTENDANCE_REPORT = 0x0608 => AttendanceReport(pb::AttendanceReport),
+    /// Broker to client: a page of a report.
+    ATTENDANCE_REPORT_PAGE = 0x0609 => AttendanceReportPage(pb::AttendanceReportPage),
+    /// Client to broker (admins): bind a user's attendance to a device.
+    DEVICE_REBIND = 0x060a => DeviceRebind(pb::DeviceRebind),
+    /// Broker to client: a user's attendance device binding.
+    ATTENDANCE_BINDING = 0x060b => AttendanceBinding(pb::AttendanceBinding),
     /// Client to broker (operators): start serving a new organisation.
     ORG_CREATE = 0x0701 => OrgCreate(pb::OrgCreate),
     /// Client to broker (admins): an organisation's settings.

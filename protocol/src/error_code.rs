@@ -83,6 +83,9 @@ error_codes! {
     RECALL_WINDOW_CLOSED = 0x0309, false, "The sender's recall window for this message has passed; only admins may recall it now.";
     RECEIPTS_DISABLED = 0x030a, false, "Read receipts are turned off for this conversation or organisation.";
     ARCHIVED = 0x030b, false, "The conversation is archived (read-only): it takes no messages or membership changes.";
+    INVALID_LOCATION = 0x030c, false, "A check-in's position is not a place on Earth: latitude or longitude out of range, not a finite number, or a negative accuracy.";
+    CLOCK_SKEW = 0x030d, false, "A check-in's client time is further from the broker's clock than the organisation's rules allow.";
+    UNKNOWN_SITE = 0x030e, false, "A check-in names a site the organisation's attendance rules do not define.";
     RATE_LIMITED = 0x0401, false, "Too many requests; retry after retry_after_ms.";
     OVERLOADED = 0x0402, false, "The broker is shedding load; retry after retry_after_ms.";
     INTERNAL = 0x0501, false, "The broker failed in a way the client cannot fix; the request had no effect unless stated.";

@@ -15,4 +15,5 @@ pub use desk::AdminDesk;
 pub use directory::{ImportError, ImportedUser, validate_import};
 pub use orgs::OrgTable;
 pub use request::{ADMIN_ROLE, AdminRequest, OPERATOR_ROLE, parse};
+pub(crate) use request::{page, scope};
 pub use revocations::Revocations;

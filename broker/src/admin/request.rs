@@ -69,7 +69,7 @@ fn invalid(message: impl Into<String>) -> Refusal {
     (ErrorCode::INVALID_ARGUMENT, message.into())
 }
 
-fn page(limit: u32) -> Result<usize, Refusal> {
+pub(crate) fn page(limit: u32) -> Result<usize, Refusal> {
     match usize::try_from(limit).unwrap_or(usize::MAX) {
         0 => Ok(DEFAULT_PAGE),
         n if n <= MAX_PAGE => Ok(n),
@@ -90,7 +90,7 @@ fn conversation(org: OrgId, raw: u64) -> Result<ConvKey, Refusal> {
 
 /// The organisation a request names, as the caller may see it: empty means the caller's own; an
 /// admin naming another gets NOT_FOUND, as if it did not exist.
-fn scope(caller: &Identity, raw: &str) -> Result<OrgId, Refusal> {
+pub(crate) fn scope(caller: &Identity, raw: &str) -> Result<OrgId, Refusal> {
     if raw.is_empty() {
         return Ok(caller.org.clone());
     }

@@ -48,11 +48,19 @@ pub enum AuditAction {
     DingAcknowledged,
     /// The sender cancelled a DING.
     DingCancelled,
+    /// A check-in was flagged (target `user/check_in_id`; details: the flags).
+    AttendanceFlagged,
+    /// An organisation's attendance rules were replaced.
+    AttendanceRulesChanged,
+    /// A user's attendance device binding was changed by an administrator.
+    AttendanceDeviceRebound,
+    /// An attendance report (payroll export) was read.
+    AttendanceExported,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 21] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -74,6 +82,10 @@ impl AuditAction {
         AuditAction::DingEscalated,
         AuditAction::DingAcknowledged,
         AuditAction::DingCancelled,
+        AuditAction::AttendanceFlagged,
+        AuditAction::AttendanceRulesChanged,
+        AuditAction::AttendanceDeviceRebound,
+        AuditAction::AttendanceExported,
     ];
 
     /// The action's stable name.
@@ -100,6 +112,10 @@ impl AuditAction {
             AuditAction::DingEscalated => "ding_escalated",
             AuditAction::DingAcknowledged => "ding_acknowledged",
             AuditAction::DingCancelled => "ding_cancelled",
+            AuditAction::AttendanceFlagged => "attendance_flagged",
+            AuditAction::AttendanceRulesChanged => "attendance_rules_changed",
+            AuditAction::AttendanceDeviceRebound => "attendance_device_rebound",
+            AuditAction::AttendanceExported => "attendance_exported",
         }
     }
 

@@ -50,6 +50,14 @@ pub const DING_GATEWAY_REQUESTS: &str = "herald_ding_gateway_requests_total";
 
 /// DING steps fired, by channel, counted per recipient reached.
 pub const DING_STEPS: &str = "herald_ding_steps_total";
+/// Check-ins recorded, by status (`accepted`, `flagged`).
+pub const CHECK_INS: &str = "herald_check_ins_total";
+/// Attendance flags raised, by code (`OUTSIDE_GEOFENCE`, `BUDDY_PUNCHING`, …).
+pub const ATTENDANCE_FLAGS: &str = "herald_attendance_flags_total";
+/// Jobs per attendance batch (one store write each).
+pub const ATTENDANCE_BATCH_JOBS: &str = "herald_attendance_batch_jobs";
+/// Label: a check-in's status.
+pub const LABEL_STATUS: &str = "status";
 /// Label: a DING step's channel (app, sms, voice, manager).
 pub const LABEL_CHANNEL: &str = "channel";
 /// Label: the shard's index.
@@ -93,4 +101,7 @@ pub fn describe() {
     describe_counter!(AUDIT_EVENTS, "Audit events handed to the audit writer");
     describe_counter!(AUDIT_DROPPED, "Audit events dropped because the writer's queue was full");
     describe_counter!(DING_GATEWAY_REQUESTS, "SMS and voice gateway attempts, by outcome (accepted, retried, failed)");
+    describe_counter!(CHECK_INS, "Check-ins recorded, by status (accepted, flagged)");
+    describe_counter!(ATTENDANCE_FLAGS, "Attendance flags raised, by code");
+    describe_histogram!(ATTENDANCE_BATCH_JOBS, "Jobs per attendance batch (one store write each)");
 }

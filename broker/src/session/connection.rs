@@ -391,6 +391,9 @@ impl ConnectionLoop {
                     reply.send(services.admin.serve(&services.shards, &identity, request, request_id, now_ms));
                 });
             }
+            Routed::Attendance(request) => {
+                crate::attendance::dispatch(&self.services, identity, request, request_id, reply)
+            }
             Routed::Sync { cursors } => {
                 let store = self.services.store.clone();
                 tokio::task::spawn_blocking(move || {

@@ -32,6 +32,8 @@ pub enum Routed {
     Sync { cursors: Vec<(ConversationId, u64)> },
     /// An administration request, already authorised.
     Admin(AdminRequest),
+    /// An attendance request (check-ins, and attendance administration, already authorised).
+    Attendance(crate::attendance::AttendanceRequest),
 }
 
 /// A refusal: the code and the message the caller sees.
@@ -161,6 +163,14 @@ pub(super) fn parse(
         Body::Sync(r) => Ok(Routed::Sync {
             cursors: r.cursors.iter().map(|c| (ConversationId::new(c.conversation_id), c.seq)).collect(),
         }),
+        body @ (Body::CheckIn(_)
+        | Body::AttendanceDayQuery(_)
+        | Body::AttendanceRulesSet(_)
+        | Body::AttendanceRulesGet(_)
+        | Body::AttendanceReport(_)
+        | Body::DeviceRebind(_)) => {
+            return crate::attendance::parse(body, identity, random).map(|parsed| parsed.map(Routed::Attendance));
+        }
         body => return crate::admin::parse(body, identity).map(|parsed| parsed.map(Routed::Admin)),
     };
     Some(routed)
@@ -177,9 +187,11 @@ pub(super) fn demand(routed: &Routed) -> Demand {
             Demand::send(u64::try_from(spec.payload.len() + spec.sms_text.len()).unwrap_or(u64::MAX))
         }
         Routed::Shard(Request::Reding { .. }) => Demand::send(0),
-        Routed::Shard(_) | Routed::ListConversations { .. } | Routed::Sync { .. } | Routed::Admin(_) => {
-            Demand::one(Class::Requests)
-        }
+        Routed::Shard(_)
+        | Routed::ListConversations { .. }
+        | Routed::Sync { .. }
+        | Routed::Admin(_)
+        | Routed::Attendance(_) => Demand::one(Class::Requests),
     }
 }
 

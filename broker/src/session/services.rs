@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::admin::AdminDesk;
+use crate::attendance::Attendance;
 use crate::audit::AuditLog;
 use crate::fanout::SessionRegistry;
 use crate::shard::Shards;
@@ -14,6 +15,8 @@ pub struct Services {
     /// The shard threads, by conversation. Declared before `audit`, so they stop (and hand over
     /// their last events) before the audit writer drains and stops.
     pub shards: Shards,
+    /// The attendance loop. Declared before `audit` for the same reason as `shards`.
+    pub attendance: Attendance,
     /// The audit log's writer.
     pub audit: Arc<AuditLog>,
     /// Committed state, for the requests no shard serves.

@@ -41,11 +41,13 @@ pub enum Cf {
     Revocations,
     /// DINGs: a header and one line per recipient, by conversation and DING.
     Dings,
+    /// Attendance: rules, device bindings and check-ins, by organisation (then user and time).
+    Attendance,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -60,6 +62,7 @@ impl Cf {
         Cf::Directory,
         Cf::Revocations,
         Cf::Dings,
+        Cf::Attendance,
     ];
 
     /// The column family's name on disk.
@@ -79,6 +82,7 @@ impl Cf {
             Cf::Directory => "directory",
             Cf::Revocations => "revocations",
             Cf::Dings => "dings",
+            Cf::Attendance => "attendance",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! key-value layer in [`kv`], which RocksDB and the in-memory twin provide.
 
 mod admin;
+mod attendance;
 mod audit;
 mod keys;
 mod kv;
@@ -15,6 +16,10 @@ mod rocks;
 pub use admin::{
     Revocation, directory_len, directory_page, directory_user, directory_write, disabled_users, load_orgs,
     load_revocations, org_write, revocation_write,
+};
+pub use attendance::{
+    attendance_rules, attendance_rules_write, binding_write, bindings, check_in_write, check_ins, expired_check_ins,
+    latest_check_ins,
 };
 pub use audit::{append_audit, audit_head, audit_key, scan_audit};
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};

@@ -4,6 +4,7 @@
 //! session. Results go to stdout, one item a line, so they can be piped; diagnostics go to stderr;
 //! failures exit non-zero with the broker's error code in the message.
 
+mod attendance;
 mod ding;
 mod format;
 mod listen;
@@ -136,6 +137,12 @@ enum Command {
     /// Send, acknowledge and follow DINGs: urgent notices that escalate until acknowledged.
     #[command(subcommand)]
     Ding(ding::DingCommand),
+    /// Check in (arriving, leaving or a field visit) with your position; prints `accepted …`
+    /// or `flagged …` and one `flag CODE: message` line per reason.
+    Checkin(attendance::CheckInArgs),
+    /// Your attendance: `herald attendance today [--date YYYY-MM-DD]`.
+    #[command(subcommand)]
+    Attendance(attendance::AttendanceCommand),
 }
 
 #[tokio::main]
@@ -161,6 +168,8 @@ async fn run(client: &Client, command: Command) -> Result<()> {
         Command::Recall { conversation, seq } => receipts::recall(client, conversation, seq).await,
         Command::Settings(args) => receipts::settings(client, &args).await,
         Command::Ding(command) => ding::ding(client, command).await,
+        Command::Checkin(args) => attendance::check_in(client, args).await,
+        Command::Attendance(command) => attendance::attendance(client, command).await,
     }
 }
 
