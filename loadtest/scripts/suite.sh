@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full-size herald-load suite behind docs/BENCHMARKS.md: every scenario against a broker the
 # tool spawns itself (fresh data directory each), one JSON report per scenario in OUT, then a
-# Markdown table of the headline figures. Takes about five minutes on a 2-core box.
+# Markdown table of the headline figures. Takes about six minutes on a 2-core box.
 #
 #   cargo build --release -p herald-broker -p herald-loadtest
 #   loadtest/scripts/suite.sh [OUT]            # default OUT: target/herald-load-suite
@@ -32,5 +32,6 @@ run read-storm read-storm --members 5000
 run reconnect-storm reconnect-storm --members 5000 --backlog 100
 run recall recall --members 1000 --messages 20
 run ding ding --recipients 4999 --ack-spread-ms 2000
+run checkin-burst checkin-burst --people 5000 --window-s 60
 
 python3 "$(dirname "$0")/table.py" "$out"

@@ -54,8 +54,15 @@ impl Harness {
 
     /// A session configuration for simulated user number `n`, on its share of the endpoints.
     pub(crate) fn client_config(&self, n: usize) -> Result<ClientConfig> {
+        self.client_config_with_roles(n, &[])
+    }
+
+    /// The same, with a token carrying `roles` (such as `admin`).
+    pub(crate) fn client_config_with_roles(&self, n: usize, roles: &[&str]) -> Result<ClientConfig> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let token = self.minter.mint_for(&self.org, &Self::user(n), None, &[], now, Duration::from_secs(24 * 3600))?;
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let token =
+            self.minter.mint_for(&self.org, &Self::user(n), None, &roles, now, Duration::from_secs(24 * 3600))?;
         let endpoint = self.endpoints.get(n % self.endpoints.len()).context("no endpoint")?.clone();
         Ok(ClientConfig::new(self.server, token)
             .with_trust(self.trust.clone())

@@ -4,6 +4,7 @@
 //! in order. It exits non-zero when a check fails.
 
 mod broker;
+mod checkin;
 mod connect;
 mod ding;
 mod fanout;
@@ -99,6 +100,8 @@ enum Scenario {
     Recall(recall::RecallArgs),
     /// DING every member of a large group at once; recipients acknowledge over time.
     Ding(ding::DingArgs),
+    /// A workforce checks in within one window; the ones outside the fence are flagged to HR.
+    CheckinBurst(checkin::CheckinArgs),
 }
 
 impl Scenario {
@@ -113,6 +116,7 @@ impl Scenario {
             Scenario::ReconnectStorm(args) => reconnect::run(harness, args).await,
             Scenario::Recall(args) => recall::run(harness, args).await,
             Scenario::Ding(args) => ding::run(harness, args).await,
+            Scenario::CheckinBurst(args) => checkin::run(harness, args).await,
         }
     }
 }

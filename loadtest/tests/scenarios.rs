@@ -119,3 +119,13 @@ fn connect_opens_and_pings_every_session() {
     assert_eq!(phase(&report, "connect")["ok"], 20);
     assert_eq!(phase(&report, "ping")["ok"], 60);
 }
+
+#[test]
+fn checkin_burst_judges_every_check_in_and_alerts_hr() {
+    let report = run(&["checkin-burst", "--people", "30", "--window-s", "1", "--outside-every", "10"]);
+    assert_eq!(
+        assert_clean(&report),
+        vec![("accepted".to_owned(), 27), ("flagged".to_owned(), 3), ("hr-alerts".to_owned(), 3)]
+    );
+    assert_eq!(report["figures"]["misjudged"], 0.0);
+}
