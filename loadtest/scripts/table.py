@@ -21,7 +21,7 @@ def main(out):
         r = json.loads(path.read_text())
         figures, broker = r["figures"], r.get("broker") or {}
         main_phase = next(
-            (phase(r, n) for n in ("delivery", "caught-up", "notice", "mark-read", "ping", "connect") if phase(r, n)),
+            (phase(r, n) for n in ("delivery", "caught-up", "notice", "mark-read", "check-in", "ping", "connect") if phase(r, n)),
             None,
         )
         headline = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items() if k != "resyncs") or (
