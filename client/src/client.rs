@@ -1,22 +1,19 @@
 //! The client handle: connect, request, close.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use herald_protocol::{Body, ErrorCode, Frame, FrameBody, FrameCodec, PROTOCOL_VERSION, RequestId, SessionId, pb};
-use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use herald_protocol::{Body, Frame, FrameBody, SessionId, pb};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{Command, Driver, SessionEndpoint};
+use crate::driver::{Command, SessionEndpoint};
 use crate::endpoint::wildcard_for;
-use crate::reader::FrameReader;
+use crate::supervisor::{Supervisor, open_session};
 use crate::{ClientConfig, ClientError, Event, tls};
 
 /// Largest frame the client accepts from the broker, in bytes.
-const MAX_RECEIVED_FRAME: u32 = 16 * 1024 * 1024;
+pub(crate) const MAX_RECEIVED_FRAME: u32 = 16 * 1024 * 1024;
 /// Requests queued for the driver before `request` waits for room.
 const COMMAND_QUEUE: usize = 1024;
 /// Pushed events buffered before the push reader waits for the app.
@@ -98,14 +95,52 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     commands: mpsc::Sender<Command>,
-    /// Why the driver stopped, set before it stops taking commands.
+    /// Why the client stopped, set before it stops taking commands.
     terminal: Arc<OnceLock<ClientError>>,
     /// Pushed events, until the app takes them.
     events: std::sync::Mutex<Option<mpsc::Receiver<Event>>>,
-    session: SessionInfo,
+    /// The current session: a reconnect replaces it.
+    session: watch::Receiver<SessionInfo>,
     remote: SocketAddr,
     request_timeout: Duration,
     next_nonce: std::sync::atomic::AtomicU64,
+}
+
+/// A way to make requests that does not keep the client open: the event pump's, which must not
+/// outlive the app's handles.
+#[derive(Debug, Clone)]
+pub(crate) struct Requests {
+    commands: mpsc::WeakSender<Command>,
+    terminal: Arc<OnceLock<ClientError>>,
+    timeout: Duration,
+}
+
+impl Requests {
+    /// Sends a request and decodes its answer as `R`.
+    pub(crate) async fn call<R: FrameBody>(&self, request: impl Into<Body>) -> Result<R, ClientError> {
+        let Some(commands) = self.commands.upgrade() else { return Err(ClientError::ClientClosed) };
+        let frame = request_on(&commands, &self.terminal, self.timeout, request.into()).await?;
+        frame.decode_body::<R>().map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// Hands `body` to the supervisor and waits for its answer.
+async fn request_on(
+    commands: &mpsc::Sender<Command>,
+    terminal: &OnceLock<ClientError>,
+    timeout: Duration,
+    body: Body,
+) -> Result<Frame, ClientError> {
+    let stopped = || terminal.get().cloned().unwrap_or(ClientError::ClientClosed);
+    let (reply, answer) = oneshot::channel();
+    if commands.send(Command::Request { body: Box::new(body), reply }).await.is_err() {
+        return Err(stopped());
+    }
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(stopped()),
+        Err(_) => Err(ClientError::Timeout(timeout)),
+    }
 }
 
 impl Client {
@@ -126,14 +161,44 @@ impl Client {
                 quinn::Endpoint::client(wildcard_for(config.server)).map_err(|e| ClientError::Endpoint(Arc::new(e)))?,
             ),
         };
-        tokio::time::timeout(config.connect_timeout, handshake(endpoint, quic, &config))
-            .await
-            .map_err(|_| ClientError::Timeout(config.connect_timeout))?
+        let token = config.current_token().map_err(ClientError::Config)?;
+        let first = open_session(&endpoint, quic.clone(), &config, token).await?;
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let terminal = Arc::new(OnceLock::new());
+        let (pump_input, pump_output) = mpsc::channel(EVENT_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (session_tx, session) = watch::channel(first.session.clone());
+        let requests =
+            Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: config.request_timeout };
+        tokio::spawn(crate::resume::pump(pump_output, events_tx, requests));
+        let remote = first.conn.remote_address();
+        let request_timeout = config.request_timeout;
+        let supervisor = Supervisor {
+            config,
+            endpoint,
+            quic,
+            commands: receiver,
+            pump: pump_input,
+            session: session_tx,
+            terminal: terminal.clone(),
+        };
+        tokio::spawn(supervisor.run(first));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                commands,
+                terminal,
+                events: std::sync::Mutex::new(Some(events_rx)),
+                session,
+                remote,
+                request_timeout,
+                next_nonce: std::sync::atomic::AtomicU64::new(1),
+            }),
+        })
     }
 
-    /// The session as the broker described it in WELCOME.
-    pub fn session(&self) -> &SessionInfo {
-        &self.inner.session
+    /// The session as the broker described it in WELCOME (the current one, after a reconnect).
+    pub fn session(&self) -> SessionInfo {
+        self.inner.session.borrow().clone()
     }
 
     /// The stream of pushed events (deliveries, resync notices, receipts, recall notices), from
@@ -175,111 +240,12 @@ impl Client {
 
     /// Sends a request and returns its answer frame, for requests answered by more than one type.
     pub(crate) async fn request(&self, body: Body) -> Result<Frame, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        if self.inner.commands.send(Command::Request { body: Box::new(body), reply }).await.is_err() {
-            return Err(self.terminal_error());
-        }
-        let timeout = self.inner.request_timeout;
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.terminal_error()),
-            Err(_) => Err(ClientError::Timeout(timeout)),
-        }
-    }
-
-    /// Why the connection ended, once it has.
-    fn terminal_error(&self) -> ClientError {
-        self.inner.terminal.get().cloned().unwrap_or(ClientError::ClientClosed)
+        request_on(&self.inner.commands, &self.inner.terminal, self.inner.request_timeout, body).await
     }
 
     /// Closes the session with NO_ERROR. Other clones fail their requests afterwards.
     pub async fn close(&self) {
         let _ = self.inner.commands.send(Command::Close).await;
         self.inner.commands.closed().await;
-    }
-}
-
-async fn handshake(
-    endpoint: SessionEndpoint,
-    quic: quinn::ClientConfig,
-    config: &ClientConfig,
-) -> Result<Client, ClientError> {
-    let conn = endpoint
-        .quic()
-        .connect_with(quic, config.server, &config.server_name)?
-        .await
-        .map_err(ClientError::from_connection)?;
-    let (mut send, recv) = conn.open_bi().await.map_err(ClientError::from_connection)?;
-    let hello = pb::Hello {
-        protocol_version: PROTOCOL_VERSION,
-        token: config.token.clone(),
-        device_id: config.device_id.clone(),
-        client_name: config.client_name.clone(),
-        client_version: config.client_version.clone(),
-    };
-    let hello_id = RequestId::new(1);
-    let mut buf = BytesMut::new();
-    FrameCodec::default()
-        .encode(&Frame::from_body(hello_id, &hello), &mut buf)
-        .map_err(|e| ClientError::Config(format!("HELLO too large: {e}")))?;
-    send.write_chunk(buf.freeze()).await.map_err(|e| match e {
-        quinn::WriteError::ConnectionLost(e) => ClientError::from_connection(e),
-        other => ClientError::Protocol(other.to_string()),
-    })?;
-
-    let mut reader = FrameReader::new(recv, FrameCodec::new(MAX_RECEIVED_FRAME));
-    let answer = match reader.next().await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return Err(closed_without_answer(&conn)),
-        Err(e) => return Err(e),
-    };
-    let session = match Body::decode(&answer).map_err(|e| ClientError::Protocol(e.to_string()))? {
-        Body::Welcome(welcome) => SessionInfo::try_from(welcome)?,
-        Body::Error(error) => {
-            return Err(ClientError::Refused {
-                code: ErrorCode::from_u32(error.code),
-                message: error.message,
-                supported_versions: error.supported_versions,
-            });
-        }
-        other => return Err(ClientError::Protocol(format!("{} in answer to HELLO", other.frame_type()))),
-    };
-    debug!(session = %session.session_id, "session opened");
-
-    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-    let terminal = Arc::new(OnceLock::new());
-    let driver = Driver {
-        terminal: terminal.clone(),
-        endpoint,
-        conn: conn.clone(),
-        send,
-        reader,
-        codec: FrameCodec::new(session.limits.max_frame_bytes),
-        commands: receiver,
-        max_inflight: usize::try_from(session.limits.max_inflight_requests.max(1)).unwrap_or(usize::MAX),
-        pending: HashMap::new(),
-        last_request: hello_id.get(),
-        close_error: None,
-    };
-    tokio::spawn(driver.run());
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(crate::push::read_broker_streams(conn.clone(), session.session_id, MAX_RECEIVED_FRAME, events_tx));
-    Ok(Client {
-        inner: Arc::new(Inner {
-            commands,
-            terminal,
-            events: std::sync::Mutex::new(Some(events_rx)),
-            remote: conn.remote_address(),
-            session,
-            request_timeout: config.request_timeout,
-            next_nonce: std::sync::atomic::AtomicU64::new(1),
-        }),
-    })
-}
-
-fn closed_without_answer(conn: &quinn::Connection) -> ClientError {
-    match conn.close_reason() {
-        Some(reason) => ClientError::from_connection(reason),
-        None => ClientError::Protocol("broker finished the control stream without answering HELLO".into()),
     }
 }

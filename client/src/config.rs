@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::{ClientError, Endpoint};
+use crate::{ClientError, Endpoint, ReconnectPolicy};
 
 /// Which certificates the client trusts.
 #[derive(Debug, Clone)]
@@ -54,6 +55,27 @@ pub struct ClientConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) keep_alive: Duration,
     pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) reconnect: Option<ReconnectPolicy>,
+    pub(crate) token_source: Option<TokenSource>,
+}
+
+/// Supplies the token for each connection attempt, so a long-lived client presents a fresh one
+/// after a reconnect rather than one that has expired meanwhile.
+#[derive(Clone)]
+pub struct TokenSource(Arc<dyn Fn() -> Result<String, String> + Send + Sync>);
+
+impl TokenSource {
+    /// A source calling `fetch` (from a cache, a refresh endpoint, a key) for each attempt; an
+    /// error ends the attempt as [`ClientError::Config`].
+    pub fn new(fetch: impl Fn() -> Result<String, String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(fetch))
+    }
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource(..)")
+    }
 }
 
 impl ClientConfig {
@@ -71,6 +93,8 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
             endpoint: None,
+            reconnect: None,
+            token_source: None,
         }
     }
 
@@ -109,6 +133,31 @@ impl ClientConfig {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+
+    /// Reconnects on its own after losing the connection, as `policy` says: requests made
+    /// meanwhile wait and go out once online, requests in flight that are safe to repeat (reads,
+    /// marks, SEND with its client message id) are sent again, and the event stream resumes
+    /// without gaps or repeats, with [`crate::Event::Connection`] reporting each change. Without
+    /// it (the default for now), a lost connection ends the client.
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Asks `source` for the token of each connection attempt instead of reusing the one given
+    /// to [`ClientConfig::new`].
+    pub fn with_token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = Some(source);
+        self
+    }
+
+    /// The token for the next attempt.
+    pub(crate) fn current_token(&self) -> Result<String, String> {
+        match &self.token_source {
+            Some(TokenSource(fetch)) => fetch(),
+            None => Ok(self.token.clone()),
+        }
     }
 
     /// Opens the session on a shared [`Endpoint`] instead of a socket of its own: for processes

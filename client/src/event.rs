@@ -163,6 +163,37 @@ pub enum Event {
     Ding(DingNotice),
     /// The state of a DING this user sent changed (acknowledgements, steps, expiry); coalesced.
     DingUpdate(pb::DingUpdate),
+    /// The connection's state changed (only with reconnecting on, [`crate::ClientConfig::with_reconnect`]).
+    Connection(ConnectionState),
+}
+
+/// Where the client's connection stands. Requests made while it is not online wait, up to
+/// their timeout, and go out once it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Trying to reconnect; `attempt` counts from 1 in each run of attempts.
+    Connecting {
+        /// The attempt about to be made.
+        attempt: u32,
+    },
+    /// A session is open. `resumed` after a reconnect: what was missed has been fetched and
+    /// handed out before anything newer.
+    Online {
+        /// Whether this is a reconnected session.
+        resumed: bool,
+    },
+    /// The connection was lost; reconnecting follows.
+    Offline {
+        /// What ended it.
+        reason: String,
+    },
+    /// The client stopped for good (closed by the app, or an ending a retry cannot mend, such
+    /// as a revoked device); the event stream ends after this.
+    Closed {
+        /// What ended it.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -44,16 +44,19 @@ mod push;
 mod reader;
 mod recall;
 mod receipts;
+mod reconnect;
+mod resume;
+mod supervisor;
 mod tls;
 
 pub use admin::Admin;
 pub use attendance::{CSV_HEADER, CheckInRequest};
 pub use client::{Client, Limits, SessionInfo};
-pub use config::{ClientConfig, Trust};
+pub use config::{ClientConfig, TokenSource, Trust};
 pub use ding::{DingNotice, DingRequest};
 pub use endpoint::Endpoint;
 pub use error::ClientError;
-pub use event::{Entry, EntryKind, Event, Expiry, RecallReason};
+pub use event::{ConnectionState, Entry, EntryKind, Event, Expiry, RecallReason};
 pub use herald_protocol::pb;
 pub use herald_protocol::{ErrorCode, SessionId};
 pub use messaging::{
@@ -61,3 +64,4 @@ pub use messaging::{
 };
 pub use recall::{RecallNotice, Scheduled};
 pub use receipts::{Cursors, MessageReceipts, RecallProgress, ReceiptList, ReceiptPage, Receipts};
+pub use reconnect::ReconnectPolicy;

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::reader::FrameReader;
+use crate::resume::Input;
 use crate::{ClientError, Event};
 
 /// What a broker-opened stream carries, as its STREAM_OPEN said.
@@ -88,7 +89,7 @@ pub(crate) async fn read_broker_streams(
     conn: quinn::Connection,
     session: SessionId,
     max_frame: u32,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<Input>,
 ) {
     let mut streams = Streams::new(session);
     // Streams waiting for their first frame, read apart so a slow one holds up no other.
@@ -129,7 +130,7 @@ async fn first_frame(mut reader: FrameReader) -> (FrameReader, Result<Option<Fra
 }
 
 /// Forwards one stream's events until it ends or the app drops the channel.
-async fn forward(mut reader: FrameReader, kind: StreamKind, events: mpsc::Sender<Event>) {
+async fn forward(mut reader: FrameReader, kind: StreamKind, events: mpsc::Sender<Input>) {
     loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
@@ -146,7 +147,7 @@ async fn forward(mut reader: FrameReader, kind: StreamKind, events: mpsc::Sender
             debug!(?kind, frame_type = %frame.frame_type(), "skipping a broker stream frame");
             continue;
         };
-        if events.send(event).await.is_err() {
+        if events.send(Input::Event(event)).await.is_err() {
             return;
         }
     }

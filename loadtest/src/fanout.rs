@@ -86,9 +86,7 @@ async fn run(harness: &Harness, args: &GroupArgs, pace: Pace, report: &mut Repor
         .map(|client| {
             let events = client.events().context("a member's events");
             let (client, progress) = (client.clone(), progress.clone());
-            events.map(|events| {
-                tokio::spawn(receive(client, events, vec![conversation], args.messages, deadline, progress))
-            })
+            events.map(|events| tokio::spawn(receive(client, events, args.messages, deadline, progress)))
         })
         .collect::<Result<_>>()?;
 

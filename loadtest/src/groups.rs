@@ -90,11 +90,10 @@ async fn run(harness: &Harness, count: usize, size: usize, traffic: &Traffic, re
     let progress = Progress::new("deliveries", per_member * users as u64, harness.live);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(traffic.timeout_s);
     let mut members = Vec::with_capacity(users);
-    for (n, client) in clients.iter().enumerate() {
-        let conversation = *conversations.get(n / size).context("conversation")?;
+    for client in &clients {
         let events = client.events().context("a member's events")?;
         let (client, progress) = (client.clone(), progress.clone());
-        members.push(tokio::spawn(receive(client, events, vec![conversation], per_member, deadline, progress)));
+        members.push(tokio::spawn(receive(client, events, per_member, deadline, progress)));
     }
 
     let start = Instant::now();

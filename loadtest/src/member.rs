@@ -25,57 +25,63 @@ pub(crate) struct Received {
     pub(crate) resyncs: u64,
     /// When the last expected message arrived, if all did.
     pub(crate) completed_at: Option<Instant>,
+    /// This member's user and device: its own messages, which the broker also hands to the
+    /// sending device, are not deliveries.
+    me: (String, String),
 }
 
-/// Reads `events` until `expected` stamped messages in `conversations` have arrived or
+impl Received {
+    /// An empty tally for the session of `client`.
+    pub(crate) fn of(client: &Client) -> Self {
+        let session = client.session();
+        Self { me: (session.user, session.device), ..Self::default() }
+    }
+}
+
+/// Reads `events` until `expected` stamped messages from others have arrived or
 /// `deadline` passes, then lingers briefly for duplicates.
 pub(crate) async fn receive(
     client: Client,
     mut events: Receiver<Event>,
-    conversations: Vec<u64>,
     expected: u64,
     deadline: Deadline,
     progress: Progress,
 ) -> Received {
-    let mut seen = Received::default();
+    let mut seen = Received::of(&client);
     while seen.arrivals.unique < expected {
         let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await else { return seen };
-        take(&client, &conversations, event, &mut seen, &progress).await;
+        take(event, &mut seen, &progress);
     }
     seen.completed_at = Some(Instant::now());
     while let Ok(Some(event)) = tokio::time::timeout(LINGER, events.recv()).await {
-        take(&client, &conversations, event, &mut seen, &progress).await;
+        take(event, &mut seen, &progress);
     }
     seen
 }
 
-async fn take(client: &Client, conversations: &[u64], event: Event, seen: &mut Received, progress: &Progress) {
+/// Counts a delivery. A RESYNC is only counted: the SDK has already fetched what the broker
+/// dropped and handed it out in order before telling.
+fn take(event: Event, seen: &mut Received, progress: &Progress) {
     match event {
-        Event::Delivery(entry) => note(client, &entry, seen, progress),
-        Event::Resync { .. } => {
-            seen.resyncs += 1;
-            for &conversation in conversations {
-                page_gap(client, conversation, seen, progress).await;
-            }
-        }
+        Event::Delivery(entry) => note(&entry, seen, progress),
+        Event::Resync { .. } => seen.resyncs += 1,
         _ => {}
     }
 }
 
-/// Fetches what the broker dropped from the log, from the newest entry this member has.
+/// Fetches the log from the newest entry this member has: what a reconnecting member missed.
 pub(crate) async fn page_gap(client: &Client, conversation: u64, seen: &mut Received, progress: &Progress) {
     let after = seen.arrivals.last_seq(conversation);
     let Ok(entries) = client.catch_up(conversation, after).await else { return };
     for entry in &entries {
-        note(client, entry, seen, progress);
+        note(entry, seen, progress);
     }
 }
 
 /// Counts a message from someone else. The broker also hands a sender's own messages to its
 /// sending device (the log is the same for every device); those are not deliveries.
-fn note(client: &Client, entry: &Entry, seen: &mut Received, progress: &Progress) {
-    let session = client.session();
-    if entry.sender_user == session.user && entry.sender_device == session.device {
+fn note(entry: &Entry, seen: &mut Received, progress: &Progress) {
+    if entry.sender_user == seen.me.0 && entry.sender_device == seen.me.1 {
         return;
     }
     if let EntryKind::Message { payload, .. } = &entry.kind

@@ -51,7 +51,7 @@ pub(crate) async fn run(harness: &Harness, args: &ReadStormArgs) -> Result<Repor
         let (client, barrier, progress) = (client.clone(), barrier.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
-            let got = receive(client.clone(), events, vec![conversation], 1, deadline, Progress::hidden());
+            let got = receive(client.clone(), events, 1, deadline, Progress::hidden());
             let got = got.await.arrivals.unique;
             barrier.wait().await;
             let began = Instant::now();

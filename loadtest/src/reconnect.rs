@@ -106,9 +106,7 @@ async fn first_message(
         .skip(1)
         .map(|client| {
             let events = client.events().context("a member's events");
-            events.map(|events| {
-                tokio::spawn(receive(client.clone(), events, vec![conversation], 1, deadline, Progress::hidden()))
-            })
+            events.map(|events| tokio::spawn(receive(client.clone(), events, 1, deadline, Progress::hidden())))
         })
         .collect::<Result<_>>()?;
     let published = publish(publisher, conversation, 1, args.size, Pace::Window(1)).await;
@@ -125,7 +123,7 @@ async fn first_message(
 /// What a reconnected member does: ask which conversations moved past its cursor, then page
 /// each from there.
 async fn catch_up(client: &Client, conversation: u64, cursor: u64) -> Received {
-    let mut seen = Received::default();
+    let mut seen = Received::of(client);
     // What the member already has is not counted again: only entries after its cursor.
     seen.arrivals.start_at(conversation, cursor);
     let moved = client.sync(&[(conversation, cursor)]).await.map(|state| state.changed);

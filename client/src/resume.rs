@@ -1,0 +1,201 @@
+//! The event pump: every event the app reads passes here, so the stream has no gaps and no
+//! duplicates in any conversation, across reconnects and across deliveries the broker dropped
+//! for a slow reader. It remembers the newest sequence number handed out per conversation; an
+//! entry that would skip ahead is preceded by the missing ones from the log, one already handed
+//! out is dropped, and after a reconnect or a RESYNC every conversation is brought up to date
+//! with SYNC and HISTORY before anything newer is passed on.
+
+use std::collections::HashMap;
+
+use herald_protocol::pb;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::client::Requests;
+use crate::event::ConnectionState;
+use crate::{ClientError, Entry, Event};
+
+/// What the pump is fed.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// An event read from one of the broker's streams.
+    Event(Event),
+    /// A session opened; `resumed` after a reconnect.
+    Online { resumed: bool },
+    /// The connection's state changed.
+    State(ConnectionState),
+}
+
+/// What to do with a delivered entry, given what was handed out before.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Next in order (or the first seen of its conversation): hand it out.
+    Next,
+    /// Handed out before.
+    Duplicate,
+    /// Entries after `after` are missing before it.
+    Gap { after: u64 },
+}
+
+/// The newest sequence number handed out per conversation.
+#[derive(Debug, Default)]
+pub(crate) struct Cursors {
+    newest: HashMap<u64, u64>,
+}
+
+impl Cursors {
+    pub(crate) fn judge(&self, conversation_id: u64, seq: u64) -> Verdict {
+        match self.newest.get(&conversation_id) {
+            None => Verdict::Next,
+            Some(&newest) if seq <= newest => Verdict::Duplicate,
+            Some(&newest) if seq == newest + 1 => Verdict::Next,
+            Some(&newest) => Verdict::Gap { after: newest },
+        }
+    }
+
+    pub(crate) fn advance(&mut self, conversation_id: u64, seq: u64) {
+        let newest = self.newest.entry(conversation_id).or_default();
+        *newest = (*newest).max(seq);
+    }
+
+    pub(crate) fn all(&self) -> Vec<(u64, u64)> {
+        self.newest.iter().map(|(&c, &s)| (c, s)).collect()
+    }
+}
+
+/// Runs the pump until its input ends or the app drops the event stream.
+pub(crate) async fn pump(mut input: mpsc::Receiver<Input>, out: mpsc::Sender<Event>, requests: Requests) {
+    let mut pump = Pump { cursors: Cursors::default(), out, requests };
+    while let Some(next) = input.recv().await {
+        let alive = match next {
+            Input::Event(Event::Delivery(entry)) => pump.deliver(entry).await,
+            Input::Event(Event::Resync { dropped_bytes }) => {
+                pump.catch_up_all().await && pump.emit(Event::Resync { dropped_bytes }).await
+            }
+            Input::Event(event) => pump.emit(event).await,
+            Input::Online { resumed } => {
+                pump.emit(Event::Connection(ConnectionState::Online { resumed })).await
+                    && (!resumed || pump.catch_up_all().await)
+            }
+            Input::State(state) => pump.emit(Event::Connection(state)).await,
+        };
+        if !alive {
+            return;
+        }
+    }
+}
+
+struct Pump {
+    cursors: Cursors,
+    out: mpsc::Sender<Event>,
+    requests: Requests,
+}
+
+impl Pump {
+    /// Hands out `event`; `false` once the app has dropped the stream.
+    async fn emit(&mut self, event: Event) -> bool {
+        self.out.send(event).await.is_ok()
+    }
+
+    async fn deliver(&mut self, entry: Entry) -> bool {
+        match self.cursors.judge(entry.conversation_id, entry.seq) {
+            Verdict::Duplicate => true,
+            Verdict::Next => {
+                self.cursors.advance(entry.conversation_id, entry.seq);
+                self.emit(Event::Delivery(entry)).await
+            }
+            Verdict::Gap { after } => match self.fill(entry.conversation_id, after).await {
+                // The fetch brought this entry too, or it is next now.
+                Ok(true) => Box::pin(self.deliver(entry)).await,
+                Ok(false) => false,
+                // Offline again: the catch-up after reconnecting brings it, in order.
+                Err(e) if is_connection_loss(&e) => true,
+                Err(e) => {
+                    warn!(error = %e, conversation = entry.conversation_id, "cannot fetch a gap; passing the entry on");
+                    self.cursors.advance(entry.conversation_id, entry.seq);
+                    self.emit(Event::Delivery(entry)).await
+                }
+            },
+        }
+    }
+
+    /// Hands out every entry of `conversation_id` after `after`; `Ok(false)` if the app left.
+    async fn fill(&mut self, conversation_id: u64, after: u64) -> Result<bool, ClientError> {
+        let mut next = after + 1;
+        loop {
+            let page: pb::HistoryPage = self
+                .requests
+                .call(pb::History { conversation_id, from_seq: next, backward: false, limit: 1000 })
+                .await?;
+            let Some(last) = page.entries.last().map(|e| e.seq) else { return Ok(true) };
+            for entry in page.entries {
+                let entry = Entry::from(entry);
+                if self.cursors.judge(entry.conversation_id, entry.seq) == Verdict::Duplicate {
+                    continue;
+                }
+                self.cursors.advance(entry.conversation_id, entry.seq);
+                if !self.emit(Event::Delivery(entry)).await {
+                    return Ok(false);
+                }
+            }
+            if last >= page.last_seq {
+                return Ok(true);
+            }
+            next = last + 1;
+        }
+    }
+
+    /// Brings every conversation seen so far up to date; `false` once the app left.
+    async fn catch_up_all(&mut self) -> bool {
+        let cursors = self.cursors.all();
+        if cursors.is_empty() {
+            return true;
+        }
+        let sync = pb::Sync {
+            cursors: cursors.iter().map(|&(conversation_id, seq)| pb::Cursor { conversation_id, seq }).collect(),
+        };
+        let changed: pb::SyncState = match self.requests.call(sync).await {
+            Ok(state) => state,
+            Err(e) => {
+                debug!(error = %e, "catch-up SYNC failed; the next reconnect tries again");
+                return true;
+            }
+        };
+        for conversation in changed.changed {
+            let after = self.cursors.newest.get(&conversation.conversation_id).copied().unwrap_or(0);
+            match self.fill(conversation.conversation_id, after).await {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => debug!(error = %e, "catch-up HISTORY failed; the next reconnect tries again"),
+            }
+        }
+        true
+    }
+}
+
+fn is_connection_loss(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Connection(_) | ClientError::Closed { .. } | ClientError::Timeout(_) | ClientError::ClientClosed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_pass_the_next_drop_repeats_and_find_gaps() {
+        let mut cursors = Cursors::default();
+        assert_eq!(cursors.judge(1, 40), Verdict::Next, "the first entry seen starts the conversation");
+        cursors.advance(1, 40);
+        assert_eq!(cursors.judge(1, 41), Verdict::Next);
+        assert_eq!(cursors.judge(1, 40), Verdict::Duplicate);
+        assert_eq!(cursors.judge(1, 12), Verdict::Duplicate);
+        assert_eq!(cursors.judge(1, 45), Verdict::Gap { after: 40 });
+        assert_eq!(cursors.judge(2, 7), Verdict::Next, "conversations are independent");
+        cursors.advance(1, 39);
+        assert_eq!(cursors.judge(1, 41), Verdict::Next, "a cursor never moves back");
+        assert_eq!(cursors.all(), vec![(1, 40)]);
+    }
+}

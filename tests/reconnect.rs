@@ -1,0 +1,128 @@
+//! A client that reconnects on its own: the broker restarts under it; requests made while it is
+//! away wait and go out once it is back; the event stream resumes with exactly what was missed,
+//! in order, and connection changes are reported as events.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use common::{ORG, TestBroker};
+use herald_client::{Client, ConnectionState, EntryKind, Event, ReconnectPolicy};
+use tokio::sync::mpsc::Receiver;
+
+fn policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(300),
+        multiplier: 2.0,
+        offline_queue: 64,
+    }
+}
+
+/// The next event within a generous bound.
+async fn next(events: &mut Receiver<Event>) -> Result<Event> {
+    tokio::time::timeout(Duration::from_secs(20), events.recv()).await?.context("event stream ended")
+}
+
+/// Reads until `want` matches, returning what came before it.
+async fn until(events: &mut Receiver<Event>, want: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
+    let mut before = Vec::new();
+    loop {
+        let event = next(events).await?;
+        if want(&event) {
+            return Ok(before);
+        }
+        before.push(event);
+    }
+}
+
+fn text(event: &Event) -> Option<(u64, String)> {
+    let Event::Delivery(entry) = event else { return None };
+    let EntryKind::Message { payload, .. } = &entry.kind else { return None };
+    Some((entry.seq, String::from_utf8_lossy(payload).into_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_a_client_loses_repeats_and_reorders_nothing() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let addr = broker.addr();
+    let alice_config = broker.client_config(broker.token(ORG, "alice")).with_reconnect(policy());
+    let alice = Client::connect(alice_config).await?;
+    let mut events = alice.events().context("events")?;
+    let bob = broker.client("bob").await?;
+    let conv = bob.create_group("ops", &["alice"]).await?.conversation_id;
+    for n in 1..=3 {
+        bob.send(conv, format!("before {n}").into_bytes()).await?;
+    }
+    let seen_before = until(&mut events, |e| text(e).is_some_and(|(_, t)| t == "before 3")).await?;
+    let last_before = seen_before.iter().filter_map(text).count();
+    assert_eq!(last_before, 2, "before 1 and before 2 came first");
+
+    // The broker goes away; alice's client notices and keeps trying.
+    bob.close().await;
+    let (dir, mut config) = broker.stop().await?;
+    until(&mut events, |e| matches!(e, Event::Connection(ConnectionState::Offline { .. }))).await?;
+    let queued = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.send(conv, b"sent while away".to_vec()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Back on the same address, with messages alice has not seen yet.
+    config.listen = addr;
+    let broker = TestBroker::start_in(dir, config).await?;
+    let bob = broker.client("bob").await?;
+    for n in 1..=3 {
+        bob.send(conv, format!("after {n}").into_bytes()).await?;
+    }
+    let ack = tokio::time::timeout(Duration::from_secs(20), queued).await???;
+    assert!(!ack.duplicate, "sent once");
+
+    // Everything after "before 3", exactly once, in order: bob's three and alice's own.
+    let mut texts = Vec::new();
+    let mut resumed = false;
+    let mut last_seq = 0;
+    while texts.len() < 4 {
+        let event = next(&mut events).await?;
+        match &event {
+            Event::Connection(ConnectionState::Online { resumed: true }) => resumed = true,
+            Event::Connection(_) => {}
+            _ => {
+                let Some((seq, t)) = text(&event) else { continue };
+                if seq <= last_seq {
+                    bail!("seq {seq} after {last_seq}: repeated or out of order");
+                }
+                last_seq = seq;
+                texts.push(t);
+            }
+        }
+    }
+    assert!(resumed, "the reconnect was reported");
+    let mut bobs: Vec<&String> = texts.iter().filter(|t| t.starts_with("after")).collect();
+    bobs.sort();
+    assert_eq!(bobs, ["after 1", "after 2", "after 3"]);
+    assert_eq!(texts.iter().filter(|t| *t == "sent while away").count(), 1);
+    // Nothing more arrives: no repeats of what was caught up.
+    if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        assert!(text(&event).is_none(), "unexpected {event:?}");
+    }
+    assert_eq!(alice.session().user, "alice");
+    alice.ping().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_ending_stops_reconnecting_and_says_why() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let alice = Client::connect(broker.client_config(broker.token(ORG, "alice")).with_reconnect(policy())).await?;
+    let mut events = alice.events().context("events")?;
+    alice.close().await;
+    let before = until(&mut events, |e| matches!(e, Event::Connection(ConnectionState::Closed { .. }))).await?;
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::Connection(ConnectionState::Connecting { .. }))),
+        "a local close is not retried"
+    );
+    assert!(alice.ping().await.is_err());
+    Ok(())
+}
