@@ -9,7 +9,9 @@ use herald_protocol::ErrorCode;
 #[tokio::test]
 async fn shutdown_closes_sessions_with_shutting_down() -> Result<()> {
     let broker = TestBroker::start().await?;
-    let client = broker.client("alice").await?;
+    // A client that reconnects would wait for the broker to come back; this one reports.
+    let config = broker.client_config(broker.token(common::ORG, "alice")).without_reconnect();
+    let client = herald_client::Client::connect(config).await?;
     client.ping().await?;
     let (_dir, _config) = broker.stop().await?;
     let err = client.ping().await.expect_err("broker is gone");

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use herald_client::{Client, ClientConfig, ConnectionState, EntryKind, Event, ReconnectPolicy, Trust};
+use herald_client::{Client, ClientConfig, ConnectionState, EntryKind, Event, Trust};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -22,8 +22,7 @@ async fn main() -> Result<()> {
     let server = std::env::var("HERALD_SERVER").unwrap_or_else(|_| "127.0.0.1:7443".into());
     let config = ClientConfig::new(server.parse()?, token)
         .with_trust(Trust::pem_file("herald-data/tls/cert.pem".as_ref())?)
-        .with_device_id("chat-example")
-        .with_reconnect(ReconnectPolicy::default());
+        .with_device_id("chat-example");
     let client = Client::connect(config).await?;
     let me = client.session().user;
     let conversation = client.open_direct(&peer).await?.conversation_id;

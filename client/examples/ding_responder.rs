@@ -9,7 +9,7 @@
 //! ```
 
 use anyhow::{Context, Result};
-use herald_client::{Client, ClientConfig, Event, ReconnectPolicy, Trust};
+use herald_client::{Client, ClientConfig, Event, Trust};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -17,8 +17,7 @@ async fn main() -> Result<()> {
     let server = std::env::var("HERALD_SERVER").unwrap_or_else(|_| "127.0.0.1:7443".into());
     let config = ClientConfig::new(server.parse()?, token)
         .with_trust(Trust::pem_file("herald-data/tls/cert.pem".as_ref())?)
-        .with_device_id("ding-responder")
-        .with_reconnect(ReconnectPolicy::default());
+        .with_device_id("ding-responder");
     let client = Client::connect(config).await?;
     println!("waiting for DINGs as {}", client.session().user);
     let mut events = client.events().context("events taken")?;

@@ -93,7 +93,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
             endpoint: None,
-            reconnect: None,
+            reconnect: Some(ReconnectPolicy::default()),
             token_source: None,
         }
     }
@@ -135,13 +135,20 @@ impl ClientConfig {
         self
     }
 
-    /// Reconnects on its own after losing the connection, as `policy` says: requests made
-    /// meanwhile wait and go out once online, requests in flight that are safe to repeat (reads,
-    /// marks, SEND with its client message id) are sent again, and the event stream resumes
-    /// without gaps or repeats, with [`crate::Event::Connection`] reporting each change. Without
-    /// it (the default for now), a lost connection ends the client.
+    /// How to reconnect after losing the connection (on by default, with
+    /// [`ReconnectPolicy::default`]): requests made meanwhile wait and go out once online,
+    /// requests in flight that are safe to repeat (reads, marks, SEND with its client message id)
+    /// are sent again, and the event stream resumes without gaps or repeats, with
+    /// [`crate::Event::Connection`] reporting each change.
     pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = Some(policy);
+        self
+    }
+
+    /// Ends the client when its connection is lost, failing every request with the reason,
+    /// instead of reconnecting: for tools that report the loss rather than ride it out.
+    pub fn without_reconnect(mut self) -> Self {
+        self.reconnect = None;
         self
     }
 

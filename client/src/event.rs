@@ -163,7 +163,8 @@ pub enum Event {
     Ding(DingNotice),
     /// The state of a DING this user sent changed (acknowledgements, steps, expiry); coalesced.
     DingUpdate(pb::DingUpdate),
-    /// The connection's state changed (only with reconnecting on, [`crate::ClientConfig::with_reconnect`]).
+    /// The connection's state changed (not sent by clients configured
+    /// [`crate::ClientConfig::without_reconnect`]).
     Connection(ConnectionState),
 }
 

@@ -27,8 +27,8 @@
 //! [`Event::Receipts`] pushes the counts of your own messages as they change. Recall and expiry:
 //! [`Client::recall`], [`SendOptions`] for expiring and scheduled messages
 //! ([`Client::send_with_options`], [`Client::reschedule`]), [`Event::Recalled`] and
-//! [`EntryKind::Tombstone`] for what is gone. Offline: [`ClientConfig::with_reconnect`] reconnects
-//! with backoff, sends what was queued or in flight (when safe to repeat) and resumes the event
+//! [`EntryKind::Tombstone`] for what is gone. Offline: the client reconnects on its own
+//! ([`ClientConfig::with_reconnect`]) with backoff, sends what was queued or in flight (when safe to repeat) and resumes the event
 //! stream without gaps or repeats; [`Event::Connection`] reports each change. The guide is
 //! docs/SDK.md; `examples/` has a terminal chat and a DING responder.
 

@@ -179,7 +179,8 @@ async fn next(events: &mut mpsc::Receiver<Event>) -> Result<Option<Event>> {
 async fn push_and_urgent_events_arrive_together(first: First) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (addr, done) = scripted_broker(first, dir.path()).await?;
-    let config = ClientConfig::new(addr, "token").with_trust(Trust::DangerAcceptAny);
+    // The scripted broker closes after its script: the stream must end there, not reconnect.
+    let config = ClientConfig::new(addr, "token").with_trust(Trust::DangerAcceptAny).without_reconnect();
     let client = Client::connect(config).await?;
     assert_eq!(client.session().session_id.get(), SESSION);
     assert_eq!(client.session().limits.max_schedule, Duration::from_secs(86_400));
