@@ -4,11 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use common::{ORG, TestBroker};
-use herald_client::{Client, ConnectionState, EntryKind, Event, ReconnectPolicy};
+use herald_client::{Client, ConnectionState, EntryKind, Event, FileCursors, ReconnectPolicy};
 use tokio::sync::mpsc::Receiver;
 
 fn policy() -> ReconnectPolicy {
@@ -124,5 +125,40 @@ async fn a_final_ending_stops_reconnecting_and_says_why() -> Result<()> {
         "a local close is not retried"
     );
     assert!(alice.ping().await.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_app_is_handed_what_came_while_it_was_away_and_nothing_else() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(FileCursors::new(dir.path().join("alice.cursors")));
+    let config = || broker.client_config(broker.token(ORG, "alice")).with_cursor_store(store.clone());
+
+    let alice = Client::connect(config()).await?;
+    let mut events = alice.events().context("events")?;
+    let bob = broker.client("bob").await?;
+    let conv = bob.create_group("ops", &["alice"]).await?.conversation_id;
+    for n in 1..=3 {
+        bob.send(conv, format!("first run {n}").into_bytes()).await?;
+    }
+    until(&mut events, |e| text(e).is_some_and(|(_, t)| t == "first run 3")).await?;
+    alice.close().await; // the app quits; its cursors are saved
+
+    for n in 1..=2 {
+        bob.send(conv, format!("while away {n}").into_bytes()).await?;
+    }
+    let alice = Client::connect(config()).await?; // the app starts again
+    let mut events = alice.events().context("events")?;
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        if let Some((_, t)) = text(&next(&mut events).await?) {
+            texts.push(t);
+        }
+    }
+    assert_eq!(texts, ["while away 1", "while away 2"], "exactly what it missed, in order");
+    bob.send(conv, b"live".to_vec()).await?;
+    let after = until(&mut events, |e| text(e).is_some_and(|(_, t)| t == "live")).await?;
+    assert!(after.iter().all(|e| text(e).is_none()), "nothing from the first run again: {after:?}");
     Ok(())
 }

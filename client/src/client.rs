@@ -170,7 +170,8 @@ impl Client {
         let (session_tx, session) = watch::channel(first.session.clone());
         let requests =
             Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: config.request_timeout };
-        tokio::spawn(crate::resume::pump(pump_output, events_tx, requests));
+        let pump_task =
+            tokio::spawn(crate::resume::pump(pump_output, events_tx, requests, config.cursor_store.clone()));
         let remote = first.conn.remote_address();
         let request_timeout = config.request_timeout;
         let supervisor = Supervisor {
@@ -179,6 +180,7 @@ impl Client {
             quic,
             commands: receiver,
             pump: pump_input,
+            pump_task,
             session: session_tx,
             terminal: terminal.clone(),
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::{ClientError, Endpoint, ReconnectPolicy};
+use crate::{ClientError, CursorStore, Endpoint, ReconnectPolicy};
 
 /// Which certificates the client trusts.
 #[derive(Debug, Clone)]
@@ -57,6 +57,7 @@ pub struct ClientConfig {
     pub(crate) endpoint: Option<Endpoint>,
     pub(crate) reconnect: Option<ReconnectPolicy>,
     pub(crate) token_source: Option<TokenSource>,
+    pub(crate) cursor_store: Option<Arc<dyn CursorStore>>,
 }
 
 /// Supplies the token for each connection attempt, so a long-lived client presents a fresh one
@@ -95,6 +96,7 @@ impl ClientConfig {
             endpoint: None,
             reconnect: Some(ReconnectPolicy::default()),
             token_source: None,
+            cursor_store: None,
         }
     }
 
@@ -156,6 +158,14 @@ impl ClientConfig {
     /// to [`ClientConfig::new`].
     pub fn with_token_source(mut self, source: TokenSource) -> Self {
         self.token_source = Some(source);
+        self
+    }
+
+    /// Keeps the event stream's cursors in `store`, so an app that restarts is handed what came
+    /// while it was not running (and nothing it had before) as soon as it connects. Without a
+    /// store, cursors live as long as the client.
+    pub fn with_cursor_store(mut self, store: Arc<dyn CursorStore>) -> Self {
+        self.cursor_store = Some(store);
         self
     }
 

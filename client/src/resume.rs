@@ -6,6 +6,8 @@
 //! with SYNC and HISTORY before anything newer is passed on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use herald_protocol::pb;
 use tokio::sync::mpsc;
@@ -13,7 +15,7 @@ use tracing::{debug, warn};
 
 use crate::client::Requests;
 use crate::event::ConnectionState;
-use crate::{ClientError, Entry, Event};
+use crate::{ClientError, CursorStore, Entry, Event};
 
 /// What the pump is fed.
 #[derive(Debug)]
@@ -44,6 +46,19 @@ pub(crate) struct Cursors {
 }
 
 impl Cursors {
+    /// The cursors `store` saved, or none (a store that cannot be read is reported and the
+    /// client starts afresh: it then hands out only what arrives from now on).
+    fn loaded_from(store: Option<&dyn CursorStore>) -> Self {
+        let Some(store) = store else { return Self::default() };
+        match store.load() {
+            Ok(saved) => Self { newest: saved.into_iter().collect() },
+            Err(e) => {
+                warn!(error = %e, "cannot load saved cursors; starting without them");
+                Self::default()
+            }
+        }
+    }
+
     pub(crate) fn judge(&self, conversation_id: u64, seq: u64) -> Verdict {
         match self.newest.get(&conversation_id) {
             None => Verdict::Next,
@@ -63,11 +78,22 @@ impl Cursors {
     }
 }
 
-/// Runs the pump until its input ends or the app drops the event stream.
-pub(crate) async fn pump(mut input: mpsc::Receiver<Input>, out: mpsc::Sender<Event>, requests: Requests) {
-    let mut pump = Pump { cursors: Cursors::default(), out, requests };
-    while let Some(next) = input.recv().await {
-        let alive = match next {
+/// How often, at most, the cursors are saved while entries are being handed out.
+const SAVE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the pump until its input ends or the app drops the event stream. With a cursor store,
+/// it starts from the saved cursors and first hands out what came while the app was away.
+pub(crate) async fn pump(
+    mut input: mpsc::Receiver<Input>,
+    out: mpsc::Sender<Event>,
+    requests: Requests,
+    store: Option<Arc<dyn CursorStore>>,
+) {
+    let cursors = Cursors::loaded_from(store.as_deref());
+    let mut pump = Pump { cursors, out, requests, store, saved_at: Instant::now(), dirty: false };
+    let mut alive = pump.catch_up_all().await;
+    while alive && let Some(next) = input.recv().await {
+        alive = match next {
             Input::Event(Event::Delivery(entry)) => pump.deliver(entry).await,
             Input::Event(Event::Resync { dropped_bytes }) => {
                 pump.catch_up_all().await && pump.emit(Event::Resync { dropped_bytes }).await
@@ -79,19 +105,40 @@ pub(crate) async fn pump(mut input: mpsc::Receiver<Input>, out: mpsc::Sender<Eve
             }
             Input::State(state) => pump.emit(Event::Connection(state)).await,
         };
-        if !alive {
-            return;
-        }
+        pump.save(false);
     }
+    pump.save(true);
 }
 
 struct Pump {
     cursors: Cursors,
     out: mpsc::Sender<Event>,
     requests: Requests,
+    store: Option<Arc<dyn CursorStore>>,
+    saved_at: Instant,
+    /// Cursors moved since the last save.
+    dirty: bool,
 }
 
 impl Pump {
+    /// Saves the cursors if they moved, at most every [`SAVE_INTERVAL`] unless `now`.
+    fn save(&mut self, now: bool) {
+        let Some(store) = &self.store else { return };
+        if !self.dirty || (!now && self.saved_at.elapsed() < SAVE_INTERVAL) {
+            return;
+        }
+        match store.save(&self.cursors.all()) {
+            Ok(()) => self.dirty = false,
+            Err(e) => warn!(error = %e, "cannot save cursors; retrying later"),
+        }
+        self.saved_at = Instant::now();
+    }
+
+    fn advance(&mut self, conversation_id: u64, seq: u64) {
+        self.cursors.advance(conversation_id, seq);
+        self.dirty = true;
+    }
+
     /// Hands out `event`; `false` once the app has dropped the stream.
     async fn emit(&mut self, event: Event) -> bool {
         self.out.send(event).await.is_ok()
@@ -101,7 +148,7 @@ impl Pump {
         match self.cursors.judge(entry.conversation_id, entry.seq) {
             Verdict::Duplicate => true,
             Verdict::Next => {
-                self.cursors.advance(entry.conversation_id, entry.seq);
+                self.advance(entry.conversation_id, entry.seq);
                 self.emit(Event::Delivery(entry)).await
             }
             Verdict::Gap { after } => match self.fill(entry.conversation_id, after).await {
@@ -112,7 +159,7 @@ impl Pump {
                 Err(e) if is_connection_loss(&e) => true,
                 Err(e) => {
                     warn!(error = %e, conversation = entry.conversation_id, "cannot fetch a gap; passing the entry on");
-                    self.cursors.advance(entry.conversation_id, entry.seq);
+                    self.advance(entry.conversation_id, entry.seq);
                     self.emit(Event::Delivery(entry)).await
                 }
             },
@@ -133,7 +180,7 @@ impl Pump {
                 if self.cursors.judge(entry.conversation_id, entry.seq) == Verdict::Duplicate {
                     continue;
                 }
-                self.cursors.advance(entry.conversation_id, entry.seq);
+                self.advance(entry.conversation_id, entry.seq);
                 if !self.emit(Event::Delivery(entry)).await {
                     return Ok(false);
                 }

@@ -103,6 +103,8 @@ pub(crate) struct Supervisor {
     pub(crate) commands: mpsc::Receiver<Command>,
     /// The event pump's input: pushed events, and connection state changes.
     pub(crate) pump: mpsc::Sender<Input>,
+    /// The pump itself, awaited when the client stops.
+    pub(crate) pump_task: tokio::task::JoinHandle<()>,
     pub(crate) session: watch::Sender<SessionInfo>,
     /// Why the client stopped, set before the command channel closes.
     pub(crate) terminal: Arc<OnceLock<ClientError>>,
@@ -149,11 +151,16 @@ impl Supervisor {
         if self.config.reconnect.is_some() {
             let _ = self.pump.send(Input::State(ConnectionState::Closed { reason: error.to_string() })).await;
         }
-        self.commands.close();
-        while let Ok(Command::Request { reply, .. }) = self.commands.try_recv() {
+        let Supervisor { mut commands, pump, pump_task, endpoint, .. } = self;
+        // The pump saves the cursors as it ends; `close` returns only after that, so an app that
+        // quits and starts again finds them.
+        drop(pump);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), pump_task).await;
+        commands.close();
+        while let Ok(Command::Request { reply, .. }) = commands.try_recv() {
             let _ = reply.send(Err(error.clone()));
         }
-        self.endpoint.drain(std::time::Duration::from_secs(1)).await;
+        endpoint.drain(std::time::Duration::from_secs(1)).await;
     }
 
     /// Reads the broker's streams of this connection into the event pump.
