@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// DING escalation ladders and the SMS/voice gateway.
     pub ding: DingConfig,
+    /// Call signaling: ring timeout, rejoin grace, delta window, the media server.
+    pub calls: crate::call::CallsConfig,
 }
 
 /// DING: the escalation ladders senders may choose, and how SMS and voice go out.
@@ -177,6 +179,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             ding: DingConfig::default(),
+            calls: crate::call::CallsConfig::default(),
         }
     }
 }

@@ -57,3 +57,57 @@ impl CallLimits {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// The broker's `[calls]` configuration (docs/PROTOCOL.md §17.11).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// How long invitees' devices ring.
+    #[serde(with = "humantime_serde")]
+    pub ring_timeout: Duration,
+    /// How long a dropped device keeps its slot.
+    #[serde(with = "humantime_serde")]
+    pub rejoin_grace: Duration,
+    /// How long a call with nobody connected lives.
+    #[serde(with = "humantime_serde")]
+    pub empty_timeout: Duration,
+    /// The participant-list coalescing window.
+    #[serde(with = "humantime_serde")]
+    pub delta_window: Duration,
+    /// Largest relayed SDP/ICE blob, bytes.
+    pub max_blob_bytes: usize,
+    /// Most participants per snapshot page.
+    pub snapshot_page: usize,
+    /// The user id the deployment's media server (SFU) connects as; unset: none.
+    pub media_server_user: Option<String>,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        let limits = CallLimits::default();
+        Self {
+            ring_timeout: limits.ring_timeout,
+            rejoin_grace: limits.rejoin_grace,
+            empty_timeout: limits.empty_timeout,
+            delta_window: limits.delta_window,
+            max_blob_bytes: limits.max_blob_bytes,
+            snapshot_page: limits.snapshot_page,
+            media_server_user: None,
+        }
+    }
+}
+
+impl CallsConfig {
+    /// The limits every call runs under.
+    pub fn limits(&self) -> CallLimits {
+        CallLimits {
+            ring_timeout: self.ring_timeout,
+            rejoin_grace: self.rejoin_grace,
+            empty_timeout: self.empty_timeout,
+            delta_window: self.delta_window,
+            max_blob_bytes: self.max_blob_bytes,
+            snapshot_page: self.snapshot_page.max(1),
+            ..CallLimits::default()
+        }
+    }
+}

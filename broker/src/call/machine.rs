@@ -285,6 +285,16 @@ impl Call {
         &self.started_by
     }
 
+    /// When it started (the clock the owner passes in).
+    pub fn started_at_ms(&self) -> u64 {
+        self.started_at_ms
+    }
+
+    /// The limits it runs under.
+    pub fn limits(&self) -> &CallLimits {
+        &self.limits
+    }
+
     /// Where it stands.
     pub fn state(&self) -> CallState {
         self.state
@@ -725,6 +735,19 @@ impl Call {
             return Err(CallError::UnknownTarget);
         }
         Ok(vec![Effect::Relay { from: by.clone(), to, blob }])
+    }
+
+    /// Checks a blob from the deployment's media server, which is not a participant, for a
+    /// participant's device.
+    ///
+    /// # Errors
+    /// [`CallError::Ended`], [`CallError::BlobTooLarge`], [`CallError::UnknownTarget`].
+    pub fn relay_from_media_server(&self, to: &Endpoint, blob: &Bytes) -> Result<(), CallError> {
+        self.ensure_live()?;
+        if blob.len() > self.limits.max_blob_bytes {
+            return Err(CallError::BlobTooLarge { len: blob.len(), max: self.limits.max_blob_bytes });
+        }
+        if self.roster.connected(to) { Ok(()) } else { Err(CallError::UnknownTarget) }
     }
 
     /// The earliest time [`Call::handle_timeout`] has work, if any.
