@@ -163,6 +163,9 @@ pub enum Event {
     Ding(DingNotice),
     /// The state of a DING this user sent changed (acknowledgements, steps, expiry); coalesced.
     DingUpdate(pb::DingUpdate),
+    /// A call rings, stops ringing, changed its participants, relayed a blob, ended or muted
+    /// this device (docs/PROTOCOL.md §17).
+    Call(crate::CallEvent),
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 
 mod admin;
 mod attendance;
+mod call;
 mod client;
 mod config;
 mod ding;
@@ -48,6 +49,7 @@ mod tls;
 
 pub use admin::Admin;
 pub use attendance::{CSV_HEADER, CheckInRequest};
+pub use call::{CallEvent, CallRoster, DeltaOutcome, HostAction};
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, Trust};
 pub use ding::{DingNotice, DingRequest};
