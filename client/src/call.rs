@@ -88,6 +88,14 @@ impl CallRoster {
         }
     }
 
+    /// Takes a later page of the same listing: its participants are added, the version stays
+    /// the first page's (deltas after it bring the list up to date, §17.8).
+    pub fn apply_next_page(&mut self, page: &pb::CallSnapshot) {
+        for p in &page.participants {
+            self.participants.insert((p.user_id.clone(), p.device_id.clone()), p.clone());
+        }
+    }
+
     /// Applies a delta if it follows on from this version.
     pub fn apply_delta(&mut self, delta: &pb::CallDelta) -> DeltaOutcome {
         if delta.to_version <= self.version {
@@ -239,6 +247,26 @@ impl Client {
     ) -> Result<pb::CallOk, ClientError> {
         let (to_user_id, to_device_id) = to.map(|(u, d)| (u.to_owned(), d.to_owned())).unwrap_or_default();
         self.call(pb::CallRelay { call_id, to_user_id, to_device_id, kind: kind.into(), blob }).await
+    }
+
+    /// The whole participant list of a call just joined: the join's first page plus every
+    /// further page, at the first page's version.
+    ///
+    /// # Errors
+    /// As [`Client::call_snapshot`].
+    ///
+    /// # Cancel safety
+    /// Reads only: safe to drop.
+    pub async fn call_roster(&self, joined: &pb::CallJoined) -> Result<CallRoster, ClientError> {
+        let mut roster = CallRoster::from_joined(joined);
+        let call_id = joined.call.as_ref().map_or(0, |c| c.call_id);
+        let mut next = joined.snapshot.as_ref().and_then(|s| s.next.clone());
+        while let Some(after) = next {
+            let page = self.call_snapshot(call_id, Some((&after.user_id, &after.device_id)), 0).await?;
+            roster.apply_next_page(&page);
+            next = page.next;
+        }
+        Ok(roster)
     }
 
     /// A page of a call's participant list, after `after` (user, device), at most `limit`.

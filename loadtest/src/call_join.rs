@@ -71,7 +71,8 @@ pub(crate) async fn run(harness: &Harness, args: &CallJoinArgs) -> Result<Report
                 let Ok(joined) = answer.inspect_err(|e| eprintln!("join failed: {e}")) else {
                     return Outcome { took, events: 0, converged: false, gaps: 0 };
                 };
-                let mut roster = CallRoster::from_joined(&joined);
+                // Past the first page (250), the rest of the list comes page by page.
+                let mut roster = client.call_roster(&joined).await.unwrap_or_else(|_| CallRoster::from_joined(&joined));
                 let (mut count, mut gaps) = (0, 0);
                 while roster.participants.len() < everyone {
                     let Some(events) = events.as_mut() else { break };

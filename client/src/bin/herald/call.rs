@@ -123,7 +123,7 @@ fn ok(what: &str, answer: pb::CallOk) -> Result<()> {
 /// Prints the call's events until it ends (or this device is removed), or Ctrl-C, which
 /// leaves it.
 async fn follow(client: &Client, joined: &pb::CallJoined) -> Result<()> {
-    let mut roster = CallRoster::from_joined(joined);
+    let mut roster = client.call_roster(joined).await.context("reading the participant list")?;
     let id = joined.call.as_ref().map_or(0, |c| c.call_id);
     println!("call id={id} version={} participants={}", roster.version, roster.participants.len());
     let mut events = client.events().context("the event stream was already taken")?;
