@@ -582,6 +582,17 @@ mod tests {
     }
 
     #[test]
+    fn calls_take_their_timings_and_the_media_server_and_keep_the_other_defaults() {
+        let text = "[calls]\nring_timeout = \"45s\"\ndelta_window = \"50ms\"\nmedia_server_user = \"sfu\"\n";
+        let config: Config = toml::from_str(text).expect("valid");
+        let limits = config.calls.limits();
+        assert_eq!((limits.ring_timeout, limits.delta_window), (Duration::from_secs(45), Duration::from_millis(50)));
+        assert_eq!(limits.rejoin_grace, Duration::from_secs(30));
+        assert_eq!(config.calls.media_server_user.as_deref(), Some("sfu"));
+        assert!(toml::from_str::<Config>("[calls]\nring = \"1s\"\n").is_err(), "unknown keys refused");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_ids_are_refused() {
         assert!(toml::from_str::<Config>("listn = \"127.0.0.1:1\"").is_err());
         assert!(toml::from_str::<Config>("orgs = [\"bad org\"]").is_err());
