@@ -17,6 +17,7 @@ fn main() -> Result<()> {
             "proto/herald/v1/admin.proto",
             "proto/herald/v1/ding.proto",
             "proto/herald/v1/attendance.proto",
+            "proto/herald/v1/call.proto",
         ],
         &["proto"],
     )?;

@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// DING escalation ladders and the SMS/voice gateway.
     pub ding: DingConfig,
+    /// Call signaling: ring timeout, rejoin grace, delta window, the media server.
+    pub calls: crate::call::CallsConfig,
 }
 
 /// DING: the escalation ladders senders may choose, and how SMS and voice go out.
@@ -177,6 +179,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             ding: DingConfig::default(),
+            calls: crate::call::CallsConfig::default(),
         }
     }
 }
@@ -576,6 +579,17 @@ mod tests {
         assert_eq!((acme.recall_window, acme.read_receipts), (Some(Duration::from_secs(600)), Some(false)));
         assert_eq!(config.receipts.window, Duration::from_millis(100));
         assert!(config.receipts.enabled, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn calls_take_their_timings_and_the_media_server_and_keep_the_other_defaults() {
+        let text = "[calls]\nring_timeout = \"45s\"\ndelta_window = \"50ms\"\nmedia_server_user = \"sfu\"\n";
+        let config: Config = toml::from_str(text).expect("valid");
+        let limits = config.calls.limits();
+        assert_eq!((limits.ring_timeout, limits.delta_window), (Duration::from_secs(45), Duration::from_millis(50)));
+        assert_eq!(limits.rejoin_grace, Duration::from_secs(30));
+        assert_eq!(config.calls.media_server_user.as_deref(), Some("sfu"));
+        assert!(toml::from_str::<Config>("[calls]\nring = \"1s\"\n").is_err(), "unknown keys refused");
     }
 
     #[test]

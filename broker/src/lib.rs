@@ -25,6 +25,7 @@ pub mod admin;
 pub mod attendance;
 pub mod audit;
 pub mod auth;
+pub mod call;
 pub mod clock;
 pub mod config;
 pub mod connlimit;

@@ -153,6 +153,9 @@ impl RunningBroker {
         ctx.rate_limits = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         let ctx = Arc::new(ctx);
         let services = Arc::new(start_services(&config, store.clone(), registry, orgs, revocations)?);
+        if let Some(records) = services.calls.take_records() {
+            tokio::spawn(crate::call::forward_records(Arc::downgrade(&services), records));
+        }
 
         let endpoint = bind_endpoint(config.listen, server_config)?;
         let local_addr = endpoint.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
@@ -334,13 +337,17 @@ fn start_services(
     info!(shards = shard_count, sync_writes = config.storage.sync_writes, "shards started");
     let sink: Arc<dyn AuditSink> = audit.clone();
     let admin_kv = kv.clone();
+    let orgs_for_calls = orgs.clone();
     let admin =
         AdminDesk::new(kv, log.clone(), orgs, revocations, registry.clone(), sink.clone(), config.storage.sync_writes);
     let attendance = crate::attendance::Attendance::start(admin_kv, sink.clone(), config.storage.sync_writes)
         .map_err(BrokerError::Shards)?;
+    let calls = crate::call::Calls::start(&config.calls, orgs_for_calls, registry.clone(), sink.clone())
+        .map_err(BrokerError::Shards)?;
     Ok(Services {
         shards,
         attendance,
+        calls,
         audit,
         store: log,
         registry,

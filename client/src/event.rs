@@ -166,6 +166,9 @@ pub enum Event {
     /// The connection's state changed (not sent by clients configured
     /// [`crate::ClientConfig::without_reconnect`]).
     Connection(ConnectionState),
+    /// A call rings, stops ringing, changed its participants, relayed a blob, ended or muted
+    /// this device (docs/PROTOCOL.md §17).
+    Call(crate::CallEvent),
 }
 
 /// Where the client's connection stands. Requests made while it is not online wait, up to

@@ -34,6 +34,7 @@
 
 mod admin;
 mod attendance;
+mod call;
 mod client;
 mod config;
 mod cursor_store;
@@ -54,6 +55,7 @@ mod tls;
 
 pub use admin::Admin;
 pub use attendance::{CSV_HEADER, CheckInRequest};
+pub use call::{CallEvent, CallRoster, DeltaOutcome, HostAction};
 pub use client::{Client, Limits, SessionInfo};
 pub use config::{ClientConfig, TokenSource, Trust};
 pub use cursor_store::{CursorStore, CursorStoreError, FileCursors, MemoryCursors};

@@ -74,7 +74,7 @@ pub(crate) fn event(kind: StreamKind, frame: &Frame) -> Option<Event> {
         (StreamKind::Urgent, Body::RecallNotice(notice)) => Some(Event::Recalled(notice.into())),
         (StreamKind::Urgent, Body::DingNotice(notice)) => Some(Event::Ding(notice.into())),
         (StreamKind::Push, Body::DingUpdate(update)) => Some(Event::DingUpdate(update)),
-        _ => None,
+        (kind, body) => crate::call::pushed(kind, body).map(Event::Call),
     }
 }
 

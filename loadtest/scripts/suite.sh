@@ -33,5 +33,6 @@ run reconnect-storm reconnect-storm --members 5000 --backlog 100
 run recall recall --members 1000 --messages 20
 run ding ding --recipients 4999 --ack-spread-ms 2000
 run checkin-burst checkin-burst --people 5000 --window-s 60
+run call-join call-join --devices 999 --window-s 3
 
 python3 "$(dirname "$0")/table.py" "$out"

@@ -4,6 +4,7 @@
 //! in order. It exits non-zero when a check fails.
 
 mod broker;
+mod call_join;
 mod checkin;
 mod connect;
 mod ding;
@@ -102,6 +103,8 @@ enum Scenario {
     Ding(ding::DingArgs),
     /// A workforce checks in within one window; the ones outside the fence are flagged to HR.
     CheckinBurst(checkin::CheckinArgs),
+    /// A join storm: N devices join one call within a window; every list must converge.
+    CallJoin(call_join::CallJoinArgs),
 }
 
 impl Scenario {
@@ -117,6 +120,7 @@ impl Scenario {
             Scenario::Recall(args) => recall::run(harness, args).await,
             Scenario::Ding(args) => ding::run(harness, args).await,
             Scenario::CheckinBurst(args) => checkin::run(harness, args).await,
+            Scenario::CallJoin(args) => call_join::run(harness, args).await,
         }
     }
 }

@@ -129,3 +129,11 @@ fn checkin_burst_judges_every_check_in_and_alerts_hr() {
     );
     assert_eq!(report["figures"]["misjudged"], 0.0);
 }
+
+#[test]
+fn call_join_converges_every_participant_list() {
+    let report = run(&["call-join", "--devices", "40", "--window-s", "0.5", "--timeout-s", "20"]);
+    assert_eq!(assert_clean(&report), vec![("converged".to_owned(), 40)]);
+    assert_eq!(phase(&report, "join")["ok"], 40);
+    assert_eq!(report["figures"]["snapshots"], 40.0);
+}

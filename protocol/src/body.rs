@@ -181,6 +181,44 @@ frame_types! {
     SCHEDULED = 0x0132 => Scheduled(pb::Scheduled),
     /// Client to broker: move or cancel a scheduled message.
     RESCHEDULE = 0x0133 => Reschedule(pb::Reschedule),
+    /// Client to broker: start a call and ring its invitees.
+    CALL_START = 0x0401 => CallStart(pb::CallStart),
+    /// Broker to client: this device is in the call, with the first page of participants.
+    CALL_JOINED = 0x0402 => CallJoined(pb::CallJoined),
+    /// Client to broker: join, accept a ring or rejoin a call.
+    CALL_JOIN = 0x0403 => CallJoin(pb::CallJoin),
+    /// Client to broker: decline a ring.
+    CALL_DECLINE = 0x0404 => CallDecline(pb::CallDecline),
+    /// Client to broker: leave a call.
+    CALL_LEAVE = 0x0405 => CallLeave(pb::CallLeave),
+    /// Client to broker (host): end a call for everyone.
+    CALL_END = 0x0406 => CallEnd(pb::CallEnd),
+    /// Client to broker: this device's mute state and hand.
+    CALL_SET_SELF = 0x0407 => CallSetSelf(pb::CallSetSelf),
+    /// Client to broker (host, co-host): mute, remove, lock, transfer, co-hosts, recording.
+    CALL_HOST_CONTROL = 0x0408 => CallHostControl(pb::CallHostControl),
+    /// Client to broker: start, stop or take over the screen share.
+    CALL_SHARE = 0x0409 => CallShare(pb::CallShare),
+    /// Client to broker: relay an opaque SDP/ICE blob.
+    CALL_RELAY = 0x040a => CallRelay(pb::CallRelay),
+    /// Client to broker: a page of the participant list.
+    CALL_SNAPSHOT_QUERY = 0x040b => CallSnapshotQuery(pb::CallSnapshotQuery),
+    /// Broker to client: a page of the participant list at one version.
+    CALL_SNAPSHOT = 0x040c => CallSnapshot(pb::CallSnapshot),
+    /// Broker to client: a call request took effect.
+    CALL_OK = 0x040d => CallOk(pb::CallOk),
+    /// Broker to client (urgent stream): an invitation rings.
+    CALL_RING = 0x0410 => CallRing(pb::CallRing),
+    /// Broker to client (urgent stream): stop ringing.
+    CALL_RING_STOP = 0x0411 => CallRingStop(pb::CallRingStop),
+    /// Broker to client (push stream): coalesced, versioned participant-list changes.
+    CALL_DELTA = 0x0412 => CallDelta(pb::CallDelta),
+    /// Broker to client (urgent stream): a relayed blob.
+    CALL_RELAYED = 0x0413 => CallRelayed(pb::CallRelayed),
+    /// Broker to client (urgent stream): the call ended, or this device was removed.
+    CALL_ENDED = 0x0414 => CallEnded(pb::CallEnded),
+    /// Broker to client (urgent stream): a host muted this device.
+    CALL_MUTED = 0x0415 => CallMuted(pb::CallMuted),
     /// Client to broker: DING recipients about a message, escalating until they acknowledge.
     DING_SEND = 0x0501 => DingSend(pb::DingSend),
     /// Broker to client: the DING is durable; its ladder is under way.

@@ -86,6 +86,10 @@ error_codes! {
     INVALID_LOCATION = 0x030c, false, "A check-in's position is not a place on Earth: latitude or longitude out of range, not a finite number, or a negative accuracy.";
     CLOCK_SKEW = 0x030d, false, "A check-in's client time is further from the broker's clock than the organisation's rules allow.";
     UNKNOWN_SITE = 0x030e, false, "A check-in names a site the organisation's attendance rules do not define.";
+    CALL_FULL = 0x030f, false, "The call already holds as many participants as the organisation's call tier allows.";
+    CALL_LOCKED = 0x0310, false, "The host locked the call: it takes no new participants.";
+    CALL_ENDED = 0x0311, false, "The call has ended; nothing more can happen in it.";
+    SCREEN_SHARE_BUSY = 0x0312, false, "Another participant is sharing their screen; only the host or a co-host may take over.";
     RATE_LIMITED = 0x0401, false, "Too many requests; retry after retry_after_ms.";
     OVERLOADED = 0x0402, false, "The broker is shedding load; retry after retry_after_ms.";
     INTERNAL = 0x0501, false, "The broker failed in a way the client cannot fix; the request had no effect unless stated.";

@@ -56,11 +56,21 @@ pub enum AuditAction {
     AttendanceDeviceRebound,
     /// An attendance report (payroll export) was read.
     AttendanceExported,
+    /// A call started (target the call id; details: conversation, invitees).
+    CallStarted,
+    /// A device joined a call (target `call_id/user/device`).
+    CallJoined,
+    /// A device left a call (target `call_id/user/device`; details: why).
+    CallLeft,
+    /// A call's recording flag changed (details: `on`).
+    CallRecording,
+    /// A call ended (details: reason, duration, participants).
+    CallEnded,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 30] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -86,6 +96,11 @@ impl AuditAction {
         AuditAction::AttendanceRulesChanged,
         AuditAction::AttendanceDeviceRebound,
         AuditAction::AttendanceExported,
+        AuditAction::CallStarted,
+        AuditAction::CallJoined,
+        AuditAction::CallLeft,
+        AuditAction::CallRecording,
+        AuditAction::CallEnded,
     ];
 
     /// The action's stable name.
@@ -116,6 +131,11 @@ impl AuditAction {
             AuditAction::AttendanceRulesChanged => "attendance_rules_changed",
             AuditAction::AttendanceDeviceRebound => "attendance_device_rebound",
             AuditAction::AttendanceExported => "attendance_exported",
+            AuditAction::CallStarted => "call_started",
+            AuditAction::CallJoined => "call_joined",
+            AuditAction::CallLeft => "call_left",
+            AuditAction::CallRecording => "call_recording",
+            AuditAction::CallEnded => "call_ended",
         }
     }
 

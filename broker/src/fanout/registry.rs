@@ -108,6 +108,47 @@ impl SessionRegistry {
         devices.into_iter().collect()
     }
 
+    /// Queues `frame` to the named devices (user, device) only. Returns (queued, dropped).
+    pub fn send_to_devices<'a>(
+        &self,
+        org: &OrgId,
+        devices: impl IntoIterator<Item = (&'a UserId, &'a DeviceId)>,
+        frame: &Bytes,
+        lane: Lane,
+    ) -> (usize, usize) {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
+        let (mut queued, mut dropped) = (0, 0);
+        for (user, device) in devices {
+            let Some(sessions) = users.get(user) else { continue };
+            for session in sessions.iter().filter(|s| s.device == *device) {
+                let queue = match lane {
+                    Lane::Push => &session.push,
+                    Lane::Urgent => &session.urgent,
+                };
+                if queue.push(frame) {
+                    queued += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        (queued, dropped)
+    }
+
+    /// Queues `frame` to every online device of `user` but `except`. Returns (queued, dropped).
+    pub fn send_to_user_except(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        except: Option<&DeviceId>,
+        frame: &Bytes,
+        lane: Lane,
+    ) -> (usize, usize) {
+        let devices: Vec<DeviceId> =
+            self.devices(org, user).into_iter().map(|(d, _)| d).filter(|d| Some(d) != except).collect();
+        self.send_to_devices(org, devices.iter().map(|d| (user, d)), frame, lane)
+    }
+
     /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
     pub fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes, lane: Lane) -> (usize, usize) {
         let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };

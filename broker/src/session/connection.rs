@@ -331,6 +331,9 @@ impl ConnectionLoop {
     fn unregister(&mut self) {
         if let Some(identity) = self.registered.take() {
             self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
+            // Its calls keep the device's slot for the rejoin grace.
+            let endpoint = crate::call::Endpoint::new(identity.user.clone(), identity.device.clone());
+            self.services.calls.disconnected(identity.org.clone(), endpoint);
         }
     }
 
@@ -394,6 +397,7 @@ impl ConnectionLoop {
             Routed::Attendance(request) => {
                 crate::attendance::dispatch(&self.services, identity, request, request_id, reply)
             }
+            Routed::Call(request) => crate::call::dispatch(&self.services, identity, request, request_id, reply),
             Routed::Sync { cursors } => {
                 let store = self.services.store.clone();
                 tokio::task::spawn_blocking(move || {

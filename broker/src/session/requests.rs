@@ -34,6 +34,8 @@ pub enum Routed {
     Admin(AdminRequest),
     /// An attendance request (check-ins, and attendance administration, already authorised).
     Attendance(crate::attendance::AttendanceRequest),
+    /// A call request, for the call loop.
+    Call(crate::call::CallRequest),
 }
 
 /// A refusal: the code and the message the caller sees.
@@ -163,6 +165,18 @@ pub(super) fn parse(
         Body::Sync(r) => Ok(Routed::Sync {
             cursors: r.cursors.iter().map(|c| (ConversationId::new(c.conversation_id), c.seq)).collect(),
         }),
+        body @ (Body::CallStart(_)
+        | Body::CallJoin(_)
+        | Body::CallDecline(_)
+        | Body::CallLeave(_)
+        | Body::CallEnd(_)
+        | Body::CallSetSelf(_)
+        | Body::CallHostControl(_)
+        | Body::CallShare(_)
+        | Body::CallRelay(_)
+        | Body::CallSnapshotQuery(_)) => {
+            return crate::call::parse(body).map(|parsed| parsed.map(Routed::Call));
+        }
         body @ (Body::CheckIn(_)
         | Body::AttendanceDayQuery(_)
         | Body::AttendanceRulesSet(_)
@@ -191,7 +205,8 @@ pub(super) fn demand(routed: &Routed) -> Demand {
         | Routed::ListConversations { .. }
         | Routed::Sync { .. }
         | Routed::Admin(_)
-        | Routed::Attendance(_) => Demand::one(Class::Requests),
+        | Routed::Attendance(_)
+        | Routed::Call(_) => Demand::one(Class::Requests),
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Services {
     pub shards: Shards,
     /// The attendance loop. Declared before `audit` for the same reason as `shards`.
     pub attendance: Attendance,
+    /// The call loop, owning every call. Declared before `audit` likewise.
+    pub calls: crate::call::Calls,
     /// The audit log's writer.
     pub audit: Arc<AuditLog>,
     /// Committed state, for the requests no shard serves.

@@ -74,6 +74,8 @@ pub enum Request {
     DingCancel { id: ConversationId, ding_id: u64 },
     /// DING again the unacknowledged recipients, as DING `new_id`.
     Reding { id: ConversationId, ding_id: u64, new_id: u64 },
+    /// Sequence the record of a call of the conversation that ended (the origin is its starter).
+    CallRecord { id: ConversationId, record: herald_protocol::pb::CallRecord },
 }
 
 /// When a message is sequenced and when it expires; zeros mean "now" and "never".
@@ -110,7 +112,8 @@ impl Request {
             | Request::DingAck { id, .. }
             | Request::DingQuery { id, .. }
             | Request::DingCancel { id, .. }
-            | Request::Reding { id, .. } => *id,
+            | Request::Reding { id, .. }
+            | Request::CallRecord { id, .. } => *id,
         }
     }
 }

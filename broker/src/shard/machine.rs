@@ -332,6 +332,7 @@ impl ShardMachine {
             }
             Request::DingCancel { ding_id, .. } => self.ding_cancel(&conv, &origin, ding_id, now_ms),
             Request::Reding { ding_id, new_id, .. } => self.reding(&conv, &origin, ding_id, new_id, now_ms),
+            Request::CallRecord { record, .. } => self.call_record(&conv, &origin, record, now_ms),
         };
         if let Err((code, message)) = result {
             self.reply(&origin, Frame::error(origin.request_id, code, message));
@@ -704,6 +705,22 @@ impl ShardMachine {
         }
         let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], now_ms)?;
         self.audit(conv, Author::of(origin), AuditAction::MemberLeft, conv.id.to_string(), Vec::new(), now_ms);
+        self.sequenced(conv, origin, seq, now_ms);
+        Ok(())
+    }
+
+    /// Sequences a call record (docs/PROTOCOL.md §17.9), authored by the call's starter, who
+    /// must still be a member.
+    fn call_record(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        record: pb::CallRecord,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let recipients = self.member_state(conv, &origin.user)?.0.recipients();
+        self.writable(conv)?;
+        let seq = self.event(conv, Author::of(origin), pb::event::Kind::CallRecord(record), recipients, now_ms)?;
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
     }

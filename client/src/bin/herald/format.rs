@@ -78,6 +78,13 @@ fn event_summary(event: &pb::Event) -> String {
         Some(Kind::SettingsChanged(s)) => {
             format!("settings read_receipts={} retention_secs={}", s.read_receipts, s.retention_secs)
         }
+        Some(Kind::CallRecord(c)) => format!(
+            "call {} by {} ended after {} s with {} participants",
+            c.call_id,
+            c.started_by_user_id,
+            c.duration_ms / 1000,
+            c.participants
+        ),
         None => "unknown event".to_owned(),
     }
 }

@@ -5,6 +5,7 @@
 //! failures exit non-zero with the broker's error code in the message.
 
 mod attendance;
+mod call;
 mod ding;
 mod format;
 mod listen;
@@ -143,6 +144,9 @@ enum Command {
     /// Your attendance: `herald attendance today [--date YYYY-MM-DD]`.
     #[command(subcommand)]
     Attendance(attendance::AttendanceCommand),
+    /// Calls: `herald call start|join|leave|end|mute|share`.
+    #[command(subcommand)]
+    Call(call::CallCommand),
 }
 
 #[tokio::main]
@@ -170,6 +174,7 @@ async fn run(client: &Client, command: Command) -> Result<()> {
         Command::Ding(command) => ding::ding(client, command).await,
         Command::Checkin(args) => attendance::check_in(client, args).await,
         Command::Attendance(command) => attendance::attendance(client, command).await,
+        Command::Call(command) => call::call(client, command).await,
     }
 }
 
