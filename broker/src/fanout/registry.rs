@@ -117,22 +117,13 @@ impl SessionRegistry {
         lane: Lane,
     ) -> (usize, usize) {
         let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
-        let (mut queued, mut dropped) = (0, 0);
+        let mut tally = (0, 0);
         for (user, device) in devices {
-            let Some(sessions) = users.get(user) else { continue };
-            for session in sessions.iter().filter(|s| s.device == *device) {
-                let queue = match lane {
-                    Lane::Push => &session.push,
-                    Lane::Urgent => &session.urgent,
-                };
-                if queue.push(frame) {
-                    queued += 1;
-                } else {
-                    dropped += 1;
-                }
+            if let Some(sessions) = users.get(user) {
+                push_all(sessions.iter().filter(|s| s.device == *device), frame, lane, &mut tally);
             }
         }
-        (queued, dropped)
+        tally
     }
 
     /// Queues `frame` to every online device of `user` but `except`. Returns (queued, dropped).
@@ -144,31 +135,51 @@ impl SessionRegistry {
         frame: &Bytes,
         lane: Lane,
     ) -> (usize, usize) {
-        let devices: Vec<DeviceId> =
-            self.devices(org, user).into_iter().map(|(d, _)| d).filter(|d| Some(d) != except).collect();
-        self.send_to_devices(org, devices.iter().map(|d| (user, d)), frame, lane)
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
+        let mut tally = (0, 0);
+        if let Some(sessions) = users.get(user) {
+            let live = sessions.iter().filter(|s| Some(&s.device) != except && !s.revoked.is_cancelled());
+            push_all(live, frame, lane, &mut tally);
+        }
+        tally
     }
 
     /// Queues `frame` to every online device of every recipient. Returns (queued, dropped).
     pub fn fan_out(&self, org: &OrgId, recipients: &[UserId], frame: &Bytes, lane: Lane) -> (usize, usize) {
         let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return (0, 0) };
-        let (mut queued, mut dropped) = (0, 0);
+        let mut tally = (0, 0);
         for user in recipients {
             if let Some(sessions) = users.get(user) {
-                for session in sessions.iter() {
-                    let queue = match lane {
-                        Lane::Push => &session.push,
-                        Lane::Urgent => &session.urgent,
-                    };
-                    if queue.push(frame) {
-                        queued += 1;
-                    } else {
-                        dropped += 1;
-                    }
-                }
+                push_all(sessions.iter(), frame, lane, &mut tally);
             }
         }
-        (queued, dropped)
+        tally
+    }
+}
+
+impl DeviceSession {
+    /// The queue of `lane`.
+    fn queue(&self, lane: Lane) -> &PushQueue {
+        match lane {
+            Lane::Push => &self.push,
+            Lane::Urgent => &self.urgent,
+        }
+    }
+}
+
+/// Queues one shared `frame` on `lane` of each session, adding (queued, dropped) to `tally`.
+fn push_all<'s>(
+    sessions: impl Iterator<Item = &'s DeviceSession>,
+    frame: &Bytes,
+    lane: Lane,
+    tally: &mut (usize, usize),
+) {
+    for session in sessions {
+        if session.queue(lane).push(frame) {
+            tally.0 += 1;
+        } else {
+            tally.1 += 1;
+        }
     }
 }
 
