@@ -97,8 +97,15 @@ async fn a_ring_accepted_on_one_device_stops_on_the_other_and_the_call_runs_to_i
     assert_eq!(muted.by_user_id, "alice");
     let refused = bob_phone.call_host_control(call.call_id, HostAction::Lock(true)).await.err().context("refused")?;
     assert_eq!(code(&refused), Some(ErrorCode::FORBIDDEN));
-    alice.call_host_control(call.call_id, HostAction::Lock(true)).await?;
+    // A conversation's call admits its members only: an outsider hears of no such call, as for
+    // an id that never existed; once added to the group, the lock is what stops her.
     let carol = broker.client("carol").await?;
+    let outsider = carol.call_join(call.call_id, false, false).await.err().context("outsider")?;
+    let never = carol.call_join(call.call_id ^ 1, false, false).await.err().context("unknown")?;
+    assert_eq!((code(&outsider), outsider.to_string()), (code(&never), never.to_string()));
+    assert_eq!(code(&outsider), Some(ErrorCode::NOT_FOUND));
+    alice.update_members(conv, &["carol"], &[]).await?;
+    alice.call_host_control(call.call_id, HostAction::Lock(true)).await?;
     let locked = carol.call_join(call.call_id, false, false).await.err().context("locked")?;
     assert_eq!(code(&locked), Some(ErrorCode::CALL_LOCKED));
     alice.call_host_control(call.call_id, HostAction::Recording(true)).await?;

@@ -1,5 +1,6 @@
 //! Where a session's call request goes: to the call loop, after (for a conversation's call) the
-//! conversation's shard has confirmed the caller is a member and named whom to ring; and where
+//! conversation's shard has confirmed the caller is a member, named whom to ring on a start and
+//! admitted a joiner who was not rung; and where
 //! an ended call's record goes: to its conversation's shard, like any sequenced event.
 
 use std::sync::{Arc, Weak};
@@ -8,9 +9,11 @@ use herald_protocol::{DeviceId, ErrorCode, Frame, RequestId, SessionId, UserId, 
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::error::CallError;
+use super::machine::CallId;
 use super::participant::Endpoint;
 use super::service::RecordPost;
-use super::table::Caller;
+use super::table::{Admission, Caller};
 use super::wire::CallRequest;
 use crate::auth::Identity;
 use crate::conversation::ConversationId;
@@ -37,28 +40,70 @@ pub(crate) fn dispatch(
 }
 
 async fn serve(services: &Services, caller: Identity, mut request: CallRequest, request_id: RequestId) -> Frame {
-    if let CallRequest::Start { conversation, invitees, .. } = &mut request
-        && *conversation != 0
-    {
-        match members(services, &caller, *conversation, request_id).await {
-            Ok(members) if invitees.is_empty() => *invitees = members,
-            Ok(_) => {}
-            Err(refusal) => return refusal,
+    let who = Caller { org: caller.org.clone(), endpoint: Endpoint::new(caller.user.clone(), caller.device.clone()) };
+    match &mut request {
+        CallRequest::Start { conversation, invitees, .. } if *conversation != 0 => {
+            match members(services, &caller, *conversation, MAX_RING, request_id).await {
+                Ok(members) if invitees.is_empty() => *invitees = members,
+                Ok(_) => {}
+                Err(refusal) => return refusal,
+            }
         }
+        CallRequest::Join { call, .. } => {
+            if let Err(refusal) = admit(services, &caller, &who, *call, request_id).await {
+                return refusal;
+            }
+        }
+        _ => {}
     }
-    let who = Caller { org: caller.org.clone(), endpoint: Endpoint::new(caller.user, caller.device) };
-    let Ok(answer) = services.calls.submit(who, request, request_id) else {
-        return Frame::error(request_id, ErrorCode::OVERLOADED, "the call loop is busy");
-    };
-    answer.await.unwrap_or_else(|_| Frame::error(request_id, ErrorCode::UNAVAILABLE, "the call loop stopped"))
+    let Ok(answer) = services.calls.submit(who, request, request_id) else { return busy(request_id) };
+    answer.await.unwrap_or_else(|_| stopped(request_id))
 }
 
-/// The conversation's members (the caller's membership checked by its shard), or the shard's
-/// refusal as the answer.
+/// Lets a join through, or answers why not: a conversation's call admits only the members of
+/// the conversation (or those already invited or in it). A non-member is told the call does not
+/// exist, exactly as for an unknown id, so call ids reveal nothing across conversations.
+async fn admit(
+    services: &Services,
+    caller: &Identity,
+    who: &Caller,
+    call: CallId,
+    request_id: RequestId,
+) -> Result<(), Frame> {
+    let Ok(admission) = services.calls.admission(who.clone(), call) else { return Err(busy(request_id)) };
+    let Ok(admission) = admission.await else { return Err(stopped(request_id)) };
+    let Admission::MembersOf(conversation) = admission else { return Ok(()) };
+    match members(services, caller, conversation, 0, request_id).await {
+        Ok(_) => Ok(()),
+        Err(refusal) if is_transient(&refusal) => Err(refusal),
+        Err(_) => {
+            let unknown = CallError::UnknownCall;
+            Err(Frame::error(request_id, unknown.code(), unknown.to_string()))
+        }
+    }
+}
+
+fn is_transient(refusal: &Frame) -> bool {
+    refusal
+        .decode_body::<pb::Error>()
+        .is_ok_and(|e| matches!(ErrorCode::from_u32(e.code), ErrorCode::OVERLOADED | ErrorCode::UNAVAILABLE))
+}
+
+fn busy(request_id: RequestId) -> Frame {
+    Frame::error(request_id, ErrorCode::OVERLOADED, "the call loop is busy")
+}
+
+fn stopped(request_id: RequestId) -> Frame {
+    Frame::error(request_id, ErrorCode::UNAVAILABLE, "the call loop stopped")
+}
+
+/// Up to `limit` of the conversation's members (the caller's membership checked by its shard),
+/// or the shard's refusal as the answer.
 async fn members(
     services: &Services,
     caller: &Identity,
     conversation: u64,
+    limit: usize,
     request_id: RequestId,
 ) -> Result<Vec<UserId>, Frame> {
     let (reply, mut answers) = ReplyTo::channel();
@@ -71,7 +116,7 @@ async fn members(
         request_id,
         reply,
     };
-    let request = Request::ListMembers { id: ConversationId::new(conversation), after: None, limit: MAX_RING };
+    let request = Request::ListMembers { id: ConversationId::new(conversation), after: None, limit };
     if services.shards.route(Command { origin, request }).is_err() {
         return Err(Frame::error(request_id, ErrorCode::OVERLOADED, "the conversation's shard is busy"));
     }

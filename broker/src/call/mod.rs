@@ -40,6 +40,6 @@ pub use participant::{Endpoint, Participant, ParticipantView, Presence, Role};
 pub use ring::{Invite, InviteState, RingEnd};
 pub use roster::{Change, Delta, Roster, SnapshotPage};
 pub use service::{Calls, CallsBusy, RecordPost};
-pub use table::{CallTable, Caller, Out, Target};
+pub use table::{Admission, CallTable, Caller, Out, Target};
 pub(crate) use wire::parse;
 pub use wire::{CallRequest, Control};

@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::config::CallsConfig;
+use super::machine::CallId;
 use super::participant::Endpoint;
-use super::table::{CallTable, Caller, Out, Target};
+use super::table::{Admission, CallTable, Caller, Out, Target};
 use super::wire::CallRequest;
 use crate::admin::OrgTable;
 use crate::audit::AuditSink;
@@ -44,6 +45,7 @@ pub struct RecordPost {
 #[derive(Debug)]
 enum Job {
     Request { caller: Caller, request: Box<CallRequest>, request_id: RequestId, done: oneshot::Sender<Frame> },
+    Admission { caller: Caller, call: CallId, done: oneshot::Sender<Admission> },
     Disconnected { org: OrgId, endpoint: Endpoint },
 }
 
@@ -96,6 +98,16 @@ impl Calls {
     ) -> Result<oneshot::Receiver<Frame>, CallsBusy> {
         let (done, answer) = oneshot::channel();
         self.send(Job::Request { caller, request: Box::new(request), request_id, done })?;
+        Ok(answer)
+    }
+
+    /// Asks who may join call `call` (see [`CallTable::admission`]).
+    ///
+    /// # Errors
+    /// [`CallsBusy`] when the queue is full or the loop stopped.
+    pub fn admission(&self, caller: Caller, call: CallId) -> Result<oneshot::Receiver<Admission>, CallsBusy> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Admission { caller, call, done })?;
         Ok(answer)
     }
 
@@ -161,6 +173,9 @@ impl Loop {
                     Err(e) => Frame::error(request_id, e.code(), e.to_string()),
                 };
                 let _ = done.send(answer);
+            }
+            Job::Admission { caller, call, done } => {
+                let _ = done.send(self.table.admission(&caller, call));
             }
             Job::Disconnected { org, endpoint } => self.table.disconnected(now_ms, &org, &endpoint),
         }

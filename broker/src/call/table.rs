@@ -61,6 +61,16 @@ pub enum Out {
     },
 }
 
+/// Who may join a call besides its invitees and the users already in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Anyone in the organisation who knows the call (a meeting link), or the caller is
+    /// invited or in already: the join goes straight to the call.
+    Open,
+    /// The call belongs to this conversation: only its members may join, which its shard checks.
+    MembersOf(u64),
+}
+
 /// A request's caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -100,6 +110,22 @@ impl CallTable {
     /// One call, for tests and metrics.
     pub fn get(&self, id: CallId) -> Option<&Call> {
         self.calls.get(&id)
+    }
+
+    /// Whether `caller` may join call `id` as it is, or must first prove membership of the
+    /// call's conversation. An unknown call is [`Admission::Open`]: the join itself then
+    /// answers that it does not exist.
+    pub fn admission(&self, caller: &Caller, id: CallId) -> Admission {
+        let Some(call) = self.calls.get(&id).filter(|c| *c.org() == caller.org) else { return Admission::Open };
+        let user = &caller.endpoint.user;
+        let known = call.invites().contains_key(user)
+            || call.started_by() == user
+            || self.media_server.as_ref() == Some(user)
+            || call.roster().iter().any(|(endpoint, _)| endpoint.user == *user);
+        match call.conversation() {
+            Some(conversation) if !known => Admission::MembersOf(conversation),
+            _ => Admission::Open,
+        }
     }
 
     /// What is to be done, taken.

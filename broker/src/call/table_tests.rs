@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use herald_protocol::{Body, DeviceId, ErrorCode, Frame, FrameCodec, OrgId, UserId, pb};
 
-use super::table::{CallTable, Caller, Out, Target};
+use super::table::{Admission, CallTable, Caller, Out, Target};
 use super::wire::{CallRequest, Control};
-use super::{CallLimits, CallState, Endpoint};
+use super::{CallId, CallLimits, CallState, Endpoint};
 use crate::audit::AuditAction;
 use crate::fanout::Lane;
 
@@ -61,13 +61,13 @@ fn a_start_rings_every_device_of_the_invitee_on_the_urgent_stream_and_is_audited
     let audited: Vec<AuditAction> =
         outs.iter().filter_map(|o| if let Out::Audit(a) = o { Some(a.action) } else { None }).collect();
     assert_eq!(audited, vec![AuditAction::CallStarted, AuditAction::CallJoined]);
-    assert_eq!(table.get(super::CallId::new(id)).map(super::Call::state), Some(CallState::Ringing));
+    assert_eq!(table.get(CallId::new(id)).map(super::Call::state), Some(CallState::Ringing));
 }
 
 #[test]
 fn an_accept_stops_the_ring_on_the_other_devices_and_the_others_get_one_delta() {
     let mut table = CallTable::new(CallLimits::default(), None);
-    let id = super::CallId::new(start(&mut table, 0));
+    let id = CallId::new(start(&mut table, 0));
     table.take_outs();
     let join = CallRequest::Join { call: id, audio_muted: true, video_muted: false };
     let Ok(Body::CallJoined(joined)) = table.serve(T0 + 10, &caller("bob", "b-phone"), join, 300, 0) else {
@@ -92,7 +92,7 @@ fn an_accept_stops_the_ring_on_the_other_devices_and_the_others_get_one_delta() 
 #[test]
 fn refusals_carry_their_codes_and_other_organisations_see_no_call() {
     let mut table = CallTable::new(CallLimits::default(), None);
-    let id = super::CallId::new(start(&mut table, 0));
+    let id = CallId::new(start(&mut table, 0));
     let outsider = Caller { org: OrgId::new("globex").expect("org"), ..caller("bob", "b1") };
     let join = CallRequest::Join { call: id, audio_muted: false, video_muted: false };
     assert_eq!(table.serve(T0, &outsider, join.clone(), 300, 0).map_err(|e| e.code()), Err(ErrorCode::NOT_FOUND));
@@ -110,7 +110,7 @@ fn refusals_carry_their_codes_and_other_organisations_see_no_call() {
 #[test]
 fn relays_reach_the_named_device_or_the_media_server_and_the_server_answers_back() {
     let mut table = CallTable::new(CallLimits::default(), Some(UserId::new("sfu").expect("user")));
-    let id = super::CallId::new(start(&mut table, 0));
+    let id = CallId::new(start(&mut table, 0));
     table.take_outs();
     let relay = CallRequest::Relay { call: id, to: None, kind: 1, blob: Bytes::from_static(b"offer") };
     table.serve(T0 + 1, &caller("alice", "a1"), relay, 300, 0).expect("relays to the SFU");
@@ -134,7 +134,7 @@ fn relays_reach_the_named_device_or_the_media_server_and_the_server_answers_back
 #[test]
 fn a_conversations_call_ending_leaves_a_record_and_a_disconnect_keeps_the_slot() {
     let mut table = CallTable::new(CallLimits::default(), None);
-    let id = super::CallId::new(start(&mut table, 77));
+    let id = CallId::new(start(&mut table, 77));
     let join = CallRequest::Join { call: id, audio_muted: false, video_muted: false };
     table.serve(T0 + 1, &caller("bob", "b1"), join.clone(), 300, 0).expect("joins");
     table.disconnected(T0 + 2, &org(), &caller("bob", "b1").endpoint);
@@ -159,4 +159,21 @@ fn a_conversations_call_ending_leaves_a_record_and_a_disconnect_keeps_the_slot()
     );
     table.tick(T0 + 60_000 + 10 * 60 * 1000);
     assert!(table.get(id).is_none(), "forgotten ten minutes after its end");
+}
+
+#[test]
+fn a_conversation_call_admits_outsiders_only_through_the_conversation_and_a_free_call_admits_anyone() {
+    let mut table = CallTable::new(CallLimits::default(), Some(UserId::new("sfu").expect("user")));
+    let bound = CallId::new(start(&mut table, 77));
+    let admission = |table: &CallTable, user: &str, id: CallId| table.admission(&caller(user, "d1"), id);
+    assert_eq!(admission(&table, "alice", bound), Admission::Open, "the starter");
+    assert_eq!(admission(&table, "bob", bound), Admission::Open, "an invitee");
+    assert_eq!(admission(&table, "sfu", bound), Admission::Open, "the media server");
+    assert_eq!(admission(&table, "carol", bound), Admission::MembersOf(77), "anyone else proves membership");
+
+    let unknown = CallId::new(424_242);
+    assert_eq!(admission(&table, "carol", unknown), Admission::Open, "an unknown call: the join says so");
+    let mut other = CallTable::new(CallLimits::default(), None);
+    let free = CallId::new(start(&mut other, 0));
+    assert_eq!(admission(&other, "carol", free), Admission::Open, "a call with no conversation is a meeting link");
 }
