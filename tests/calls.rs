@@ -7,8 +7,10 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use common::TestBroker;
+use bytes::BytesMut;
+use common::{RawPeer, TestBroker};
 use herald_client::{CallEvent, CallRoster, Client, DeltaOutcome, EntryKind, ErrorCode, Event, HostAction, pb};
+use herald_protocol::{Frame, FrameCodec, RequestId};
 use tokio::sync::mpsc::Receiver;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -168,11 +170,47 @@ async fn an_unanswered_ring_is_missed_and_the_call_ends() -> Result<()> {
     let mut alice_events = alice.events().context("events")?;
     let joined = alice.call_start(0, vec!["bob".into()], false, false).await?;
     let id = joined.call.context("call")?.call_id;
-    next_call(&mut bob_events, |e| if let CallEvent::Ring(_) = e { Some(()) } else { None }).await?;
-    let stop = next_call(&mut bob_events, |e| if let CallEvent::RingStopped(s) = e { Some(s) } else { None }).await?;
+    // The ring comes twice (urgent stream and datagram); the app sees it once.
+    let mut rings = 0;
+    let stop = next_call(&mut bob_events, |e| match e {
+        CallEvent::Ring(_) => {
+            rings += 1;
+            None
+        }
+        CallEvent::RingStopped(s) => Some(s),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(rings, 1, "one ring event for one ring");
     assert_eq!((stop.call_id, stop.reason), (id, i32::from(pb::RingEndReason::Missed)));
     let ended = next_call(&mut alice_events, |e| if let CallEvent::Ended(e) = e { Some(e) } else { None }).await?;
     assert_eq!(ended.reason, i32::from(pb::CallEndReason::NoAnswer));
+    Ok(())
+}
+
+/// A device whose connection takes QUIC datagrams gets its ring as one (a whole CALL_RING
+/// frame) as well as on its urgent stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_also_comes_as_a_quic_datagram() -> Result<()> {
+    let broker = broker().await?;
+    let alice = broker.client("alice").await?;
+    let mut bob = RawPeer::connect(&broker).await?;
+    bob.send_frame(&Frame::from_body(RequestId::new(1), &common::hello(broker.token("acme", "bob")))).await?;
+    bob.next_frame().await?.context("WELCOME")?.decode_body::<pb::Welcome>()?;
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, bob.conn.accept_uni()).await??;
+    }
+    // The session registers for pushes right after opening its streams.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let joined = alice.call_start(0, vec!["bob".into()], false, false).await?;
+    let id = joined.call.context("call")?.call_id;
+    let datagram = tokio::time::timeout(WAIT, bob.conn.read_datagram()).await.context("no datagram")??;
+    let mut wire = BytesMut::from(&datagram[..]);
+    let frame = FrameCodec::default().decode(&mut wire)?.context("a whole frame")?;
+    assert!(wire.is_empty(), "one frame per datagram");
+    let ring: pb::CallRing = frame.decode_body()?;
+    assert_eq!((ring.call.map(|c| c.call_id), ring.from_user_id.as_str()), (Some(id), "alice"));
     Ok(())
 }
 

@@ -51,6 +51,7 @@ fn online_group() -> (ShardMachine, SessionRegistry, Vec<PushReceiver>, ConvKey)
             device: DeviceId::new("d").expect("valid"),
             push,
             urgent,
+            datagrams: None,
             token_id: None,
             recheck: tokio_util::sync::CancellationToken::new(),
             revoked: tokio_util::sync::CancellationToken::new(),

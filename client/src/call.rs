@@ -33,13 +33,38 @@ pub enum CallEvent {
 /// The call event a pushed frame carries, if it is one, on the stream the protocol sends it on.
 pub(crate) fn pushed(kind: StreamKind, body: Body) -> Option<CallEvent> {
     match (kind, body) {
-        (StreamKind::Urgent, Body::CallRing(r)) => Some(CallEvent::Ring(r)),
+        (StreamKind::Urgent | StreamKind::Datagram, Body::CallRing(r)) => Some(CallEvent::Ring(r)),
         (StreamKind::Urgent, Body::CallRingStop(r)) => Some(CallEvent::RingStopped(r)),
         (StreamKind::Push, Body::CallDelta(d)) => Some(CallEvent::Delta(d)),
         (StreamKind::Urgent, Body::CallRelayed(r)) => Some(CallEvent::Relayed(r)),
         (StreamKind::Urgent, Body::CallEnded(e)) => Some(CallEvent::Ended(e)),
         (StreamKind::Urgent, Body::CallMuted(m)) => Some(CallEvent::Muted(m)),
         _ => None,
+    }
+}
+
+/// The calls whose ring the app has been shown, so the second copy of a ring (one comes on the
+/// urgent stream, one as a datagram) is dropped whichever arrives first. A user is rung at most
+/// once per call, so the call id is the key; the most recent [`RingsSeen::CAPACITY`] are kept.
+#[derive(Debug, Default)]
+pub(crate) struct RingsSeen {
+    recent: std::collections::VecDeque<u64>,
+}
+
+impl RingsSeen {
+    const CAPACITY: usize = 256;
+
+    /// Whether `ring` is the first copy of its ring; remembers it.
+    pub(crate) fn first(&mut self, ring: &pb::CallRing) -> bool {
+        let call_id = ring.call.as_ref().map_or(0, |c| c.call_id);
+        if self.recent.contains(&call_id) {
+            return false;
+        }
+        if self.recent.len() == Self::CAPACITY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(call_id);
+        true
     }
 }
 
@@ -329,10 +354,28 @@ mod tests {
     }
 
     #[test]
+    fn a_ring_is_shown_once_whichever_copy_comes_first_and_old_calls_are_forgotten() {
+        let ring =
+            |call_id| pb::CallRing { call: Some(pb::CallInfo { call_id, ..Default::default() }), ..Default::default() };
+        let mut seen = RingsSeen::default();
+        assert!(seen.first(&ring(1)));
+        assert!(!seen.first(&ring(1)), "the second copy");
+        assert!(seen.first(&ring(2)));
+        for id in 3..3 + RingsSeen::CAPACITY as u64 {
+            assert!(seen.first(&ring(id)));
+        }
+        assert!(seen.first(&ring(1)), "call 1 fell out of the window");
+        assert!(!seen.first(&ring(2 + RingsSeen::CAPACITY as u64)));
+    }
+
+    #[test]
     fn call_frames_map_to_events_only_on_their_stream() {
         let ring = Body::CallRing(pb::CallRing::default());
         assert!(matches!(pushed(StreamKind::Urgent, ring.clone()), Some(CallEvent::Ring(_))));
+        assert!(matches!(pushed(StreamKind::Datagram, ring.clone()), Some(CallEvent::Ring(_))));
         assert_eq!(pushed(StreamKind::Push, ring), None);
+        let ended = Body::CallEnded(pb::CallEnded::default());
+        assert_eq!(pushed(StreamKind::Datagram, ended), None, "only rings come as datagrams");
         let delta = Body::CallDelta(pb::CallDelta::default());
         assert!(matches!(pushed(StreamKind::Push, delta), Some(CallEvent::Delta(_))));
     }

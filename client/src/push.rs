@@ -1,6 +1,6 @@
 //! The broker-opened streams: the push stream (log entries and receipts, in order) and the urgent
-//! stream (recall notices, which must not wait behind a backfill), merged into the one event
-//! channel the app reads.
+//! stream (recall notices, which must not wait behind a backfill), and the broker's QUIC
+//! datagrams (second copies of call rings), merged into the one event channel the app reads.
 //!
 //! What to read is decided by [`Streams`] and [`event`], plain code fed frames; the tasks below
 //! only move bytes. The broker opens the streams right after WELCOME in an order QUIC does not
@@ -22,6 +22,8 @@ pub(crate) enum StreamKind {
     Push,
     /// Notices that overtake the push stream: RECALL_NOTICE.
     Urgent,
+    /// Not a stream: a QUIC datagram holding one frame, a second copy of a CALL_RING.
+    Datagram,
 }
 
 /// Which broker-opened streams this session reads: at most one of each kind, each naming this
@@ -91,6 +93,7 @@ pub(crate) async fn read_broker_streams(
     max_frame: u32,
     events: mpsc::Sender<Input>,
 ) {
+    tokio::spawn(read_datagrams(conn.clone(), max_frame, events.clone()));
     let mut streams = Streams::new(session);
     // Streams waiting for their first frame, read apart so a slow one holds up no other.
     let mut opening = JoinSet::new();
@@ -151,6 +154,36 @@ async fn forward(mut reader: FrameReader, kind: StreamKind, events: mpsc::Sender
             return;
         }
     }
+}
+
+/// Forwards the events of the broker's datagrams until the connection ends or the app drops
+/// the channel. Each datagram is one whole frame; anything else is skipped, as is a frame this
+/// version does not expect in a datagram.
+async fn read_datagrams(conn: quinn::Connection, max_frame: u32, events: mpsc::Sender<Input>) {
+    let codec = FrameCodec::new(max_frame);
+    loop {
+        let datagram = match conn.read_datagram().await {
+            Ok(datagram) => datagram,
+            Err(e) => {
+                debug!(error = %e, "no more broker datagrams");
+                return;
+            }
+        };
+        let Some(event) = datagram_event(&codec, &datagram) else {
+            debug!(len = datagram.len(), "skipping a broker datagram");
+            continue;
+        };
+        if events.send(Input::Event(event)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The event a datagram carries: exactly one whole frame of a type sent as a datagram.
+fn datagram_event(codec: &FrameCodec, datagram: &[u8]) -> Option<Event> {
+    let mut buf = bytes::BytesMut::from(datagram);
+    let frame = codec.decode(&mut buf).ok()??;
+    buf.is_empty().then(|| event(StreamKind::Datagram, &frame))?
 }
 
 #[cfg(test)]
@@ -246,5 +279,19 @@ mod tests {
             bytes::Bytes::from_static(&[0xff, 0xff, 0xff]),
         );
         assert_eq!(event(StreamKind::Push, &malformed), None);
+    }
+
+    #[test]
+    fn a_datagram_is_one_whole_ring_frame_or_nothing() {
+        let codec = FrameCodec::default();
+        let encode = |body: &dyn Fn() -> Frame| codec.encode_to_bytes(&body()).expect("encodes");
+        let ring = encode(&|| Frame::from_body(RequestId::NONE, &pb::CallRing::default()));
+        assert!(matches!(datagram_event(&codec, &ring), Some(Event::Call(crate::CallEvent::Ring(_)))));
+        assert!(datagram_event(&codec, &ring[..ring.len() - 1]).is_none(), "truncated");
+        let twice = [&ring[..], &ring[..]].concat();
+        assert!(datagram_event(&codec, &twice).is_none(), "two frames in one datagram");
+        let recall = encode(&|| Frame::from_body(RequestId::NONE, &pb::RecallNotice::default()));
+        assert!(datagram_event(&codec, &recall).is_none(), "a recall never comes as a datagram");
+        assert!(datagram_event(&codec, &[0xff; 3]).is_none());
     }
 }

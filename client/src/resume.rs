@@ -13,9 +13,10 @@ use herald_protocol::pb;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::call::RingsSeen;
 use crate::client::Requests;
 use crate::event::ConnectionState;
-use crate::{ClientError, CursorStore, Entry, Event};
+use crate::{CallEvent, ClientError, CursorStore, Entry, Event};
 
 /// What the pump is fed.
 #[derive(Debug)]
@@ -90,7 +91,8 @@ pub(crate) async fn pump(
     store: Option<Arc<dyn CursorStore>>,
 ) {
     let cursors = Cursors::loaded_from(store.as_deref());
-    let mut pump = Pump { cursors, out, requests, store, saved_at: Instant::now(), dirty: false };
+    let mut pump =
+        Pump { cursors, out, requests, store, saved_at: Instant::now(), dirty: false, rings: RingsSeen::default() };
     let mut alive = pump.catch_up_all().await;
     while alive && let Some(next) = input.recv().await {
         alive = match next {
@@ -98,6 +100,7 @@ pub(crate) async fn pump(
             Input::Event(Event::Resync { dropped_bytes }) => {
                 pump.catch_up_all().await && pump.emit(Event::Resync { dropped_bytes }).await
             }
+            Input::Event(Event::Call(CallEvent::Ring(ring))) if !pump.rings.first(&ring) => true,
             Input::Event(event) => pump.emit(event).await,
             Input::Online { resumed } => {
                 pump.emit(Event::Connection(ConnectionState::Online { resumed })).await
@@ -118,6 +121,8 @@ struct Pump {
     saved_at: Instant,
     /// Cursors moved since the last save.
     dirty: bool,
+    /// Rings shown, so the datagram copy of a ring (or its stream copy) is dropped.
+    rings: RingsSeen,
 }
 
 impl Pump {

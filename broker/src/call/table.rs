@@ -359,7 +359,15 @@ impl CallTable {
                 Effect::Ring { user, deadline_ms } => {
                     let ring =
                         pb::CallRing { call: Some(info.clone()), from_user_id: starter.to_string(), deadline_ms };
-                    self.push(&org, Target::User { user, except: None }, encode(ring));
+                    // Also as datagrams: on a lossy network the first copy to arrive rings.
+                    let (target, frame) = (Target::User { user, except: None }, encode(ring));
+                    self.outs.push(Out::Push {
+                        org: org.clone(),
+                        target: target.clone(),
+                        lane: Lane::Datagram,
+                        frame: frame.clone(),
+                    });
+                    self.push(&org, target, frame);
                 }
                 Effect::StopRing { user, answered_on, reason } => {
                     let stop = pb::CallRingStop {

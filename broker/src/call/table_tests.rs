@@ -49,14 +49,19 @@ fn start(table: &mut CallTable, conversation: u64) -> u64 {
 }
 
 #[test]
-fn a_start_rings_every_device_of_the_invitee_on_the_urgent_stream_and_is_audited() {
+fn a_start_rings_every_device_of_the_invitee_on_the_urgent_stream_and_as_a_datagram_and_is_audited() {
     let mut table = CallTable::new(CallLimits::default(), None);
     let id = start(&mut table, 0);
     let outs = table.take_outs();
     let pushed = pushes(&outs);
-    let [(Target::User { user, except: None }, Lane::Urgent, Body::CallRing(ring))] = pushed.as_slice() else {
+    let [
+        (datagram_to, Lane::Datagram, Body::CallRing(copy)),
+        (Target::User { user, except: None }, Lane::Urgent, Body::CallRing(ring)),
+    ] = pushed.as_slice()
+    else {
         panic!("{pushed:?}")
     };
+    assert_eq!((datagram_to, copy), (&Target::User { user: user.clone(), except: None }, ring));
     assert_eq!((user.as_str(), ring.deadline_ms, ring.from_user_id.as_str()), ("bob", T0 + 60_000, "alice"));
     let audited: Vec<AuditAction> =
         outs.iter().filter_map(|o| if let Out::Audit(a) = o { Some(a.action) } else { None }).collect();

@@ -19,6 +19,16 @@ pub enum Lane {
     /// The urgent stream: notices (recalls, later DINGs and rings) that must not wait behind a
     /// backlog on the push stream.
     Urgent,
+    /// QUIC datagrams: a second, unreliable copy of a signal that also goes on the urgent
+    /// stream, for sessions whose connection takes datagrams. On a lossy network the copy
+    /// arrives while the stream's lost packet waits for retransmission; when it is lost or
+    /// dropped nothing is owed, the stream copy still comes.
+    Datagram,
+}
+
+impl Lane {
+    /// Every lane, in index order.
+    pub const ALL: [Lane; 3] = [Lane::Push, Lane::Urgent, Lane::Datagram];
 }
 
 /// The fan-out seam: shards hand every committed entry's frame to this, once. The broker's own

@@ -20,6 +20,8 @@ pub struct DeviceSession {
     pub push: PushQueue,
     /// Its urgent queue: notices that must overtake the push stream.
     pub urgent: PushQueue,
+    /// Its datagram queue, if the connection takes QUIC datagrams.
+    pub datagrams: Option<PushQueue>,
     /// Cancelled when an admin revokes the device or disables its user: the session's loop
     /// closes the connection with REVOKED at once.
     pub revoked: CancellationToken,
@@ -158,24 +160,26 @@ impl SessionRegistry {
 }
 
 impl DeviceSession {
-    /// The queue of `lane`.
-    fn queue(&self, lane: Lane) -> &PushQueue {
+    /// The queue of `lane`, if the session has one.
+    fn queue(&self, lane: Lane) -> Option<&PushQueue> {
         match lane {
-            Lane::Push => &self.push,
-            Lane::Urgent => &self.urgent,
+            Lane::Push => Some(&self.push),
+            Lane::Urgent => Some(&self.urgent),
+            Lane::Datagram => self.datagrams.as_ref(),
         }
     }
 }
 
-/// Queues one shared `frame` on `lane` of each session, adding (queued, dropped) to `tally`.
+/// Queues one shared `frame` on `lane` of each session that has it, adding (queued, dropped) to
+/// `tally`.
 fn push_all<'s>(
     sessions: impl Iterator<Item = &'s DeviceSession>,
     frame: &Bytes,
     lane: Lane,
     tally: &mut (usize, usize),
 ) {
-    for session in sessions {
-        if session.queue(lane).push(frame) {
+    for queue in sessions.filter_map(|s| s.queue(lane)) {
+        if queue.push(frame) {
             tally.0 += 1;
         } else {
             tally.1 += 1;
@@ -208,6 +212,7 @@ mod tests {
                 device: id("d"),
                 push,
                 urgent,
+                datagrams: None,
                 token_id: None,
                 recheck: CancellationToken::new(),
                 revoked: CancellationToken::new(),
@@ -241,6 +246,7 @@ mod tests {
                     device: id(device),
                     push,
                     urgent,
+                    datagrams: None,
                     revoked,
                     token_id: None,
                     recheck: CancellationToken::new(),

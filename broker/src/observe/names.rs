@@ -18,7 +18,7 @@ pub const ERRORS_SENT: &str = "herald_errors_sent_total";
 /// Log entries written: every sequenced message and event, and every tombstone a recall writes
 /// over a message.
 pub const ENTRIES_SEQUENCED: &str = "herald_entries_sequenced_total";
-/// Frames queued to device sessions by fan-out, by lane (push, urgent).
+/// Frames queued to device sessions by fan-out, by lane (push, urgent, datagram).
 pub const DELIVERIES_QUEUED: &str = "herald_deliveries_queued_total";
 /// Frames dropped for slow sessions (they resync from the log), by lane.
 pub const DELIVERIES_DROPPED: &str = "herald_deliveries_dropped_total";
@@ -26,6 +26,8 @@ pub const DELIVERIES_DROPPED: &str = "herald_deliveries_dropped_total";
 pub const FANOUT_RECIPIENTS: &str = "herald_fanout_recipients";
 /// RESYNC frames sent to sessions whose push queue overflowed.
 pub const RESYNCS: &str = "herald_resyncs_total";
+/// Counter: QUIC datagrams sent (second copies of urgent signals such as call rings).
+pub const DATAGRAMS_SENT: &str = "herald_datagrams_sent_total";
 /// Commands per shard batch (one store commit each).
 pub const SHARD_BATCH_COMMANDS: &str = "herald_shard_batch_commands";
 /// Commands waiting in a shard's inbox when it starts a batch (label `shard`): a shard that
@@ -91,6 +93,7 @@ pub fn describe() {
     describe_counter!(DELIVERIES_DROPPED, "Frames dropped for slow sessions, which resync from the log, by lane");
     describe_histogram!(FANOUT_RECIPIENTS, "Recipients per fanned-out frame");
     describe_counter!(RESYNCS, "RESYNC frames sent to sessions whose push queue overflowed");
+    describe_counter!(DATAGRAMS_SENT, "QUIC datagrams sent: second copies of urgent signals such as call rings");
     describe_histogram!(SHARD_BATCH_COMMANDS, "Commands per shard batch (one store commit each)");
     describe_counter!(DING_STEPS, "DING steps fired, by channel, per recipient reached");
     describe_gauge!(SHARD_INBOX_DEPTH, "Commands waiting in a shard's inbox when it starts a batch, by shard");

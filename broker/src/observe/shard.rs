@@ -17,8 +17,8 @@ pub struct ShardMetrics {
     commit_failures: Counter,
     entries_sequenced: Counter,
     fanout_recipients: Histogram,
-    queued: [Counter; 2],
-    dropped: [Counter; 2],
+    queued: [Counter; 3],
+    dropped: [Counter; 3],
 }
 
 impl ShardMetrics {
@@ -33,8 +33,8 @@ impl ShardMetrics {
             commit_failures: counter!(names::STORE_COMMIT_FAILURES),
             entries_sequenced: counter!(names::ENTRIES_SEQUENCED),
             fanout_recipients: histogram!(names::FANOUT_RECIPIENTS),
-            queued: [lane(names::DELIVERIES_QUEUED, Lane::Push), lane(names::DELIVERIES_QUEUED, Lane::Urgent)],
-            dropped: [lane(names::DELIVERIES_DROPPED, Lane::Push), lane(names::DELIVERIES_DROPPED, Lane::Urgent)],
+            queued: Lane::ALL.map(|l| lane(names::DELIVERIES_QUEUED, l)),
+            dropped: Lane::ALL.map(|l| lane(names::DELIVERIES_DROPPED, l)),
         }
     }
 }
@@ -43,6 +43,7 @@ fn lane_name(lane: Lane) -> &'static str {
     match lane {
         Lane::Push => "push",
         Lane::Urgent => "urgent",
+        Lane::Datagram => "datagram",
     }
 }
 
@@ -50,6 +51,7 @@ fn lane_index(lane: Lane) -> usize {
     match lane {
         Lane::Push => 0,
         Lane::Urgent => 1,
+        Lane::Datagram => 2,
     }
 }
 

@@ -262,11 +262,17 @@ impl ConnectionLoop {
         let (urgent_tx, urgent_rx) = push_queue(self.services.push_queue_bytes);
         tokio::spawn(super::push_writer::write_pushes(push, push_rx));
         tokio::spawn(super::push_writer::write_pushes(urgent, urgent_rx));
+        let datagrams = self.conn.max_datagram_size().map(|_| {
+            let (datagram_tx, datagram_rx) = push_queue(DATAGRAM_QUEUE_BYTES);
+            tokio::spawn(super::push_writer::write_datagrams(self.conn.clone(), datagram_rx));
+            datagram_tx
+        });
         let device = DeviceSession {
             session: self.machine.id(),
             device: identity.device.clone(),
             push: push_queue_tx,
             urgent: urgent_tx,
+            datagrams,
             revoked: self.revoked.clone(),
             token_id: identity.token_id.clone(),
             recheck: self.recheck.clone(),
@@ -442,6 +448,10 @@ fn encode_or_warn(codec: &FrameCodec, frame: &Frame, buf: &mut BytesMut) {
         warn!(error = %e, frame_type = %frame.frame_type(), "dropping an oversize outgoing frame");
     }
 }
+
+/// Bytes of datagrams queued for one session before further ones are dropped: datagrams are
+/// second copies of urgent signals, so a small queue loses nothing that is owed.
+const DATAGRAM_QUEUE_BYTES: usize = 64 * 1024;
 
 /// The urgent stream's send priority; quinn sends higher priorities first.
 const URGENT_PRIORITY: i32 = 16;
