@@ -59,6 +59,8 @@ mod sender_chain;
 mod wire;
 
 #[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod vectors_test;
