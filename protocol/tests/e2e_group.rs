@@ -21,7 +21,7 @@ fn rng(seed: u64) -> impl FnMut(&mut [u8]) {
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^= z >> 31;
-            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+            chunk.copy_from_slice(z.to_le_bytes().get(..chunk.len()).unwrap_or_default());
         }
     }
 }
@@ -32,11 +32,15 @@ struct Device {
 }
 
 fn org() -> OrgId {
-    OrgId::new("acme").unwrap()
+    OrgId::new("acme").expect("valid test input")
 }
 
 fn device(user: &str, rng: &mut impl FnMut(&mut [u8])) -> Device {
-    let at = DeviceAddress::new(org(), UserId::new(user).unwrap(), DeviceId::new("d1").unwrap());
+    let at = DeviceAddress::new(
+        org(),
+        UserId::new(user).expect("valid test input"),
+        DeviceId::new("d1").expect("valid test input"),
+    );
     Device { at, keys: IdentityKeyPair::generate(rng) }
 }
 
@@ -53,14 +57,18 @@ fn chain_id(sender: &Device, epoch: u64) -> ChainId {
 /// Seals `chain` to `to` and returns each device's receiver chain, opened from its envelope.
 fn distribute(sender: &Device, chain: &SenderChain, to: &[&Device], seed: u64) -> Vec<(Vec<u8>, ReceiverChain)> {
     let recipients: Vec<(&DeviceAddress, &PublicIdentity)> = to.iter().map(|d| (&d.at, d.keys.public())).collect();
-    let sealed = chain.distribution(&sender.keys).seal_batch(&sender.keys, recipients, &mut rng(seed)).unwrap();
+    let sealed = chain
+        .distribution(&sender.keys)
+        .seal_batch(&sender.keys, recipients, &mut rng(seed))
+        .expect("valid test input");
     assert_eq!(sealed.len(), to.len());
     sealed
         .into_iter()
         .zip(to)
         .map(|(envelope, d)| {
-            let envelope = envelope.unwrap();
-            let dist = SenderKeyDistribution::open(&d.keys, &d.at, &envelope, sender.keys.public()).unwrap();
+            let envelope = envelope.expect("valid test input");
+            let dist =
+                SenderKeyDistribution::open(&d.keys, &d.at, &envelope, sender.keys.public()).expect("valid test input");
             (envelope, ReceiverChain::new(&dist))
         })
         .collect()
@@ -76,9 +84,9 @@ fn five_thousand_devices_receive_rotate_and_join() {
     let mut chain0 = SenderChain::generate(chain_id(&alice, 0), &mut keygen);
     let everyone: Vec<&Device> = members.iter().collect();
     let mut received0 = distribute(&alice, &chain0, &everyone, 2);
-    let hello = chain0.encrypt(&alice.keys, b"hello, 5000").unwrap();
+    let hello = chain0.encrypt(&alice.keys, b"hello, 5000").expect("valid test input");
     for (_, receiver) in &mut received0 {
-        assert_eq!(receiver.decrypt(&hello).unwrap().as_slice(), b"hello, 5000");
+        assert_eq!(receiver.decrypt(&hello).expect("valid test input").as_slice(), b"hello, 5000");
     }
 
     // u0000 is removed: the epoch rotates and the new chain goes to the 4999 others only.
@@ -86,9 +94,9 @@ fn five_thousand_devices_receive_rotate_and_join() {
     let stayed: Vec<&Device> = members.iter().skip(1).collect();
     let mut chain1 = SenderChain::generate(chain_id(&alice, 1), &mut keygen);
     let mut received1 = distribute(&alice, &chain1, &stayed, 3);
-    let after_removal = chain1.encrypt(&alice.keys, b"not for u0000").unwrap();
+    let after_removal = chain1.encrypt(&alice.keys, b"not for u0000").expect("valid test input");
     for (_, receiver) in &mut received1 {
-        assert_eq!(receiver.decrypt(&after_removal).unwrap().as_slice(), b"not for u0000");
+        assert_eq!(receiver.decrypt(&after_removal).expect("valid test input").as_slice(), b"not for u0000");
     }
     let (_, removed_chain) = &mut received0[0];
     assert_eq!(removed_chain.decrypt(&after_removal), Err(E2eError::WrongEpoch { expected: 0, found: 1 }));
@@ -98,9 +106,9 @@ fn five_thousand_devices_receive_rotate_and_join() {
 
     // A new member joins at epoch 1 after one message: it reads what follows, nothing before.
     let newcomer = device("newcomer", &mut keygen);
-    let (_, mut joined) = distribute(&alice, &chain1, &[&newcomer], 4).pop().unwrap();
-    let welcome = chain1.encrypt(&alice.keys, b"welcome").unwrap();
-    assert_eq!(joined.decrypt(&welcome).unwrap().as_slice(), b"welcome");
+    let (_, mut joined) = distribute(&alice, &chain1, &[&newcomer], 4).pop().expect("valid test input");
+    let welcome = chain1.encrypt(&alice.keys, b"welcome").expect("valid test input");
+    assert_eq!(joined.decrypt(&welcome).expect("valid test input").as_slice(), b"welcome");
     assert_eq!(joined.decrypt(&after_removal), Err(E2eError::CounterBeforeChain { counter: 0, start: 1 }));
     assert_eq!(joined.decrypt(&hello), Err(E2eError::WrongEpoch { expected: 1, found: 0 }));
 }
@@ -125,7 +133,8 @@ fn distribution_follows_the_verified_membership_chain() {
         subject: owner.at.user.clone(),
         devices: vec![entry(&owner)],
     };
-    let mut state = MembershipState::genesis(&base.sign(&owner.keys).unwrap()).unwrap();
+    let mut state =
+        MembershipState::genesis(&base.sign(&owner.keys).expect("valid test input")).expect("valid test input");
     let next = |state: &mut MembershipState, action, subject: &Device, devices| {
         let epoch = state.epoch() + u64::from(action == MembershipAction::Remove);
         let c = MembershipChange {
@@ -137,7 +146,7 @@ fn distribution_follows_the_verified_membership_chain() {
             devices,
             ..base.clone()
         };
-        state.apply(&c.sign(&owner.keys).unwrap()).unwrap();
+        state.apply(&c.sign(&owner.keys).expect("valid test input")).expect("valid test input");
     };
     for d in &others {
         next(&mut state, MembershipAction::Add, d, vec![entry(d)]);
@@ -153,11 +162,13 @@ fn distribution_follows_the_verified_membership_chain() {
     let sealed = chain
         .distribution(&owner.keys)
         .seal_batch(&owner.keys, recipients.iter().map(|(a, k)| (a, k)), &mut rng(10))
-        .unwrap();
-    let message = chain.encrypt(&owner.keys, b"epoch 1").unwrap();
+        .expect("valid test input");
+    let message = chain.encrypt(&owner.keys, b"epoch 1").expect("valid test input");
     for ((at, _), envelope) in recipients.iter().zip(sealed) {
-        let d = others.iter().find(|d| &d.at == at).unwrap();
-        let dist = SenderKeyDistribution::open(&d.keys, &d.at, &envelope.unwrap(), owner.keys.public()).unwrap();
-        assert_eq!(ReceiverChain::new(&dist).decrypt(&message).unwrap().as_slice(), b"epoch 1");
+        let d = others.iter().find(|d| &d.at == at).expect("valid test input");
+        let dist =
+            SenderKeyDistribution::open(&d.keys, &d.at, &envelope.expect("valid test input"), owner.keys.public())
+                .expect("valid test input");
+        assert_eq!(ReceiverChain::new(&dist).decrypt(&message).expect("valid test input").as_slice(), b"epoch 1");
     }
 }

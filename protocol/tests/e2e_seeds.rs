@@ -25,16 +25,20 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let org = OrgId::new("acme").unwrap();
+    let org = OrgId::new("acme").expect("valid test input");
     Fixture {
         alice: IdentityKeyPair::from_secret_bytes(seq32(0x00), seq32(0x20)),
         bob: IdentityKeyPair::from_secret_bytes(seq32(0x40), seq32(0x60)),
-        bob_at: DeviceAddress::new(org.clone(), UserId::new("bob").unwrap(), DeviceId::new("phone-1").unwrap()),
+        bob_at: DeviceAddress::new(
+            org.clone(),
+            UserId::new("bob").expect("valid test input"),
+            DeviceId::new("phone-1").expect("valid test input"),
+        ),
         chain: ChainId {
             org,
             conversation: 1001,
-            sender: UserId::new("alice").unwrap(),
-            sender_device: DeviceId::new("laptop-1").unwrap(),
+            sender: UserId::new("alice").expect("valid test input"),
+            sender_device: DeviceId::new("laptop-1").expect("valid test input"),
             epoch: 2,
         },
     }
@@ -61,19 +65,25 @@ fn message_decrypt(f: &Fixture, data: &[u8]) -> Result<(), E2eError> {
     result
 }
 
+/// `bytes` with byte `at` changed by `f` (unchanged if `at` is out of range).
+fn with_byte(bytes: &[u8], at: usize, f: impl Fn(u8) -> u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    if let Some(b) = out.get_mut(at) {
+        *b = f(*b);
+    }
+    out
+}
+
 /// Valid inputs plus the ways they commonly break.
 fn variants(valid: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let n = valid.len();
     let mut out = vec![("valid".to_owned(), valid.to_vec())];
-    for len in [0, 1, 33, 48, 49, valid.len() / 2, valid.len() - 64, valid.len() - 1] {
-        out.push((format!("truncated-{len}"), valid[..len.min(valid.len())].to_vec()));
+    for len in [0, 1, 33, 48, 49, n / 2, n.saturating_sub(64), n.saturating_sub(1)] {
+        out.push((format!("truncated-{len}"), valid.get(..len).unwrap_or(valid).to_vec()));
     }
-    let mut version = valid.to_vec();
-    version[0] = 2;
-    out.push(("wrong-version".to_owned(), version));
-    for at in [1, 20, valid.len() / 2, valid.len() - 65, valid.len() - 1] {
-        let mut t = valid.to_vec();
-        t[at] ^= 0x01;
-        out.push((format!("flipped-{at}"), t));
+    out.push(("wrong-version".to_owned(), with_byte(valid, 0, |_| 2)));
+    for at in [1, 20, n / 2, n.saturating_sub(65), n.saturating_sub(1)] {
+        out.push((format!("flipped-{at}"), with_byte(valid, at, |b| b ^ 0x01)));
     }
     let mut long = valid.to_vec();
     long.push(0);
@@ -84,19 +94,20 @@ fn variants(valid: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn write_seeds() {
     let f = fixture();
     let mut sender = SenderChain::new(f.chain.clone(), seq32(0xa0));
-    let signed = sender.distribution(&f.alice).sign(&f.alice).unwrap();
-    let sealed = envelope::seal_with_ephemeral(&f.bob_at, f.bob.public(), &signed, seq32(0xc0)).unwrap();
-    let first = sender.encrypt(&f.alice, b"hello, group").unwrap();
-    let second = sender.encrypt(&f.alice, &[0x5a; 256]).unwrap();
+    let signed = sender.distribution(&f.alice).sign(&f.alice).expect("valid test input");
+    let sealed = envelope::danger_seal_with_ephemeral(&f.bob_at, f.bob.public(), &signed, seq32(0xc0))
+        .expect("valid test input");
+    let first = sender.encrypt(&f.alice, b"hello, group").expect("valid test input");
+    let second = sender.encrypt(&f.alice, &[0x5a; 256]).expect("valid test input");
     let sets = [
         ("envelope_open", variants(&sealed)),
         ("message_decrypt", [variants(&first), vec![("valid-counter-1".to_owned(), second)]].concat()),
     ];
     for (target, seeds) in sets {
         let dir = seeds_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("valid test input");
         for (name, bytes) in seeds {
-            std::fs::write(dir.join(format!("{name}.bin")), bytes).unwrap();
+            std::fs::write(dir.join(format!("{name}.bin")), bytes).expect("valid test input");
         }
     }
 }
@@ -104,10 +115,10 @@ fn write_seeds() {
 fn run(target: &str, call: fn(&Fixture, &[u8]) -> Result<(), E2eError>) -> usize {
     let f = fixture();
     let mut count = 0;
-    for entry in std::fs::read_dir(seeds_dir(target)).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let data = std::fs::read(&path).unwrap();
+    for entry in std::fs::read_dir(seeds_dir(target)).expect("valid test input") {
+        let path = entry.expect("valid test input").path();
+        let name = path.file_name().expect("valid test input").to_string_lossy().into_owned();
+        let data = std::fs::read(&path).expect("valid test input");
         let outcome = call(&f, &data);
         if name.starts_with("valid") {
             assert_eq!(outcome, Ok(()), "{target}/{name}");

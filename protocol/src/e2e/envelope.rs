@@ -33,7 +33,7 @@ pub fn seal(
 ) -> Result<Vec<u8>, E2eError> {
     let mut ephemeral = Zeroizing::new([0u8; 32]);
     rng.fill(ephemeral.as_mut_slice());
-    seal_with_ephemeral(recipient, recipient_key, plaintext, *ephemeral)
+    danger_seal_with_ephemeral(recipient, recipient_key, plaintext, *ephemeral)
 }
 
 /// [`seal`] with a caller-chosen ephemeral secret. For test vectors; reusing an ephemeral
@@ -42,7 +42,7 @@ pub fn seal(
 ///
 /// # Errors
 /// As [`seal`].
-pub fn seal_with_ephemeral(
+pub fn danger_seal_with_ephemeral(
     recipient: &DeviceAddress,
     recipient_key: &PublicIdentity,
     plaintext: &[u8],

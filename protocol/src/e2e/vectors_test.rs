@@ -76,7 +76,7 @@ fn build() -> Value {
     };
     let envelope_plaintext = b"herald envelope test".to_vec();
     let ephemeral = seq32(0x80);
-    let sealed = envelope::seal_with_ephemeral(&bob_at, bob.public(), &envelope_plaintext, ephemeral).unwrap();
+    let sealed = envelope::danger_seal_with_ephemeral(&bob_at, bob.public(), &envelope_plaintext, ephemeral).unwrap();
 
     let initial = seq32(0xa0);
     let mut steps = Vec::new();
@@ -95,7 +95,8 @@ fn build() -> Value {
 
     let mut chain = SenderChain::new(chain_id(), initial);
     let distribution = chain.distribution(&alice).sign(&alice).unwrap();
-    let dist_envelope = envelope::seal_with_ephemeral(&bob_at, bob.public(), &distribution, seq32(0xc0)).unwrap();
+    let dist_envelope =
+        envelope::danger_seal_with_ephemeral(&bob_at, bob.public(), &distribution, seq32(0xc0)).unwrap();
     let plaintexts: [&[u8]; 2] = [b"hello, group", b""];
     let messages: Vec<Value> = plaintexts
         .iter()
