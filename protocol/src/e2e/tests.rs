@@ -313,3 +313,19 @@ fn chain_exhaustion_is_an_error_not_a_wrap() {
     chain.set_next_for_test(u32::MAX);
     assert_eq!(chain.encrypt(&g.alice, b"x"), Err(E2eError::ChainExhausted));
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes through every decoder of the layer: typed errors, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let g = group();
+        let mut receiver = g.receiver;
+        let _ = envelope::open(&g.bob, &g.bob_at, &bytes);
+        let _ = SenderKeyDistribution::verify(&bytes, g.alice.public());
+        let _ = DeviceKeyBundle::verify(&bytes);
+        let _ = MembershipState::genesis(&bytes);
+        let _ = GroupMessage::parse(&bytes);
+        proptest::prop_assert!(receiver.decrypt(&bytes).is_err());
+        proptest::prop_assert_eq!(receiver.next_counter(), 0);
+    }
+}

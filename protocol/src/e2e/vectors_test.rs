@@ -237,3 +237,26 @@ fn e2e_vectors_decode_as_another_implementation_would() {
     assert_eq!(serde_json::to_value(devices).unwrap(), v["membership"]["final_devices"]);
     assert_eq!(state.epoch(), v["membership"]["final_epoch"]);
 }
+
+#[test]
+fn spec_lists_every_label_the_code_uses() {
+    const SPEC: &str = include_str!("../../../docs/PROTOCOL.md");
+    let labels = [
+        kdf::INFO_PAIRWISE,
+        kdf::INFO_ENVELOPE,
+        kdf::SALT_MESSAGE_KEY,
+        kdf::INFO_MESSAGE_KEY,
+        kdf::SIG_KEY_BUNDLE,
+        kdf::SIG_SENDER_KEY,
+        kdf::SIG_GROUP_MESSAGE,
+        kdf::SIG_MEMBERSHIP,
+    ];
+    for label in labels {
+        let row = format!("| `{}` |", std::str::from_utf8(label).unwrap());
+        assert!(SPEC.contains(&row), "docs/PROTOCOL.md §18.3 lacks the label row {row}");
+    }
+    for (name, value) in [("MAX_SKIP", MAX_SKIP as usize), ("MAX_SKIPPED_KEYS", MAX_SKIPPED_KEYS)] {
+        let text = format!("{name}` ({value})");
+        assert!(SPEC.contains(&text), "docs/PROTOCOL.md §18.7 lacks {text}");
+    }
+}
