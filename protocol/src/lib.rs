@@ -35,6 +35,7 @@ mod frame_type;
 mod ids;
 mod version;
 
+pub mod e2e;
 pub mod raw;
 
 pub mod pb;
