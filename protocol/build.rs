@@ -18,6 +18,7 @@ fn main() -> Result<()> {
             "proto/herald/v1/ding.proto",
             "proto/herald/v1/attendance.proto",
             "proto/herald/v1/call.proto",
+            "proto/herald/v1/keys.proto",
         ],
         &["proto"],
     )?;

@@ -33,6 +33,7 @@ pub mod conversation;
 pub mod ding;
 pub mod fanout;
 mod fs;
+pub mod keydir;
 pub mod observe;
 pub mod ratelimit;
 pub mod receipts;

@@ -340,6 +340,12 @@ fn start_services(
     let orgs_for_calls = orgs.clone();
     let admin =
         AdminDesk::new(kv, log.clone(), orgs, revocations, registry.clone(), sink.clone(), config.storage.sync_writes);
+    let keys = crate::keydir::KeyDirectory::new(
+        admin_kv.clone(),
+        sink.clone(),
+        config.storage.sync_writes,
+        crate::clock::Now::system().unix_ms,
+    );
     let attendance = crate::attendance::Attendance::start(admin_kv, sink.clone(), config.storage.sync_writes)
         .map_err(BrokerError::Shards)?;
     let calls = crate::call::Calls::start(&config.calls, orgs_for_calls, registry.clone(), sink.clone())
@@ -353,6 +359,7 @@ fn start_services(
         registry,
         push_queue_bytes: config.limits.push_queue_bytes,
         admin,
+        keys,
     })
 }
 

@@ -230,6 +230,10 @@ fn safe_to_repeat(body: &Body) -> bool {
             | Body::ReceiptQuery(_)
             | Body::DingAck(_)
             | Body::DingQuery(_)
+            | Body::KeysPublish(_)
+            | Body::KeysQuery(_)
+            | Body::EnvelopesFetch(_)
+            | Body::EnvelopesAck(_)
     )
 }
 

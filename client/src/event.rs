@@ -169,6 +169,14 @@ pub enum Event {
     /// A call rings, stops ringing, changed its participants, relayed a blob, ended or muted
     /// this device (docs/PROTOCOL.md §17).
     Call(crate::CallEvent),
+    /// A device of someone this user shares a conversation with (or of this user) published
+    /// new keys: fetch them with [`Client::query_keys`](crate::Client::query_keys), verify
+    /// them, and warn the user if a known device's keys changed.
+    KeysChanged(pb::KeysChanged),
+    /// A sealed envelope arrived in this device's mailbox: open it, then acknowledge it with
+    /// [`Client::ack_envelopes`](crate::Client::ack_envelopes). It stays in the mailbox until
+    /// then, so it may come again (also through [`Client::fetch_envelopes`]).
+    Envelope(pb::Envelope),
 }
 
 /// Where the client's connection stands. Requests made while it is not online wait, up to

@@ -43,6 +43,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod event;
+mod keys;
 mod messaging;
 mod push;
 mod reader;

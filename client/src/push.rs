@@ -76,6 +76,8 @@ pub(crate) fn event(kind: StreamKind, frame: &Frame) -> Option<Event> {
         (StreamKind::Urgent, Body::RecallNotice(notice)) => Some(Event::Recalled(notice.into())),
         (StreamKind::Urgent, Body::DingNotice(notice)) => Some(Event::Ding(notice.into())),
         (StreamKind::Push, Body::DingUpdate(update)) => Some(Event::DingUpdate(update)),
+        (StreamKind::Push, Body::KeysChanged(notice)) => Some(Event::KeysChanged(notice)),
+        (StreamKind::Push, Body::Envelope(envelope)) => Some(Event::Envelope(envelope)),
         (kind, body) => crate::call::pushed(kind, body).map(Event::Call),
     }
 }

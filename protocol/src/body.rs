@@ -181,6 +181,30 @@ frame_types! {
     SCHEDULED = 0x0132 => Scheduled(pb::Scheduled),
     /// Client to broker: move or cancel a scheduled message.
     RESCHEDULE = 0x0133 => Reschedule(pb::Reschedule),
+    /// Client to broker: this device's signed key bundle, for the key directory.
+    KEYS_PUBLISH = 0x0301 => KeysPublish(pb::KeysPublish),
+    /// Broker to client: the bundle is stored.
+    KEYS_PUBLISHED = 0x0302 => KeysPublished(pb::KeysPublished),
+    /// Client to broker: the key bundles of users' devices.
+    KEYS_QUERY = 0x0303 => KeysQuery(pb::KeysQuery),
+    /// Broker to client: the devices' key bundles.
+    KEYS = 0x0304 => Keys(pb::Keys),
+    /// Broker to client (push stream): a device published new keys.
+    KEYS_CHANGED = 0x0305 => KeysChanged(pb::KeysChanged),
+    /// Client to broker: sealed envelopes for devices' mailboxes.
+    ENVELOPES_SEND = 0x0310 => EnvelopesSend(pb::EnvelopesSend),
+    /// Broker to client: the envelopes are stored.
+    ENVELOPES_STORED = 0x0311 => EnvelopesStored(pb::EnvelopesStored),
+    /// Broker to client (push stream, and in ENVELOPE_PAGE): one envelope of this device's mailbox.
+    ENVELOPE = 0x0312 => Envelope(pb::Envelope),
+    /// Client to broker: a page of this device's mailbox.
+    ENVELOPES_FETCH = 0x0313 => EnvelopesFetch(pb::EnvelopesFetch),
+    /// Broker to client: the page.
+    ENVELOPE_PAGE = 0x0314 => EnvelopePage(pb::EnvelopePage),
+    /// Client to broker: envelopes that may leave this device's mailbox.
+    ENVELOPES_ACK = 0x0315 => EnvelopesAck(pb::EnvelopesAck),
+    /// Broker to client: how many left it.
+    ENVELOPES_ACKED = 0x0316 => EnvelopesAcked(pb::EnvelopesAcked),
     /// Client to broker: start a call and ring its invitees.
     CALL_START = 0x0401 => CallStart(pb::CallStart),
     /// Broker to client: this device is in the call, with the first page of participants.

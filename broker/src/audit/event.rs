@@ -66,11 +66,14 @@ pub enum AuditAction {
     CallRecording,
     /// A call ended (details: reason, duration, participants).
     CallEnded,
+    /// A device published end-to-end keys (target `user/device`; details: version, whether
+    /// they replace other keys).
+    KeysPublished,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 30] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -101,6 +104,7 @@ impl AuditAction {
         AuditAction::CallLeft,
         AuditAction::CallRecording,
         AuditAction::CallEnded,
+        AuditAction::KeysPublished,
     ];
 
     /// The action's stable name.
@@ -136,6 +140,7 @@ impl AuditAction {
             AuditAction::CallLeft => "call_left",
             AuditAction::CallRecording => "call_recording",
             AuditAction::CallEnded => "call_ended",
+            AuditAction::KeysPublished => "keys_published",
         }
     }
 

@@ -404,6 +404,7 @@ impl ConnectionLoop {
                 crate::attendance::dispatch(&self.services, identity, request, request_id, reply)
             }
             Routed::Call(request) => crate::call::dispatch(&self.services, identity, request, request_id, reply),
+            Routed::Keys(request) => crate::keydir::dispatch(&self.services, identity, request, request_id, reply),
             Routed::Sync { cursors } => {
                 let store = self.services.store.clone();
                 tokio::task::spawn_blocking(move || {

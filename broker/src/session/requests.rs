@@ -36,6 +36,8 @@ pub enum Routed {
     Attendance(crate::attendance::AttendanceRequest),
     /// A call request, for the call loop.
     Call(crate::call::CallRequest),
+    /// A key-directory or mailbox request.
+    Keys(crate::keydir::KeysRequest),
 }
 
 /// A refusal: the code and the message the caller sees.
@@ -185,6 +187,14 @@ pub(super) fn parse(
         | Body::DeviceRebind(_)) => {
             return crate::attendance::parse(body, identity, random).map(|parsed| parsed.map(Routed::Attendance));
         }
+        body @ (Body::KeysPublish(_)
+        | Body::KeysQuery(_)
+        | Body::EnvelopesSend(_)
+        | Body::EnvelopesFetch(_)
+        | Body::EnvelopesAck(_)) => {
+            return crate::keydir::parse(body)
+                .map(|parsed| parsed.map(Routed::Keys).map_err(|e| (e.code(), e.to_string())));
+        }
         body => return crate::admin::parse(body, identity).map(|parsed| parsed.map(Routed::Admin)),
     };
     Some(routed)
@@ -206,7 +216,8 @@ pub(super) fn demand(routed: &Routed) -> Demand {
         | Routed::Sync { .. }
         | Routed::Admin(_)
         | Routed::Attendance(_)
-        | Routed::Call(_) => Demand::one(Class::Requests),
+        | Routed::Call(_)
+        | Routed::Keys(_) => Demand::one(Class::Requests),
     }
 }
 

@@ -29,4 +29,6 @@ pub struct Services {
     pub push_queue_bytes: usize,
     /// Serves administration requests.
     pub admin: AdminDesk,
+    /// The end-to-end key directory and the devices' mailboxes.
+    pub keys: crate::keydir::KeyDirectory,
 }

@@ -43,11 +43,16 @@ pub enum Cf {
     Dings,
     /// Attendance: rules, device bindings and check-ins, by organisation (then user and time).
     Attendance,
+    /// The end-to-end key directory: each device's signed key bundle, by organisation, user,
+    /// device.
+    DeviceKeys,
+    /// Devices' mailboxes of sealed envelopes, by organisation, user, device, envelope id.
+    Mailbox,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -63,6 +68,8 @@ impl Cf {
         Cf::Revocations,
         Cf::Dings,
         Cf::Attendance,
+        Cf::DeviceKeys,
+        Cf::Mailbox,
     ];
 
     /// The column family's name on disk.
@@ -83,6 +90,8 @@ impl Cf {
             Cf::Revocations => "revocations",
             Cf::Dings => "dings",
             Cf::Attendance => "attendance",
+            Cf::DeviceKeys => "device_keys",
+            Cf::Mailbox => "mailbox",
         }
     }
 }

@@ -6,6 +6,7 @@
 mod admin;
 mod attendance;
 mod audit;
+mod e2e;
 mod keys;
 mod kv;
 mod log;
@@ -22,6 +23,10 @@ pub use attendance::{
     latest_check_ins,
 };
 pub use audit::{append_audit, audit_head, audit_key, scan_audit};
+pub use e2e::{
+    co_members, device_keys, device_keys_write, envelope_removal, envelope_write, has_envelope, mailbox_page,
+    user_device_keys,
+};
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};
 pub use log::{ConversationSummary, CursorRecords, LogStore, WriteOp};
 pub use memory::MemoryStore;
