@@ -162,3 +162,43 @@ async fn a_restarted_app_is_handed_what_came_while_it_was_away_and_nothing_else(
     assert!(after.iter().all(|e| text(e).is_none()), "nothing from the first run again: {after:?}");
     Ok(())
 }
+
+/// A network change: the client moves to a new socket and QUIC migrates the session to the new
+/// path. Nothing reconnects; messages flow both ways on the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_client_keeps_its_session_across_a_new_local_address() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let alice = broker.client("alice").await?;
+    let bob = broker.client("bob").await?;
+    let mut alice_events = alice.events().context("events")?;
+    let mut bob_events = bob.events().context("events")?;
+    let conv = alice.create_group("moving", &["bob"]).await?.conversation_id;
+    let (session, before) = (alice.session().session_id, alice.local_address()?);
+
+    alice.rebind()?;
+    assert_ne!(alice.local_address()?.port(), before.port(), "a new socket");
+    alice.send(conv, &b"from the new path"[..]).await?;
+    bob.send(conv, &b"back to the new path"[..]).await?;
+    let is_message = |text: &'static [u8]| move |e: &Event| matches!(e, Event::Delivery(d) if matches!(&d.kind, EntryKind::Message { payload, .. } if payload.as_ref() == text));
+    until(&mut bob_events, is_message(b"from the new path")).await?;
+    let before_reply = until(&mut alice_events, is_message(b"back to the new path")).await?;
+    assert!(!before_reply.iter().any(|e| matches!(e, Event::Connection(_))), "no reconnect: {before_reply:?}");
+    assert_eq!(alice.session().session_id, session, "the same session");
+    Ok(())
+}
+
+/// The primary address does not answer; the client opens its session at the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_primary_address_falls_back_to_the_next() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    // A bound socket that never answers: connecting to it can only time out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let config = herald_client::ClientConfig::new(silent.local_addr()?, broker.token(ORG, "alice"))
+        .with_trust(herald_client::Trust::Certificates(vec![broker.certificate()]))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_fallback_servers([broker.addr()]);
+    let client = Client::connect(config).await?;
+    assert_eq!(client.remote_address(), broker.addr());
+    client.ping().await?;
+    Ok(())
+}

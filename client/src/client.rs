@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Command, SessionEndpoint};
 use crate::endpoint::wildcard_for;
-use crate::supervisor::{Supervisor, open_session};
+use crate::supervisor::{Current, Supervisor, open_first};
 use crate::{ClientConfig, ClientError, Event, tls};
 
 /// Largest frame the client accepts from the broker, in bytes.
@@ -99,9 +99,10 @@ struct Inner {
     terminal: Arc<OnceLock<ClientError>>,
     /// Pushed events, until the app takes them.
     events: std::sync::Mutex<Option<mpsc::Receiver<Event>>>,
-    /// The current session: a reconnect replaces it.
-    session: watch::Receiver<SessionInfo>,
-    remote: SocketAddr,
+    /// The current session and its broker address: a reconnect replaces them.
+    session: watch::Receiver<Current>,
+    /// The QUIC endpoint the sessions run on, to move to a new socket on a network change.
+    endpoint: quinn::Endpoint,
     request_timeout: Duration,
     next_nonce: std::sync::atomic::AtomicU64,
 }
@@ -161,18 +162,17 @@ impl Client {
                 quinn::Endpoint::client(wildcard_for(config.server)).map_err(|e| ClientError::Endpoint(Arc::new(e)))?,
             ),
         };
-        let token = config.current_token().map_err(ClientError::Config)?;
-        let first = open_session(&endpoint, quic.clone(), &config, token).await?;
+        let (first, server_index) = open_first(&endpoint, &quic, &config).await?;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let terminal = Arc::new(OnceLock::new());
         let (pump_input, pump_output) = mpsc::channel(EVENT_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (session_tx, session) = watch::channel(first.session.clone());
+        let (session_tx, session) = watch::channel(Current::of(&first));
         let requests =
             Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: config.request_timeout };
         let pump_task =
             tokio::spawn(crate::resume::pump(pump_output, events_tx, requests, config.cursor_store.clone()));
-        let remote = first.conn.remote_address();
+        let quic_endpoint = endpoint.quic().clone();
         let request_timeout = config.request_timeout;
         let supervisor = Supervisor {
             config,
@@ -182,6 +182,7 @@ impl Client {
             pump: pump_input,
             pump_task,
             session: session_tx,
+            server_index,
             terminal: terminal.clone(),
         };
         tokio::spawn(supervisor.run(first));
@@ -191,7 +192,7 @@ impl Client {
                 terminal,
                 events: std::sync::Mutex::new(Some(events_rx)),
                 session,
-                remote,
+                endpoint: quic_endpoint,
                 request_timeout,
                 next_nonce: std::sync::atomic::AtomicU64::new(1),
             }),
@@ -200,7 +201,7 @@ impl Client {
 
     /// The session as the broker described it in WELCOME (the current one, after a reconnect).
     pub fn session(&self) -> SessionInfo {
-        self.inner.session.borrow().clone()
+        self.inner.session.borrow().info.clone()
     }
 
     /// The stream of pushed events (deliveries, resync notices, receipts, recall notices), from
@@ -211,9 +212,30 @@ impl Client {
         self.inner.events.lock().ok()?.take()
     }
 
-    /// The broker's address.
+    /// The address of the broker the current session runs to (after a reconnect, possibly a
+    /// fallback address, [`ClientConfig::with_fallback_servers`]).
     pub fn remote_address(&self) -> SocketAddr {
-        self.inner.remote
+        self.inner.session.borrow().remote
+    }
+
+    /// Moves this client's connection to a new local socket without reconnecting: QUIC
+    /// migrates the session to the new path, so requests and pushes carry on. Call it when the
+    /// device's network changes (Wi-Fi to cellular, a new address) instead of waiting for the old
+    /// path to time out. On an [`Endpoint`](crate::Endpoint) shared through
+    /// [`ClientConfig::with_endpoint`], every session on it moves.
+    ///
+    /// # Errors
+    /// [`ClientError::Endpoint`] if no new socket can be bound; the old one stays in use.
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        crate::endpoint::rebind(&self.inner.endpoint)
+    }
+
+    /// The local address the client's socket is bound to.
+    ///
+    /// # Errors
+    /// [`ClientError::Endpoint`] if the socket cannot say.
+    pub fn local_address(&self) -> Result<SocketAddr, ClientError> {
+        self.inner.endpoint.local_addr().map_err(|e| ClientError::Endpoint(Arc::new(e)))
     }
 
     /// Sends PING and returns the round-trip time.

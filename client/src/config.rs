@@ -45,6 +45,7 @@ impl Trust {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub(crate) server: SocketAddr,
+    pub(crate) fallback_servers: Vec<SocketAddr>,
     pub(crate) server_name: String,
     pub(crate) trust: Trust,
     pub(crate) token: String,
@@ -84,6 +85,7 @@ impl ClientConfig {
     pub fn new(server: SocketAddr, token: impl Into<String>) -> Self {
         Self {
             server,
+            fallback_servers: Vec::new(),
             server_name: "localhost".to_owned(),
             trust: Trust::SystemRoots,
             token: token.into(),
@@ -98,6 +100,21 @@ impl ClientConfig {
             token_source: None,
             cursor_store: None,
         }
+    }
+
+    /// Other addresses of the same deployment (one per node or site, all serving the name of
+    /// [`ClientConfig::with_server_name`]), tried in turn when the current one cannot be
+    /// reached: [`Client::connect`](crate::Client::connect) tries them in order after the
+    /// primary, and reconnects start from the address that last worked and go round. They must
+    /// be of the primary's address family, which the client's socket is bound for.
+    pub fn with_fallback_servers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.fallback_servers = servers.into_iter().collect();
+        self
+    }
+
+    /// The broker's addresses: the primary first, then the fallbacks.
+    pub(crate) fn servers(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.server).chain(self.fallback_servers.iter().copied()).collect()
     }
 
     /// The name the broker's certificate must carry (default `localhost`).

@@ -30,21 +30,21 @@ impl Endpoint {
     /// # Errors
     /// [`ClientError::Endpoint`] if the socket cannot be created or bound.
     pub fn bind(addr: SocketAddr) -> Result<Endpoint, ClientError> {
-        let io = |e: std::io::Error| ClientError::Endpoint(Arc::new(e));
-        let socket =
-            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None).map_err(io)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(false).map_err(io)?;
-        }
-        // Best effort: a smaller buffer only means more loss under bursts.
-        let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-        let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-        socket.set_nonblocking(true).map_err(io)?;
-        socket.bind(&addr.into()).map_err(io)?;
-        let quic =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket.into(), Arc::new(quinn::TokioRuntime))
-                .map_err(io)?;
+        let socket = udp_socket(addr)?;
+        let quic = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))
+            .map_err(io)?;
         Ok(Endpoint { quic })
+    }
+
+    /// Moves every session on this endpoint to a new socket on a fresh port of the same
+    /// family, without reconnecting: QUIC migrates each connection to the new path (the broker
+    /// validates it and carries on). An app calls this when the network changes under it, say
+    /// from Wi-Fi to cellular, rather than waiting for the old path to time out.
+    ///
+    /// # Errors
+    /// [`ClientError::Endpoint`] if the new socket cannot be bound; the old one stays in use.
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        rebind(&self.quic)
     }
 
     /// An endpoint on an ephemeral port of the wildcard address of `server`'s family.
@@ -60,8 +60,33 @@ impl Endpoint {
     /// # Errors
     /// [`ClientError::Endpoint`] if the socket cannot say.
     pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
-        self.quic.local_addr().map_err(|e| ClientError::Endpoint(Arc::new(e)))
+        self.quic.local_addr().map_err(io)
     }
+}
+
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Endpoint(Arc::new(e))
+}
+
+/// A non-blocking UDP socket bound to `addr`, with enlarged buffers (best effort: a smaller
+/// buffer only means more loss under bursts).
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, ClientError> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None).map_err(io)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).map_err(io)?;
+    }
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+    socket.set_nonblocking(true).map_err(io)?;
+    socket.bind(&addr.into()).map_err(io)?;
+    Ok(socket.into())
+}
+
+/// Moves `endpoint` to a fresh socket on the wildcard address of its current family.
+pub(crate) fn rebind(endpoint: &quinn::Endpoint) -> Result<(), ClientError> {
+    let local = endpoint.local_addr().map_err(io)?;
+    let wildcard = wildcard_for(local);
+    endpoint.rebind(udp_socket(wildcard)?).map_err(io)
 }
 
 /// The unspecified address of `server`'s family, port 0.

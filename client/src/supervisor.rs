@@ -3,6 +3,7 @@
 //! handles only see the command channel, which outlives every connection.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
@@ -35,12 +36,13 @@ pub(crate) async fn open_session(
     endpoint: &SessionEndpoint,
     quic: quinn::ClientConfig,
     config: &ClientConfig,
+    server: SocketAddr,
     token: String,
 ) -> Result<Connected, ClientError> {
     let attempt = async {
         let conn = endpoint
             .quic()
-            .connect_with(quic, config.server, &config.server_name)?
+            .connect_with(quic, server, &config.server_name)?
             .await
             .map_err(ClientError::from_connection)?;
         let (mut send, recv) = conn.open_bi().await.map_err(ClientError::from_connection)?;
@@ -94,6 +96,53 @@ fn closed_without_answer(conn: &quinn::Connection) -> ClientError {
     }
 }
 
+/// The session in use and the broker address it runs to.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub(crate) info: SessionInfo,
+    pub(crate) remote: SocketAddr,
+}
+
+impl Current {
+    pub(crate) fn of(connected: &Connected) -> Self {
+        Self { info: connected.session.clone(), remote: connected.conn.remote_address() }
+    }
+}
+
+/// Opens the first session: the configured addresses in order, until one opens a session or
+/// refuses it for a reason another address would not change (a bad token, say). Returns the
+/// session and the index of the address that served it.
+///
+/// # Errors
+/// The refusal, or the last address's error.
+pub(crate) async fn open_first(
+    endpoint: &SessionEndpoint,
+    quic: &quinn::ClientConfig,
+    config: &ClientConfig,
+) -> Result<(Connected, usize), ClientError> {
+    let servers = config.servers();
+    let mut last = None;
+    for (index, server) in servers.into_iter().enumerate() {
+        let token = config.current_token().map_err(ClientError::Config)?;
+        match open_session(endpoint, quic.clone(), config, server, token).await {
+            Ok(connected) => return Ok((connected, index)),
+            Err(e) if worth_retrying(&e, config.token_source.is_some()) => {
+                debug!(error = %e, %server, "broker address unreachable; trying the next");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Config("no broker address".into())))
+}
+
+/// The address for reconnect attempt `attempt` (from 1): the one that last worked first, then
+/// round the list.
+fn server_for_attempt(last_good: usize, attempt: u32, servers: usize) -> usize {
+    let step = usize::try_from(attempt.saturating_sub(1)).unwrap_or(0);
+    (last_good + step) % servers.max(1)
+}
+
 /// Owns the connection from the first session to the end.
 #[derive(Debug)]
 pub(crate) struct Supervisor {
@@ -105,7 +154,9 @@ pub(crate) struct Supervisor {
     pub(crate) pump: mpsc::Sender<Input>,
     /// The pump itself, awaited when the client stops.
     pub(crate) pump_task: tokio::task::JoinHandle<()>,
-    pub(crate) session: watch::Sender<SessionInfo>,
+    pub(crate) session: watch::Sender<Current>,
+    /// Which of the configured broker addresses the current (or last) session used.
+    pub(crate) server_index: usize,
     /// Why the client stopped, set before the command channel closes.
     pub(crate) terminal: Arc<OnceLock<ClientError>>,
 }
@@ -136,7 +187,7 @@ impl Supervisor {
             let _ = self.pump.send(Input::State(ConnectionState::Offline { reason: ended.error.to_string() })).await;
             match self.reconnect(&mut queued).await {
                 Ok(next) => {
-                    self.session.send_replace(next.session.clone());
+                    self.session.send_replace(Current::of(&next));
                     let _ = self.pump.send(Input::Online { resumed: true }).await;
                     connected = next;
                 }
@@ -192,13 +243,31 @@ impl Supervisor {
                 }
             }
             let token = self.config.current_token().map_err(ClientError::Config)?;
-            match open_session(&self.endpoint, self.quic.clone(), &self.config, token).await {
-                Ok(connected) => return Ok(connected),
+            let servers = self.config.servers();
+            let index = server_for_attempt(self.server_index, attempt, servers.len());
+            let server = servers.get(index).copied().unwrap_or(self.config.server);
+            match open_session(&self.endpoint, self.quic.clone(), &self.config, server, token).await {
+                Ok(connected) => {
+                    self.server_index = index;
+                    return Ok(connected);
+                }
                 Err(e) if worth_retrying(&e, self.config.token_source.is_some()) => {
                     debug!(error = %e, attempt, "reconnect attempt failed");
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_for_attempt;
+
+    #[test]
+    fn reconnects_start_at_the_address_that_last_worked_and_go_round() {
+        let picks: Vec<usize> = (1..=5).map(|attempt| server_for_attempt(1, attempt, 3)).collect();
+        assert_eq!(picks, [1, 2, 0, 1, 2]);
+        assert_eq!(server_for_attempt(0, 7, 1), 0, "one address: always it");
     }
 }
