@@ -41,6 +41,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// CONFLICT if it exists; FORBIDDEN without the operator role.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the organisation created or not; a repeat gets CONFLICT if it
+    /// was, which [`Admin::org`] confirms.
     pub async fn create_org(&self, settings: pb::OrgSettings) -> Result<pb::OrgInfo, ClientError> {
         self.client.call(pb::OrgCreate { org_id: self.org_id(), settings: Some(settings) }).await
     }
@@ -49,6 +53,9 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn org(&self) -> Result<pb::OrgInfo, ClientError> {
         self.client.call(pb::OrgGet { org_id: self.org_id() }).await
     }
@@ -57,6 +64,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the update applied or not; repeating it is harmless (it
+    /// merges the same values again, and is audited again).
     pub async fn update_org(&self, settings: pb::OrgSettings) -> Result<pb::OrgInfo, ClientError> {
         self.client.call(pb::OrgUpdate { org_id: self.org_id(), settings: Some(settings) }).await
     }
@@ -66,6 +77,10 @@ impl Admin<'_> {
     /// # Errors
     /// INVALID_ARGUMENT naming the first bad entry (bad id, duplicate, unknown manager, a cycle
     /// of managers, a text over 256 bytes); nothing is written then.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the whole import applied or none of it; repeating it is
+    /// harmless (each entry replaces itself; the counts then show them as updated).
     pub async fn import_users(&self, users: Vec<pb::DirectoryUser>) -> Result<pb::ImportResult, ClientError> {
         self.client.call(pb::UserImport { org_id: self.org_id(), users }).await
     }
@@ -74,6 +89,9 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn list_users(&self, after_user_id: &str, limit: u32) -> Result<pb::UserPage, ClientError> {
         let request = pb::UserList { org_id: self.org_id(), after_user_id: after_user_id.to_owned(), limit };
         self.client.call(request).await
@@ -83,6 +101,9 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn devices(&self, user_id: &str) -> Result<Vec<pb::DeviceInfo>, ClientError> {
         let page: pb::DevicePage =
             self.client.call(pb::DeviceList { org_id: self.org_id(), user_id: user_id.into() }).await?;
@@ -93,6 +114,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the device revoked or not; repeat it: revoking is idempotent
+    /// and answers with the first revocation's time.
     pub async fn revoke_device(&self, user_id: &str, device_id: &str) -> Result<pb::RevokedDevice, ClientError> {
         let request = pb::DeviceRevoke { org_id: self.org_id(), user_id: user_id.into(), device_id: device_id.into() };
         self.client.call(request).await
@@ -102,6 +127,9 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// NOT_FOUND if the organisation has no such conversation.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn inspect_conversation(&self, conversation_id: u64) -> Result<pb::ConversationReport, ClientError> {
         self.client.call(pb::ConversationInspect { org_id: self.org_id(), conversation_id }).await
     }
@@ -111,6 +139,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// NOT_FOUND if the organisation has no such conversation.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the change applied or not; repeat it: a repeat that finds
+    /// the conversation already in that state writes nothing.
     pub async fn archive_conversation(&self, conversation_id: u64, archived: bool) -> Result<u64, ClientError> {
         let request = pb::ConversationArchive { org_id: self.org_id(), conversation_id, archived };
         Ok(self.client.call::<pb::Sequenced>(request).await?.seq)
@@ -122,6 +154,10 @@ impl Admin<'_> {
     /// # Errors
     /// FORBIDDEN without the operator role; CONFLICT if `path` exists; INVALID_ARGUMENT for a
     /// relative path; UNAVAILABLE if writing fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not stop the backup: a copy may still be written to `path`, and
+    /// a repeat then gets CONFLICT. Check `path` on the broker's host, or back up to a new path.
     pub async fn backup(&self, path: &str) -> Result<pb::BackupResult, ClientError> {
         self.client.call(pb::Backup { path: path.to_owned() }).await
     }
@@ -130,6 +166,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for an unknown action name.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads (each query the broker receives is itself recorded as
+    /// `audit_queried`).
     pub async fn audit(&self, filter: pb::AuditQuery) -> Result<pb::AuditPage, ClientError> {
         self.client.call(pb::AuditQuery { org_id: self.org_id(), ..filter }).await
     }

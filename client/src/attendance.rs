@@ -78,6 +78,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// INVALID_ARGUMENT naming what is wrong; the old rules stand.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the new rules or the old ones in force; repeating it is
+    /// harmless (it replaces them with the same rules).
     pub async fn set_attendance_rules(
         &self,
         rules: pb::AttendanceRules,
@@ -89,6 +93,9 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn attendance_rules(&self) -> Result<pb::AttendanceRulesInfo, ClientError> {
         self.client.call(pb::AttendanceRulesGet { org_id: self.org_id() }).await
     }
@@ -98,6 +105,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for bad dates or a period over 366 days.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads (each page the broker receives is audited as
+    /// `attendance_exported`).
     pub async fn attendance_report(
         &self,
         from: &str,
@@ -121,6 +132,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// As [`Admin::attendance_report`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads; the pages already fetched are lost with the future, so call
+    /// it again.
     pub async fn attendance_csv(&self, from: &str, to: &str, department: &str) -> Result<String, ClientError> {
         let mut csv = String::from(CSV_HEADER);
         csv.push('\n');
@@ -139,6 +154,10 @@ impl Admin<'_> {
     ///
     /// # Errors
     /// See [`Admin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the binding changed or not; repeating it is harmless
+    /// (with `None`, it frees again a binding a check-in made in between).
     pub async fn rebind_attendance_device(
         &self,
         user_id: &str,

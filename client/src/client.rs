@@ -242,6 +242,9 @@ impl Client {
     ///
     /// # Errors
     /// Any [`ClientError`] that ends the request: timeout, connection loss, an ERROR answer.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: PING changes nothing; dropping the future only loses the measurement.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let nonce = self.inner.next_nonce.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let start = Instant::now();
@@ -257,6 +260,10 @@ impl Client {
     /// # Errors
     /// [`ClientError::Request`] if the broker answers with ERROR; [`ClientError::Protocol`] if
     /// it answers with another type; otherwise whatever ended the request.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw a request already queued: the broker may still apply
+    /// it. Whether repeating it is safe depends on the request (docs/PROTOCOL.md).
     pub async fn call<R: FrameBody>(&self, request: impl Into<Body>) -> Result<R, ClientError> {
         let frame = self.request(request.into()).await?;
         frame.decode_body::<R>().map_err(|e| ClientError::Protocol(e.to_string()))
@@ -268,6 +275,11 @@ impl Client {
     }
 
     /// Closes the session with NO_ERROR. Other clones fail their requests afterwards.
+    ///
+    /// # Cancel safety
+    /// Dropping the future once the close is queued does not stop the close, only the wait for the
+    /// client to stop and save its cursors; calling it again waits, harmlessly. Dropped while the
+    /// request queue is full, it may not close at all.
     pub async fn close(&self) {
         let _ = self.inner.commands.send(Command::Close).await;
         self.inner.commands.closed().await;

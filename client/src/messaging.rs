@@ -159,6 +159,10 @@ impl Client {
     ///
     /// # Errors
     /// LIMIT_EXCEEDED past the group size limit, INVALID_ARGUMENT for a bad name or id.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the group created; repeating it creates a second group. Look
+    /// for the first with [`Client::sync`] or [`Client::list_conversations`] before retrying.
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<Conversation, ClientError> {
         self.call(pb::CreateGroup { name: name.to_owned(), member_ids: strings(members) }).await
     }
@@ -167,6 +171,9 @@ impl Client {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for a bad id or the caller's own.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the conversation created; repeating it returns the same one.
     pub async fn open_direct(&self, peer: &str) -> Result<Conversation, ClientError> {
         self.call(pb::OpenDirect { peer_user_id: peer.to_owned() }).await
     }
@@ -175,6 +182,10 @@ impl Client {
     ///
     /// # Errors
     /// NOT_FOUND if the caller is not a member, FORBIDDEN without the role, LIMIT_EXCEEDED.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the change applied or not; repeating it is harmless (adding
+    /// a member or removing a non-member writes nothing).
     pub async fn update_members(
         &self,
         conversation_id: u64,
@@ -189,6 +200,10 @@ impl Client {
     ///
     /// # Errors
     /// FORBIDDEN for the owner of a group with other members.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the caller gone or not; repeating it gives NOT_FOUND if it
+    /// took effect.
     pub async fn leave(&self, conversation_id: u64) -> Result<u64, ClientError> {
         Ok(self.call::<pb::Sequenced>(pb::Leave { conversation_id }).await?.seq)
     }
@@ -197,6 +212,10 @@ impl Client {
     ///
     /// # Errors
     /// FORBIDDEN for plain members.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the group renamed or not; repeating it is harmless (renaming
+    /// to the current name writes nothing).
     pub async fn rename(&self, conversation_id: u64, name: &str) -> Result<u64, ClientError> {
         Ok(self.call::<pb::Sequenced>(pb::Rename { conversation_id, name: name.to_owned() }).await?.seq)
     }
@@ -205,6 +224,10 @@ impl Client {
     ///
     /// # Errors
     /// FORBIDDEN for non-owners, INVALID_ARGUMENT for non-members.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the role changed or not; repeating it is harmless, except
+    /// after an ownership transfer took effect: the caller, now an admin, gets FORBIDDEN.
     pub async fn set_role(&self, conversation_id: u64, user: &str, role: Role) -> Result<u64, ClientError> {
         let request = pb::SetRole { conversation_id, user_id: user.to_owned(), role: role.to_pb() };
         Ok(self.call::<pb::Sequenced>(request).await?.seq)
@@ -216,6 +239,10 @@ impl Client {
     /// NOT_FOUND for non-members, PAYLOAD_TOO_LARGE; RATE_LIMITED when the session, user or
     /// organisation sends too fast, nothing sent ([`ClientError::retry_after`] says how long to
     /// wait).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the message sent, and its fresh id is lost: calling `send`
+    /// again may post it twice. Where a retry must not duplicate, use [`Client::send_with_id`].
     pub async fn send(&self, conversation_id: u64, payload: impl Into<Bytes>) -> Result<SendAck, ClientError> {
         self.send_with_id(conversation_id, &new_client_msg_id(), payload).await
     }
@@ -225,6 +252,10 @@ impl Client {
     ///
     /// # Errors
     /// CONFLICT if the id was used for another payload; otherwise as [`Client::send`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the message sent or not; repeat it with the same id and
+    /// payload: the broker answers a repeat with the first acknowledgement (`duplicate` set).
     pub async fn send_with_id(
         &self,
         conversation_id: u64,
@@ -249,6 +280,10 @@ impl Client {
     /// OUT_OF_RANGE for a time in the past or beyond the broker's `max_schedule_ms`;
     /// [`ClientError::InvalidArgument`] for times the wire cannot carry; otherwise as
     /// [`Client::send_with_id`].
+    ///
+    /// # Cancel safety
+    /// With `Some(id)`, as [`Client::send_with_id`]: repeat with the same id and payload. With
+    /// `None` the fresh id is lost with the future, and a repeat may post twice.
     pub async fn send_with_options(
         &self,
         conversation_id: u64,
@@ -278,6 +313,10 @@ impl Client {
     /// # Errors
     /// FORBIDDEN for plain members of a group; NOT_FOUND for non-members;
     /// [`ClientError::InvalidArgument`] when both are `None` (there would be nothing to change).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the settings changed or not; repeating it is harmless
+    /// (setting the current values writes nothing).
     pub async fn update_settings(
         &self,
         conversation_id: u64,
@@ -292,6 +331,9 @@ impl Client {
     ///
     /// # Errors
     /// NOT_FOUND for non-members.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn history(
         &self,
         conversation_id: u64,
@@ -307,6 +349,10 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::history`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads; the entries already fetched are lost with the future, so call
+    /// it again with the same `after_seq`.
     pub async fn catch_up(&self, conversation_id: u64, after_seq: u64) -> Result<Vec<Entry>, ClientError> {
         let mut entries = Vec::new();
         let mut next = after_seq + 1;
@@ -326,6 +372,9 @@ impl Client {
     ///
     /// # Errors
     /// UNAVAILABLE if the broker cannot read its store.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn sync(&self, cursors: &[(u64, u64)]) -> Result<SyncState, ClientError> {
         let cursors = cursors.iter().map(|&(conversation_id, seq)| pb::Cursor { conversation_id, seq }).collect();
         self.call(pb::Sync { cursors }).await
@@ -335,6 +384,9 @@ impl Client {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for a limit over 1000.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn list_conversations(
         &self,
         after_conversation_id: u64,
@@ -348,6 +400,9 @@ impl Client {
     ///
     /// # Errors
     /// NOT_FOUND for non-members.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn list_members(
         &self,
         conversation_id: u64,

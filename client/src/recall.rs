@@ -79,6 +79,10 @@ impl Client {
     /// # Errors
     /// NOT_FOUND (no message at `seq`), INVALID_ARGUMENT (the entry is an event),
     /// ALREADY_RECALLED, RECALL_WINDOW_CLOSED, FORBIDDEN.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the message recalled or not; repeat it: ALREADY_RECALLED
+    /// then means it was.
     pub async fn recall(&self, conversation_id: u64, seq: u64) -> Result<u64, ClientError> {
         Ok(self.call::<pb::Sequenced>(pb::Recall { conversation_id, seq }).await?.seq)
     }
@@ -89,6 +93,10 @@ impl Client {
     /// NOT_FOUND if no such message is still held (it may have been sequenced already);
     /// OUT_OF_RANGE for a time in the past or beyond `max_schedule_ms`;
     /// [`ClientError::InvalidArgument`] for a time before 1970.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the message moved or not; repeating it is harmless (it sets
+    /// the same time again).
     pub async fn reschedule(
         &self,
         conversation_id: u64,
@@ -104,6 +112,10 @@ impl Client {
     ///
     /// # Errors
     /// NOT_FOUND if no such message is still held (it may have been sequenced already).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the message cancelled or not; repeat it: NOT_FOUND then means
+    /// it is no longer held, cancelled or already sequenced (look for its id in the log).
     pub async fn cancel_scheduled(&self, conversation_id: u64, client_msg_id: &str) -> Result<(), ClientError> {
         let request = pb::Reschedule { conversation_id, client_msg_id: client_msg_id.to_owned(), deliver_at_ms: 0 };
         let answer: pb::Scheduled = self.call(request).await?;

@@ -148,6 +148,10 @@ impl Client {
     /// NOT_FOUND for non-members; OUT_OF_RANGE past the conversation's newest entry;
     /// STALE_CURSOR if the user's read cursor is already further (another device read on, or
     /// this is a late duplicate): harmless, nothing changed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the cursor moved or not; repeating it is harmless (a cursor
+    /// only moves forward; STALE_CURSOR means it is already further).
     pub async fn mark_read(&self, conversation_id: u64, seq: u64) -> Result<Cursors, ClientError> {
         self.mark(pb::Mark { conversation_id, delivered_seq: 0, read_seq: seq }).await
     }
@@ -157,6 +161,10 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::mark_read`], for the delivered cursor.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the cursor moved or not; repeating it is harmless, as for
+    /// [`Client::mark_read`].
     pub async fn mark_delivered(&self, conversation_id: u64, seq: u64) -> Result<Cursors, ClientError> {
         self.mark(pb::Mark { conversation_id, delivered_seq: seq, read_seq: 0 }).await
     }
@@ -170,6 +178,9 @@ impl Client {
     /// # Errors
     /// NOT_FOUND for non-members or no message at `seq`; RECEIPTS_DISABLED when the
     /// conversation or organisation has receipts turned off.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn receipts(&self, conversation_id: u64, seq: u64) -> Result<MessageReceipts, ClientError> {
         let query = pb::ReceiptQuery { conversation_id, seq, ..Default::default() };
         let page: pb::ReceiptPage = self.call(query).await?;
@@ -182,6 +193,9 @@ impl Client {
     /// # Errors
     /// FORBIDDEN unless the caller sent the message, owns or administers the group, or
     /// administers the organisation; otherwise as [`Client::receipts`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub async fn receipt_list(
         &self,
         conversation_id: u64,
