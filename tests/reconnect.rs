@@ -202,3 +202,49 @@ async fn an_unreachable_primary_address_falls_back_to_the_next() -> Result<()> {
     client.ping().await?;
     Ok(())
 }
+
+/// An app that stopped between sending and the acknowledgement: what its outbox still holds
+/// goes out again under the same ids on the next start, and whatever had already reached the
+/// broker is acknowledged as a duplicate, not stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_left_by_a_stopped_app_is_sent_once_on_the_next_start() -> Result<()> {
+    use herald_client::{FileOutbox, Outbox, OutboxItem};
+
+    let broker = TestBroker::start().await?;
+    let dir = tempfile::tempdir()?;
+    let outbox = Arc::new(FileOutbox::new(dir.path().join("outbox"))?);
+    let alice = Client::connect(broker.client_config(broker.token(ORG, "alice")).with_outbox(outbox.clone())).await?;
+    let conv = alice.create_group("outbox", &["bob"]).await?.conversation_id;
+    alice.send(conv, &b"acknowledged"[..]).await?;
+    assert!(outbox.load()?.is_empty(), "an acknowledged send leaves the outbox");
+
+    // The first run: one message reached the broker but its acknowledgement did not reach the
+    // app; another never left. Both are still in the outbox.
+    let reached = OutboxItem { conversation_id: conv, client_msg_id: "m-reached".into(), payload: "reached".into() };
+    let lost = OutboxItem { conversation_id: conv, client_msg_id: "m-lost".into(), payload: "never left".into() };
+    alice.send_with_id(conv, &reached.client_msg_id, reached.payload.clone()).await?;
+    outbox.put(&reached)?;
+    outbox.put(&lost)?;
+    alice.close().await;
+
+    let again = Client::connect(broker.client_config(broker.token(ORG, "alice")).with_outbox(outbox.clone())).await?;
+    let mut resent = again.resend_outbox().await?;
+    resent.sort_by(|a, b| a.item.client_msg_id.cmp(&b.item.client_msg_id));
+    let outcomes: Vec<(&str, bool)> = resent
+        .iter()
+        .map(|r| (r.item.client_msg_id.as_str(), r.outcome.as_ref().map(|ack| ack.duplicate).unwrap_or(false)))
+        .collect();
+    assert_eq!(outcomes, [("m-lost", false), ("m-reached", true)]);
+    assert!(outbox.load()?.is_empty());
+    let history = again.history(conv, 0, false, 100).await?;
+    let texts: Vec<Vec<u8>> = history
+        .entries
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Message { payload, .. } => Some(payload.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, [b"acknowledged".to_vec(), b"reached".to_vec(), b"never left".to_vec()], "each once");
+    Ok(())
+}

@@ -103,6 +103,8 @@ struct Inner {
     session: watch::Receiver<Current>,
     /// The QUIC endpoint the sessions run on, to move to a new socket on a network change.
     endpoint: quinn::Endpoint,
+    /// Where unacknowledged sends are kept, if the app gave one.
+    outbox: Option<Arc<dyn crate::Outbox>>,
     request_timeout: Duration,
     next_nonce: std::sync::atomic::AtomicU64,
 }
@@ -173,6 +175,7 @@ impl Client {
         let pump_task =
             tokio::spawn(crate::resume::pump(pump_output, events_tx, requests, config.cursor_store.clone()));
         let quic_endpoint = endpoint.quic().clone();
+        let outbox = config.outbox.clone();
         let request_timeout = config.request_timeout;
         let supervisor = Supervisor {
             config,
@@ -193,6 +196,7 @@ impl Client {
                 events: std::sync::Mutex::new(Some(events_rx)),
                 session,
                 endpoint: quic_endpoint,
+                outbox,
                 request_timeout,
                 next_nonce: std::sync::atomic::AtomicU64::new(1),
             }),
@@ -228,6 +232,11 @@ impl Client {
     /// [`ClientError::Endpoint`] if no new socket can be bound; the old one stays in use.
     pub fn rebind(&self) -> Result<(), ClientError> {
         crate::endpoint::rebind(&self.inner.endpoint)
+    }
+
+    /// The outbox, if the app configured one.
+    pub(crate) fn outbox(&self) -> Option<&Arc<dyn crate::Outbox>> {
+        self.inner.outbox.as_ref()
     }
 
     /// The local address the client's socket is bound to.

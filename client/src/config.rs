@@ -59,6 +59,7 @@ pub struct ClientConfig {
     pub(crate) reconnect: Option<ReconnectPolicy>,
     pub(crate) token_source: Option<TokenSource>,
     pub(crate) cursor_store: Option<Arc<dyn CursorStore>>,
+    pub(crate) outbox: Option<Arc<dyn crate::Outbox>>,
 }
 
 /// Supplies the token for each connection attempt, so a long-lived client presents a fresh one
@@ -99,6 +100,7 @@ impl ClientConfig {
             reconnect: Some(ReconnectPolicy::default()),
             token_source: None,
             cursor_store: None,
+            outbox: None,
         }
     }
 
@@ -192,6 +194,15 @@ impl ClientConfig {
             Some(TokenSource(fetch)) => fetch(),
             None => Ok(self.token.clone()),
         }
+    }
+
+    /// Keeps messages sent with [`Client::send`](crate::Client::send) or
+    /// [`Client::send_with_id`](crate::Client::send_with_id) in `outbox` until the broker
+    /// acknowledges them, so an app that stops before the acknowledgement can send them again
+    /// with [`Client::resend_outbox`](crate::Client::resend_outbox), without duplicates.
+    pub fn with_outbox(mut self, outbox: Arc<dyn crate::Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// Opens the session on a shared [`Endpoint`] instead of a socket of its own: for processes

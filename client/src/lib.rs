@@ -45,6 +45,7 @@ mod error;
 mod event;
 mod keys;
 mod messaging;
+mod outbox;
 mod push;
 mod reader;
 mod recall;
@@ -69,6 +70,7 @@ pub use herald_protocol::{ErrorCode, SessionId};
 pub use messaging::{
     Conversation, HistoryPage, MemberPage, Role, SendAck, SendOptions, SendOutcome, SyncState, new_client_msg_id,
 };
+pub use outbox::{FileOutbox, MemoryOutbox, Outbox, OutboxError, OutboxItem, Resent};
 pub use recall::{RecallNotice, Scheduled};
 pub use receipts::{Cursors, MessageReceipts, RecallProgress, ReceiptList, ReceiptPage, Receipts};
 pub use reconnect::ReconnectPolicy;

@@ -242,7 +242,9 @@ impl Client {
     ///
     /// # Cancel safety
     /// Dropping the future may leave the message sent, and its fresh id is lost: calling `send`
-    /// again may post it twice. Where a retry must not duplicate, use [`Client::send_with_id`].
+    /// again may post it twice. Where a retry must not duplicate, use [`Client::send_with_id`],
+    /// or configure an outbox ([`crate::ClientConfig::with_outbox`]): the message is kept there,
+    /// under its id, until acknowledged, and [`Client::resend_outbox`] sends it again.
     pub async fn send(&self, conversation_id: u64, payload: impl Into<Bytes>) -> Result<SendAck, ClientError> {
         self.send_with_id(conversation_id, &new_client_msg_id(), payload).await
     }
@@ -263,6 +265,28 @@ impl Client {
         payload: impl Into<Bytes>,
     ) -> Result<SendAck, ClientError> {
         let payload: Bytes = payload.into();
+        if let Some(outbox) = self.outbox() {
+            let item = crate::OutboxItem {
+                conversation_id,
+                client_msg_id: client_msg_id.to_owned(),
+                payload: payload.clone(),
+            };
+            outbox
+                .put(&item)
+                .map_err(|e| ClientError::Config(format!("cannot keep the message in the outbox: {e}")))?;
+        }
+        let outcome = self.send_once(conversation_id, client_msg_id, payload).await;
+        self.settle_outbox(client_msg_id, &outcome);
+        outcome
+    }
+
+    /// One SEND, outside the outbox.
+    pub(crate) async fn send_once(
+        &self,
+        conversation_id: u64,
+        client_msg_id: &str,
+        payload: Bytes,
+    ) -> Result<SendAck, ClientError> {
         let request = pb::Send {
             conversation_id,
             client_msg_id: client_msg_id.to_owned(),
