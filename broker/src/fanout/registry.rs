@@ -54,12 +54,21 @@ impl SessionRegistry {
     }
 
     /// Removes a device session.
-    pub fn unregister(&self, org: &OrgId, user: &UserId, session: SessionId) {
-        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return };
+    ///
+    /// Returns whether another live session of the same device remains (a reconnect that
+    /// overtook the old connection's close, or a second process using the device's id), so
+    /// the caller does not report the device gone while it is still here.
+    pub fn unregister(&self, org: &OrgId, user: &UserId, session: SessionId) -> bool {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return false };
+        let mut device_remains = false;
         users.remove_if_mut(user, |_, sessions| {
+            let device = sessions.iter().find(|s| s.session == session).map(|s| s.device.clone());
             sessions.retain(|s| s.session != session);
+            device_remains =
+                device.is_some_and(|d| sessions.iter().any(|s| s.device == d && !s.revoked.is_cancelled()));
             sessions.is_empty()
         });
+        device_remains
     }
 
     /// Signals every session for which `matches` holds (see [`DeviceSession::recheck`]) and
@@ -222,10 +231,11 @@ mod tests {
         }
         let frame = Bytes::from_static(b"hello");
         assert_eq!(registry.fan_out(&acme, &[id("alice"), id("bob"), id("carol")], &frame, Lane::Push), (3, 0));
-        registry.unregister(&acme, &id("alice"), SessionId::new(1));
+        assert!(registry.unregister(&acme, &id("alice"), SessionId::new(1)), "alice's other session is of device d");
         assert_eq!(registry.device_count(&acme, &id("alice")), 1);
         assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
         assert_eq!(registry.signal_where(|org, user, _| org == &acme && user.as_str() == "bob"), 1);
+        assert!(!registry.unregister(&acme, &id("bob"), SessionId::new(3)), "bob's only session");
     }
 
     #[test]

@@ -336,10 +336,13 @@ impl ConnectionLoop {
 
     fn unregister(&mut self) {
         if let Some(identity) = self.registered.take() {
-            self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
-            // Its calls keep the device's slot for the rejoin grace.
-            let endpoint = crate::call::Endpoint::new(identity.user.clone(), identity.device.clone());
-            self.services.calls.disconnected(identity.org.clone(), endpoint);
+            let device_remains = self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
+            // Its calls keep the device's slot for the rejoin grace, unless the device is still
+            // here on another session.
+            if !device_remains {
+                let endpoint = crate::call::Endpoint::new(identity.user.clone(), identity.device.clone());
+                self.services.calls.disconnected(identity.org.clone(), endpoint);
+            }
         }
     }
 
