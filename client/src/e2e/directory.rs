@@ -22,7 +22,7 @@ pub enum KeyChange {
         /// The device.
         device: DeviceAddress,
         /// Its keys.
-        identity: PublicIdentity,
+        identity: Box<PublicIdentity>,
         /// Its bundle version.
         key_version: u64,
     },
@@ -32,9 +32,9 @@ pub enum KeyChange {
         /// The device.
         device: DeviceAddress,
         /// The keys known until now.
-        old: PublicIdentity,
+        old: Box<PublicIdentity>,
         /// The keys now published.
-        new: PublicIdentity,
+        new: Box<PublicIdentity>,
         /// The new bundle version.
         key_version: u64,
     },
@@ -67,23 +67,32 @@ impl Directory {
         let offered = DirectoryEntry { identity: bundle.identity, key_version: bundle.key_version };
         let Some(known) = self.devices.get(&device).copied() else {
             self.devices.insert(device.clone(), offered);
-            return Ok(KeyChange::NewDevice { device, identity: offered.identity, key_version: offered.key_version });
+            return Ok(KeyChange::NewDevice {
+                device,
+                identity: Box::new(offered.identity),
+                key_version: offered.key_version,
+            });
         };
         if offered.key_version < known.key_version {
             return Err(EngineError::StaleBundle {
-                device,
+                device: Box::new(device),
                 known_version: known.key_version,
                 offered_version: offered.key_version,
             });
         }
         if offered.key_version == known.key_version && offered.identity != known.identity {
-            return Err(EngineError::ConflictingBundle { device, key_version: known.key_version });
+            return Err(EngineError::ConflictingBundle { device: Box::new(device), key_version: known.key_version });
         }
         self.devices.insert(device.clone(), offered);
         if offered.identity == known.identity {
             Ok(KeyChange::Unchanged { device })
         } else {
-            Ok(KeyChange::Changed { device, old: known.identity, new: offered.identity, key_version: offered.key_version })
+            Ok(KeyChange::Changed {
+                device,
+                old: Box::new(known.identity),
+                new: Box::new(offered.identity),
+                key_version: offered.key_version,
+            })
         }
     }
 

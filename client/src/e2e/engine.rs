@@ -19,11 +19,11 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
-use herald_protocol::e2e::{
-    ChainId, DeviceAddress, DeviceKeyBundle, E2eError, GroupMessage, IdentityKeyPair, MemberDevice,
-    MembershipAction, MembershipChange, MembershipState, PublicIdentity, RandomSource, envelope,
-};
 use herald_protocol::UserId;
+use herald_protocol::e2e::{
+    ChainId, DeviceAddress, DeviceKeyBundle, E2eError, GroupMessage, IdentityKeyPair, MemberDevice, MembershipAction,
+    MembershipChange, MembershipState, PublicIdentity, RandomSource, envelope,
+};
 use zeroize::Zeroizing;
 
 use super::conversation::{Conversation, Outbound};
@@ -280,10 +280,10 @@ impl E2eEngine {
         conversation: u64,
         membership: VerifiedMembership,
     ) -> Result<MembershipUpdate, EngineError> {
-        if let Some(known) = self.conversations.get(&conversation) {
-            if !membership.extends(&known.membership) {
-                return Err(EngineError::MembershipFork { conversation });
-            }
+        if let Some(known) = self.conversations.get(&conversation)
+            && !membership.extends(&known.membership)
+        {
+            return Err(EngineError::MembershipFork { conversation });
         }
         self.install_membership(conversation, membership)
     }
@@ -295,7 +295,10 @@ impl E2eEngine {
     ) -> Result<MembershipUpdate, EngineError> {
         let state = membership.state();
         if *state.org() != self.address.org {
-            return Err(EngineError::WrongOrganisation { expected: self.address.org.clone(), found: state.org().clone() });
+            return Err(EngineError::WrongOrganisation {
+                expected: self.address.org.clone(),
+                found: state.org().clone(),
+            });
         }
         if state.conversation() != conversation {
             return Err(EngineError::MembershipMismatch { expected: conversation, found: state.conversation() });
@@ -352,7 +355,8 @@ impl E2eEngine {
         plaintext: &[u8],
         rng: &mut impl RandomSource,
     ) -> Result<Outgoing, EngineError> {
-        let conv = self.conversations.get_mut(&conversation).ok_or(EngineError::UnknownConversation { conversation })?;
+        let conv =
+            self.conversations.get_mut(&conversation).ok_or(EngineError::UnknownConversation { conversation })?;
         if conv.membership.key_of(&self.address) != Some(self.identity.public()) {
             return Err(EngineError::NotAMember { conversation });
         }
@@ -413,14 +417,18 @@ impl E2eEngine {
             return Err(EngineError::WrongOrganisation { expected: self.address.org.clone(), found: named.org });
         }
         if named.sender_address() != *from {
-            return Err(EngineError::SenderMismatch { from: from.clone(), named: named.sender_address() });
+            return Err(EngineError::SenderMismatch {
+                from: Box::new(from.clone()),
+                named: Box::new(named.sender_address()),
+            });
         }
         let conversation = named.conversation;
-        let conv = self.conversations.get_mut(&conversation).ok_or(EngineError::UnknownConversation { conversation })?;
+        let conv =
+            self.conversations.get_mut(&conversation).ok_or(EngineError::UnknownConversation { conversation })?;
         let key = conv
             .membership
             .key_of(from)
-            .ok_or_else(|| EngineError::UnknownSender { sender: from.clone(), conversation })?;
+            .ok_or_else(|| EngineError::UnknownSender { sender: Box::new(from.clone()), conversation })?;
         let current = conv.epoch();
         if named.epoch > current {
             return Err(EngineError::EpochAhead { epoch: named.epoch, current });
@@ -480,7 +488,10 @@ impl E2eEngine {
             Err(e) => return refused(UndecryptableReason::Refused(e)),
         };
         if chain.org != self.address.org || chain.conversation != conversation {
-            return refused(UndecryptableReason::WrongConversation { org: chain.org, conversation: chain.conversation });
+            return refused(UndecryptableReason::WrongConversation {
+                org: chain.org,
+                conversation: chain.conversation,
+            });
         }
         if chain.sender_address() != *sender {
             return refused(UndecryptableReason::WrongSender { named: chain.sender_address(), entry: sender.clone() });

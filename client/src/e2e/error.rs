@@ -6,7 +6,7 @@ use herald_protocol::e2e::{DeviceAddress, E2eError};
 use super::KeyStoreError;
 use super::wire::DecodeError;
 
-/// Why an engine operation failed. Receiving a group message never fails this way: it has its
+/// Why an engine operation failed. Addresses are boxed to keep `Result`s small. Receiving a group message never fails this way: it has its
 /// own outcome ([`DecryptOutcome`](super::DecryptOutcome)), since an unreadable message is an
 /// event to show, not an error to propagate.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ pub enum EngineError {
     #[error("{sender} is not a member device of conversation {conversation}")]
     UnknownSender {
         /// The claimed sender.
-        sender: DeviceAddress,
+        sender: Box<DeviceAddress>,
         /// The conversation.
         conversation: u64,
     },
@@ -73,9 +73,9 @@ pub enum EngineError {
     #[error("envelope from {from} carries a distribution of {named}")]
     SenderMismatch {
         /// Who the envelope came from.
-        from: DeviceAddress,
+        from: Box<DeviceAddress>,
         /// The sender the distribution names.
-        named: DeviceAddress,
+        named: Box<DeviceAddress>,
     },
     /// A distribution for an epoch this device has not verified yet: apply the membership
     /// changes that lead to it, then offer the envelope again.
@@ -98,7 +98,7 @@ pub enum EngineError {
     #[error("bundle version {offered_version} for {device} is older than the known {known_version}")]
     StaleBundle {
         /// The device.
-        device: DeviceAddress,
+        device: Box<DeviceAddress>,
         /// The version known.
         known_version: u64,
         /// The version offered.
@@ -108,7 +108,7 @@ pub enum EngineError {
     #[error("two different bundles of version {key_version} for {device}")]
     ConflictingBundle {
         /// The device.
-        device: DeviceAddress,
+        device: Box<DeviceAddress>,
         /// The version.
         key_version: u64,
     },

@@ -17,13 +17,13 @@ use std::collections::BTreeMap;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use herald_protocol::e2e::kdf::{INFO_MESSAGE_KEY, SALT_MESSAGE_KEY, SIG_GROUP_MESSAGE, SIG_SENDER_KEY};
 use herald_protocol::e2e::{
-    ChainId, E2eError, FORMAT_V1, GroupMessage, IdentityKeyPair, MAX_SKIP, MAX_SKIPPED_KEYS, PublicIdentity, RandomSource,
-    SIGNATURE_LEN, SenderKeyDistribution,
+    ChainId, E2eError, FORMAT_V1, GroupMessage, IdentityKeyPair, MAX_SKIP, MAX_SKIPPED_KEYS, PublicIdentity,
+    RandomSource, SIGNATURE_LEN, SenderKeyDistribution,
 };
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 

@@ -1,15 +1,19 @@
 //! The engine's saveable chains against the protocol crate's: same bytes, both directions.
 
-use herald_protocol::e2e::{
-    ChainId, E2eError, IdentityKeyPair, ReceiverChain, SenderChain, SenderKeyDistribution,
-};
+use herald_protocol::e2e::{ChainId, E2eError, IdentityKeyPair, ReceiverChain, SenderChain, SenderKeyDistribution};
 
 use super::super::ratchet::{RecvChain, SendChain, signing_key};
 use super::super::wire::Reader;
 use super::*;
 
 fn chain_id() -> ChainId {
-    ChainId { org: org(), conversation: CONV, sender: user("alice"), sender_device: DeviceId::new("laptop").unwrap(), epoch: 3 }
+    ChainId {
+        org: org(),
+        conversation: CONV,
+        sender: user("alice"),
+        sender_device: DeviceId::new("laptop").unwrap(),
+        epoch: 3,
+    }
 }
 
 #[test]
@@ -71,8 +75,5 @@ fn a_saved_send_chain_continues_at_its_counter() {
     assert_eq!(*receiver.decrypt(&restored.encrypt(&signing, b"1").unwrap()).unwrap(), *b"1");
     // A distribution signed by another key than the sender's is refused.
     let other = IdentityKeyPair::generate(&mut rng(46));
-    assert!(matches!(
-        RecvChain::from_distribution(&signed, other.public()),
-        Err(E2eError::BadSignature { .. })
-    ));
+    assert!(matches!(RecvChain::from_distribution(&signed, other.public()), Err(E2eError::BadSignature { .. })));
 }

@@ -116,7 +116,7 @@ fn removal_rotates_the_epoch_and_the_removed_member_reads_nothing_new() {
         let update = e.apply_membership(CONV, &removal).unwrap();
         assert!(update.rotated);
         assert_eq!(update.epoch, 1);
-        assert_eq!(update.removed, [carol_at.clone()]);
+        assert_eq!(update.removed, std::slice::from_ref(&carol_at));
     }
     assert!(t.alice.membership(CONV).unwrap().member(&carol).is_none());
 
@@ -161,7 +161,10 @@ fn a_new_member_reads_from_joining_on_not_before() {
         assert_eq!(
             dave.decrypt(CONV, seq, t.alice.address(), &old.payload, 0),
             DecryptOutcome::Undecryptable {
-                reason: UndecryptableReason::Refused(E2eError::CounterBeforeChain { counter: seq as u32 - 1, start: 2 })
+                reason: UndecryptableReason::Refused(E2eError::CounterBeforeChain {
+                    counter: seq as u32 - 1,
+                    start: 2
+                })
             }
         );
     }
@@ -183,7 +186,10 @@ fn a_ghost_device_gets_no_key_and_cannot_inject_one() {
         ghost.sign_membership(CONV, MembershipAction::Add, &ghost.address().user.clone(), vec![ghost.member_device()])
     }
     .unwrap();
-    assert!(matches!(t.alice.apply_membership(CONV, &forged), Err(EngineError::Refused(E2eError::UnknownActor { .. }))));
+    assert!(matches!(
+        t.alice.apply_membership(CONV, &forged),
+        Err(EngineError::Refused(E2eError::UnknownActor { .. }))
+    ));
 
     // A distribution it seals to alice in its own name: not a member device.
     let mut fake = engine("bob", "ghost", 66);
@@ -191,10 +197,7 @@ fn a_ghost_device_gets_no_key_and_cannot_inject_one() {
     fake_log.change(&mut fake, MembershipAction::Add, &[&t.alice]);
     let injected = fake.encrypt(CONV, b"trust me", &mut r).unwrap();
     let to_alice = &injected.distributions[0].bytes;
-    assert!(matches!(
-        t.alice.open_envelope(fake.address(), to_alice),
-        Err(EngineError::UnknownSender { .. })
-    ));
+    assert!(matches!(t.alice.open_envelope(fake.address(), to_alice), Err(EngineError::UnknownSender { .. })));
     // ... nor passed off as bob's real phone: the signature is not under bob's phone's key.
     let mut impostor = engine("bob", "phone", 67);
     let mut impostor_log = Log::create(&mut impostor);
@@ -221,15 +224,12 @@ fn key_changes_are_surfaced_and_replays_refused() {
     assert!(matches!(t.alice.learn_bundle(&bundle_v1).unwrap(), KeyChange::Unchanged { .. }));
 
     // Bob reinstalls: new keys under version 2.
-    let reinstalled = E2eEngine::new(
-        t.bob_phone.address().clone(),
-        herald_protocol::e2e::IdentityKeyPair::generate(&mut rng(21)),
-        2,
-    );
+    let reinstalled =
+        E2eEngine::new(t.bob_phone.address().clone(), herald_protocol::e2e::IdentityKeyPair::generate(&mut rng(21)), 2);
     let bundle_v2 = reinstalled.key_bundle().unwrap();
     match t.alice.learn_bundle(&bundle_v2).unwrap() {
         KeyChange::Changed { old, new, key_version, .. } => {
-            assert_eq!((old, new, key_version), (*t.bob_phone.public_identity(), *reinstalled.public_identity(), 2));
+            assert_eq!((*old, *new, key_version), (*t.bob_phone.public_identity(), *reinstalled.public_identity(), 2));
         }
         other => panic!("expected a key change, got {other:?}"),
     }
@@ -251,7 +251,10 @@ fn key_changes_are_surfaced_and_replays_refused() {
         ),
         &mut rng(23),
     );
-    assert!(matches!(t.alice.learn_bundle(&elsewhere.key_bundle().unwrap()), Err(EngineError::WrongOrganisation { .. })));
+    assert!(matches!(
+        t.alice.learn_bundle(&elsewhere.key_bundle().unwrap()),
+        Err(EngineError::WrongOrganisation { .. })
+    ));
 
     // A membership change admitting a device under other keys than the directory's is flagged.
     let frank_dir = engine("frank", "phone", 30);
@@ -274,7 +277,9 @@ fn replays_and_moved_messages_are_refused() {
     assert_eq!(plaintext(t.carol.decrypt(CONV, 1, t.alice.address(), &out.payload, 0)), b"once");
     assert_eq!(
         t.carol.decrypt(CONV, 2, t.alice.address(), &out.payload, 0),
-        DecryptOutcome::Undecryptable { reason: UndecryptableReason::Refused(E2eError::ReplayedCounter { counter: 0 }) }
+        DecryptOutcome::Undecryptable {
+            reason: UndecryptableReason::Refused(E2eError::ReplayedCounter { counter: 0 })
+        }
     );
     // The same bytes offered as an entry of another conversation, or of another sender.
     assert!(matches!(

@@ -52,8 +52,12 @@ struct Log {
 impl Log {
     /// `owner` creates the group; it applies the genesis at once.
     fn create(owner: &mut E2eEngine) -> Self {
-        let genesis =
-            owner.sign_membership(CONV, MembershipAction::Create, &owner.address().user.clone(), vec![owner.member_device()]);
+        let genesis = owner.sign_membership(
+            CONV,
+            MembershipAction::Create,
+            &owner.address().user.clone(),
+            vec![owner.member_device()],
+        );
         let genesis = genesis.unwrap();
         owner.apply_membership(CONV, &genesis).unwrap();
         Self { changes: vec![genesis] }

@@ -71,7 +71,9 @@ fn a_restarted_device_keeps_its_keys_chains_and_forward_secrecy() {
     // The saved state was written after m1 was read: its key is gone, on disk too.
     assert_eq!(
         bob.decrypt(CONV, 1, alice.address(), &m1.payload, 0),
-        DecryptOutcome::Undecryptable { reason: UndecryptableReason::Refused(E2eError::ReplayedCounter { counter: 0 }) }
+        DecryptOutcome::Undecryptable {
+            reason: UndecryptableReason::Refused(E2eError::ReplayedCounter { counter: 0 })
+        }
     );
 }
 
