@@ -40,6 +40,7 @@ mod config;
 mod cursor_store;
 mod ding;
 mod driver;
+pub mod e2e;
 mod endpoint;
 mod error;
 mod event;
