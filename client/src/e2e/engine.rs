@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::SigningKey;
 use herald_protocol::UserId;
 use herald_protocol::e2e::{
     ChainId, DeviceAddress, DeviceKeyBundle, E2eError, GroupMessage, IdentityKeyPair, MemberDevice, MembershipAction,
@@ -31,7 +30,7 @@ use super::directory::{Directory, DirectoryEntry, KeyChange};
 use super::held::{HeldMessage, HeldQueue};
 use super::membership::{MembershipUpdate, VerifiedMembership};
 use super::outcome::{DecryptOutcome, Decrypted, Outgoing, SealedEnvelope, Undecryptable, UndecryptableReason};
-use super::ratchet::{RecvChain, SendChain, signing_key};
+use super::ratchet::{RecvChain, SendChain};
 use super::wire::Reader;
 use super::{EngineError, KeyStore, StoredIdentity, state};
 
@@ -66,7 +65,6 @@ pub struct Released {
 pub struct E2eEngine {
     address: DeviceAddress,
     identity: IdentityKeyPair,
-    signing: SigningKey,
     key_version: u64,
     config: EngineConfig,
     directory: Directory,
@@ -80,7 +78,6 @@ impl E2eEngine {
     pub fn new(address: DeviceAddress, identity: IdentityKeyPair, key_version: u64) -> Self {
         Self {
             address,
-            signing: signing_key(&identity),
             identity,
             key_version,
             config: EngineConfig::default(),
@@ -381,8 +378,8 @@ impl E2eEngine {
             .filter(|(d, k)| *d != self.address && outbound.holders.get(d) != Some(&k.to_bytes()))
             .map(|(d, k)| (d, *k))
             .collect();
-        let signed = (!missing.is_empty()).then(|| outbound.chain.signed_distribution(&self.signing));
-        let payload = outbound.chain.encrypt(&self.signing, plaintext)?;
+        let signed = (!missing.is_empty()).then(|| outbound.chain.signed_distribution(&self.identity)).transpose()?;
+        let payload = outbound.chain.encrypt(&self.identity, plaintext)?;
         let mut distributions = Vec::with_capacity(missing.len());
         let mut unreachable = Vec::new();
         if let Some(signed) = signed {

@@ -76,7 +76,7 @@ pub use membership::{
     MAX_DEVICES_PER_CHANGE, Member, MemberDevice, MembershipAction, MembershipChange, MembershipState, Role,
 };
 pub use pairwise::pairwise_key;
-pub use sender_chain::{MAX_SKIP, MAX_SKIPPED_KEYS, ReceiverChain, SenderChain};
+pub use sender_chain::{MAX_SKIP, MAX_SKIPPED_KEYS, ReceiverChain, ReceiverChainState, SenderChain};
 
 /// The format byte every e2e structure starts with.
 pub const FORMAT_V1: u8 = 0x01;

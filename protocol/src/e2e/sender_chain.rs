@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::group_message::{self, GroupMessage};
 use super::kdf::{self, KeyNonce};
-use super::{ChainId, E2eError, IdentityKeyPair, RandomSource, SenderKeyDistribution};
+use super::{ChainId, E2eError, IdentityKeyPair, PublicIdentity, RandomSource, SenderKeyDistribution};
 
 /// How far ahead of the next expected counter a received message may be. Keys for the counters
 /// jumped over are derived and kept, so out-of-order delivery within this window decrypts.
@@ -43,6 +43,18 @@ impl SenderChain {
     /// Starts a chain at counter 0 from `chain_key`.
     pub fn new(id: ChainId, chain_key: [u8; 32]) -> Self {
         Self { id, next: 0, chain_key: Zeroizing::new(chain_key) }
+    }
+
+    /// Resumes a saved chain (see [`SenderChain::chain_key`]) at counter `next`.
+    pub fn resume(id: ChainId, next: u32, chain_key: [u8; 32]) -> Self {
+        Self { id, next, chain_key: Zeroizing::new(chain_key) }
+    }
+
+    /// The current chain key, for a key store: with [`SenderChain::next_counter`] it is all a
+    /// restarted device needs to go on. It derives this and every later message key and none
+    /// earlier, so a saved state keeps forward secrecy. A secret: store it as one.
+    pub fn chain_key(&self) -> &[u8; 32] {
+        &self.chain_key
     }
 
     /// Starts a chain at counter 0 with a chain key drawn from `rng`.
@@ -109,6 +121,35 @@ pub struct ReceiverChain {
     skipped: BTreeMap<u32, MessageKeys>,
 }
 
+/// A [`ReceiverChain`] in its saved form, for a key store: the current chain key and the keys of
+/// counters skipped but not yet received, nothing older. Every field but `id` and `signing` is
+/// secret.
+pub struct ReceiverChainState {
+    /// Which chain.
+    pub id: ChainId,
+    /// The sender device's Ed25519 public key its messages must be signed with.
+    pub signing: [u8; 32],
+    /// The first counter the distribution covered.
+    pub start: u32,
+    /// The next counter not yet seen.
+    pub next: u32,
+    /// The chain key for `next`.
+    pub chain_key: Zeroizing<[u8; 32]>,
+    /// Skipped counters and their message key (32 bytes) then nonce (12 bytes).
+    pub skipped: Vec<(u32, Zeroizing<[u8; 44]>)>,
+}
+
+impl std::fmt::Debug for ReceiverChainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverChainState")
+            .field("id", &self.id)
+            .field("start", &self.start)
+            .field("next", &self.next)
+            .field("skipped", &self.skipped.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How the key for one counter is found, computed before any state changes.
 enum KeyPlan {
     /// A previously skipped key.
@@ -129,6 +170,83 @@ impl ReceiverChain {
             chain_key: Zeroizing::new(*distribution.chain_key()),
             skipped: BTreeMap::new(),
         }
+    }
+
+    /// Verifies a signed distribution (an opened envelope's contents) from `sender` and starts
+    /// receiving its chain.
+    ///
+    /// # Errors
+    /// [`SenderKeyDistribution::verify`]'s.
+    pub fn from_signed(signed: &[u8], sender: &PublicIdentity) -> Result<Self, E2eError> {
+        Ok(Self::new(&SenderKeyDistribution::verify(signed, sender)?))
+    }
+
+    /// The chain's saved form.
+    pub fn state(&self) -> ReceiverChainState {
+        let skipped = self
+            .skipped
+            .iter()
+            .map(|(counter, keys)| {
+                let mut bytes = Zeroizing::new([0u8; 44]);
+                let (key, nonce) = bytes.split_at_mut(32);
+                key.copy_from_slice(keys.key.as_slice());
+                nonce.copy_from_slice(&keys.nonce);
+                (*counter, bytes)
+            })
+            .collect();
+        ReceiverChainState {
+            id: self.id.clone(),
+            signing: self.signing.to_bytes(),
+            start: self.start,
+            next: self.next,
+            chain_key: Zeroizing::new(*self.chain_key),
+            skipped,
+        }
+    }
+
+    /// Resumes a chain from its saved form.
+    ///
+    /// # Errors
+    /// [`E2eError::InvalidField`] for a signing key that is not a curve point, a start after
+    /// `next`, or more skipped keys than [`MAX_SKIPPED_KEYS`].
+    pub fn resume(state: ReceiverChainState) -> Result<Self, E2eError> {
+        let invalid = |reason| E2eError::InvalidField { what: "receiver chain state", reason };
+        let signing = VerifyingKey::from_bytes(&state.signing).map_err(|_| invalid("signing key is not a point"))?;
+        if state.start > state.next || state.skipped.len() > MAX_SKIPPED_KEYS {
+            return Err(invalid("counters out of range"));
+        }
+        let skipped = state
+            .skipped
+            .iter()
+            .map(|(counter, bytes)| {
+                let (key_bytes, nonce_bytes) = bytes.split_at(32);
+                let mut key = Zeroizing::new([0u8; 32]);
+                key.copy_from_slice(key_bytes);
+                let mut nonce = [0u8; 12];
+                nonce.copy_from_slice(nonce_bytes);
+                (*counter, MessageKeys { key, nonce })
+            })
+            .collect();
+        Ok(Self { id: state.id, signing, start: state.start, next: state.next, chain_key: state.chain_key, skipped })
+    }
+
+    /// Whether `other`, a newly received distribution of the same chain, needs no action: this
+    /// copy has passed its position (installing it would rewind and reopen used counters) or
+    /// can derive it. A chain key that does not match what this copy derives is news.
+    pub fn covers(&self, other: &ReceiverChain) -> bool {
+        if other.id != self.id || other.signing != self.signing {
+            return false;
+        }
+        let Some(distance) = other.next.checked_sub(self.next) else { return true };
+        if distance > MAX_SKIP {
+            return false;
+        }
+        let mut key = Zeroizing::new(*self.chain_key);
+        for _ in 0..distance {
+            key = step(&key).1;
+        }
+        // Without an early exit: these are secrets.
+        key.iter().zip(other.chain_key.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 
     /// Which chain this is.

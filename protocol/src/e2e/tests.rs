@@ -73,6 +73,41 @@ fn out_of_order_within_the_window_decrypts_once() {
 }
 
 #[test]
+fn saved_chains_resume_where_they_stopped_and_keep_used_counters_used() {
+    let mut g = group();
+    let msgs: Vec<_> = (0..4).map(|i| g.chain.encrypt(&g.alice, &[i]).unwrap()).collect();
+    assert_eq!(g.receiver.decrypt(&msgs[2]).unwrap().as_slice(), &[2]);
+    assert_eq!(g.receiver.decrypt(&msgs[0]).unwrap().as_slice(), &[0]);
+
+    let mut receiver = ReceiverChain::resume(g.receiver.state()).unwrap();
+    assert_eq!(receiver.decrypt(&msgs[0]), Err(E2eError::ReplayedCounter { counter: 0 }), "used stays used");
+    assert_eq!(receiver.decrypt(&msgs[1]).unwrap().as_slice(), &[1], "the skipped key survives");
+    assert_eq!(receiver.decrypt(&msgs[3]).unwrap().as_slice(), &[3]);
+
+    let mut sender = SenderChain::resume(g.chain.id().clone(), g.chain.next_counter(), *g.chain.chain_key());
+    assert_eq!(receiver.decrypt(&sender.encrypt(&g.alice, b"after").unwrap()).unwrap().as_slice(), b"after");
+
+    let mut bad = g.receiver.state();
+    bad.start = bad.next + 1;
+    assert!(matches!(ReceiverChain::resume(bad), Err(E2eError::InvalidField { .. })));
+    assert!(!format!("{:?}", g.receiver.state()).contains("chain_key"), "no secrets in Debug");
+}
+
+#[test]
+fn a_chain_covers_its_own_later_distribution_but_not_another_key() {
+    let g = group();
+    let later = ReceiverChain::new(&{
+        let mut ahead = SenderChain::resume(g.chain.id().clone(), 0, *g.chain.chain_key());
+        ahead.encrypt(&g.alice, b"x").unwrap();
+        ahead.distribution(&g.alice)
+    });
+    assert!(g.receiver.covers(&later), "derivable from this copy");
+    assert!(later.covers(&g.receiver), "already passed");
+    let other = ReceiverChain::new(&SenderChain::new(g.chain.id().clone(), [7; 32]).distribution(&g.alice));
+    assert!(!g.receiver.covers(&other), "another chain key is news");
+}
+
+#[test]
 fn forged_signature_is_refused() {
     let mut g = group();
     let mut m = g.chain.encrypt(&g.alice, b"hi").unwrap();
