@@ -73,11 +73,11 @@ async fn a_client_away_for_a_long_backlog_catches_up_exactly() -> Result<()> {
 /// Sends `messages` round the conversations, `IN_FLIGHT` at a time, each acknowledged.
 async fn send_backlog(sender: &Client, conversations: &[u64], messages: usize) -> Result<()> {
     let mut in_flight = tokio::task::JoinSet::new();
-    for n in 0..messages {
+    for (n, &conv) in (0..messages).zip(conversations.iter().cycle()) {
         if in_flight.len() >= IN_FLIGHT {
             in_flight.join_next().await.context("a send")???;
         }
-        let (sender, conv) = (sender.clone(), conversations[n % conversations.len()]);
+        let sender = sender.clone();
         in_flight.spawn(async move { sender.send(conv, format!("backlog {n}").into_bytes()).await.map(|_| ()) });
     }
     while let Some(sent) = in_flight.join_next().await {
