@@ -41,9 +41,14 @@ impl Fixture {
         Ok(Fixture { broker, minter, _dir: dir })
     }
 
+    /// A ten-minute token for `user` of the `demo` organisation.
+    pub fn token(&self, user: &str) -> Result<String> {
+        Ok(self.minter.mint_for("demo", user, None, &[], now_s(), Duration::from_secs(600))?)
+    }
+
     /// `herald` as `user`, not yet run.
     pub fn command(&self, user: &str, args: &[&str]) -> Result<Command> {
-        let token = self.minter.mint_for("demo", user, None, &[], now_s(), Duration::from_secs(600))?;
+        let token = self.token(user)?;
         let mut command = Command::new(HERALD);
         command
             .arg("--server")
