@@ -248,3 +248,35 @@ async fn an_outbox_left_by_a_stopped_app_is_sent_once_on_the_next_start() -> Res
     assert_eq!(texts, [b"acknowledged".to_vec(), b"reached".to_vec(), b"never left".to_vec()], "each once");
     Ok(())
 }
+
+/// A session that outlives its token: the client fetches a fresh one from its token source
+/// before the first expires and presents it, so the session goes on without closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_source_renews_the_token_before_it_expires_and_the_session_goes_on() -> Result<()> {
+    let broker = TestBroker::start_with(|c| c.auth.leeway = Duration::ZERO).await?;
+    let now = common::now_s();
+    let short = broker.token_with(|c| c.exp = now + 3);
+    let long = broker.token_with(|c| c.exp = now + 600);
+    let tokens = std::sync::Mutex::new(std::collections::VecDeque::from([short]));
+    let source = herald_client::TokenSource::new(move || {
+        Ok(tokens.lock().map_err(|e| e.to_string())?.pop_front().unwrap_or_else(|| long.clone()))
+    });
+    let alice = Client::connect(broker.client_config(String::new()).with_token_source(source)).await?;
+    let mut events = alice.events().context("events")?;
+    let session = alice.session().session_id;
+    assert!(alice.session().token_expires_at_ms <= (now + 3) * 1000);
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    alice.ping().await?;
+    assert_eq!(alice.session().session_id, session, "the same session, past the first token's expiry");
+    while let Ok(event) = events.try_recv() {
+        assert!(!matches!(event, Event::Connection(_)), "no reconnect: {event:?}");
+    }
+
+    // A token for someone else is refused and changes nothing.
+    let bob = broker.token(ORG, "bob");
+    let refused = alice.reauthenticate(bob).await.err().context("refused")?;
+    assert_eq!(refused.code(), Some(herald_client::ErrorCode::FORBIDDEN));
+    alice.ping().await?;
+    Ok(())
+}

@@ -188,6 +188,11 @@ impl Client {
             server_index,
             terminal: terminal.clone(),
         };
+        if let Some(source) = supervisor.config.token_source.clone() {
+            let requests =
+                Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: request_timeout };
+            tokio::spawn(crate::token_refresh::refresh_tokens(requests, session.clone(), source));
+        }
         tokio::spawn(supervisor.run(first));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -232,6 +237,20 @@ impl Client {
     /// [`ClientError::Endpoint`] if no new socket can be bound; the old one stays in use.
     pub fn rebind(&self) -> Result<(), ClientError> {
         crate::endpoint::rebind(&self.inner.endpoint)
+    }
+
+    /// Presents a fresh token to the open session, which then runs until that token expires
+    /// (clients configured with a [`TokenSource`](crate::TokenSource) do this on their own,
+    /// shortly before each expiry). Returns the new expiry, Unix milliseconds.
+    ///
+    /// # Errors
+    /// The token's refusal (TOKEN_EXPIRED, TOKEN_INVALID, TOKEN_REVOKED; FORBIDDEN for another
+    /// user's token); the session goes on under its current token.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the new token in use or not; presenting it again is harmless.
+    pub async fn reauthenticate(&self, token: String) -> Result<u64, ClientError> {
+        Ok(self.call::<pb::Reauthed>(pb::Reauth { token }).await?.token_expires_at_ms)
     }
 
     /// The outbox, if the app configured one.

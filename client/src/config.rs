@@ -69,9 +69,15 @@ pub struct TokenSource(Arc<dyn Fn() -> Result<String, String> + Send + Sync>);
 
 impl TokenSource {
     /// A source calling `fetch` (from a cache, a refresh endpoint, a key) for each attempt; an
-    /// error ends the attempt as [`ClientError::Config`].
+    /// error ends the attempt as [`ClientError::Config`]. The client also calls it shortly
+    /// before the session's token expires and presents the new token to the open session.
     pub fn new(fetch: impl Fn() -> Result<String, String> + Send + Sync + 'static) -> Self {
         Self(Arc::new(fetch))
+    }
+
+    /// A token, fresh from the source.
+    pub(crate) fn fetch(&self) -> Result<String, String> {
+        (self.0)()
     }
 }
 

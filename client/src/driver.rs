@@ -230,6 +230,7 @@ fn safe_to_repeat(body: &Body) -> bool {
             | Body::ReceiptQuery(_)
             | Body::DingAck(_)
             | Body::DingQuery(_)
+            | Body::Reauth(_)
             | Body::KeysPublish(_)
             | Body::KeysQuery(_)
             | Body::EnvelopesFetch(_)

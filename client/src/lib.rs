@@ -55,6 +55,7 @@ mod reconnect;
 mod resume;
 mod supervisor;
 mod tls;
+mod token_refresh;
 
 pub use admin::Admin;
 pub use attendance::{CSV_HEADER, CheckInRequest};

@@ -121,6 +121,10 @@ frame_types! {
     PONG = 0x0005 => Pong(pb::Pong),
     /// Broker to client: first frame of every broker-opened stream, naming its purpose.
     STREAM_OPEN = 0x0006 => StreamOpen(pb::StreamOpen),
+    /// Client to broker: a fresh token for the open session.
+    REAUTH = 0x0007 => Reauth(pb::Reauth),
+    /// Broker to client: the session runs under the new token.
+    REAUTHED = 0x0008 => Reauthed(pb::Reauthed),
     /// Client to broker: create a group.
     CREATE_GROUP = 0x0101 => CreateGroup(pb::CreateGroup),
     /// Client to broker: the direct conversation with a user, created on first use.

@@ -172,6 +172,7 @@ impl SessionMachine {
             (State::Open { .. }, Body::Hello(_)) => {
                 self.refuse(&frame, ErrorCode::UNEXPECTED_FRAME, "the session is already open".into());
             }
+            (State::Open { .. }, Body::Reauth(reauth)) => self.on_reauth(frame.request_id(), &reauth.token, now),
             (State::Open { identity, .. }, body) => {
                 let max_payload = usize::try_from(self.ctx.limits.max_payload_bytes).unwrap_or(usize::MAX);
                 let identity = identity.clone();
@@ -309,6 +310,42 @@ impl SessionMachine {
         Ok(identity)
     }
 
+    /// A fresh token for the open session: if it verifies and names the session's identity,
+    /// the session runs under it (its expiry, roles and token id); otherwise the ERROR answers
+    /// the request and the session goes on under its current token.
+    fn on_reauth(&mut self, request_id: RequestId, token: &str, now: Now) {
+        let State::Open { identity, .. } = &self.state else { return };
+        match self.accept_reauth(identity, token, now) {
+            Ok(renewed) => {
+                let expires_at_ms = renewed.expires_at_ms;
+                let lifetime = self.token_lifetime(&renewed, now);
+                if let State::Open { identity, expires_at, .. } = &mut self.state {
+                    *expires_at = now.instant + lifetime;
+                    *identity = renewed;
+                }
+                self.send(Frame::from_body(request_id, &pb::Reauthed { token_expires_at_ms: expires_at_ms }));
+            }
+            Err((code, message)) => self.send(Frame::error(request_id, code, message)),
+        }
+    }
+
+    fn accept_reauth(&self, current: &Identity, token: &str, now: Now) -> Result<Identity, (ErrorCode, String)> {
+        let renewed = self.ctx.verifier.verify(token, &current.device, now.unix_ms).map_err(auth_failure)?;
+        if (&renewed.org, &renewed.user) != (&current.org, &current.user) {
+            return Err((ErrorCode::FORBIDDEN, "the token names another user than the session's".into()));
+        }
+        if self.ctx.token_revocations.current().revokes_identity(&renewed) {
+            return Err(auth_failure(AuthError::Revoked));
+        }
+        Ok(renewed)
+    }
+
+    /// How long a session may run on `identity`'s token: to its expiry plus the leeway that
+    /// admitted a token just past `exp`, so a session is never welcomed only to close at once.
+    fn token_lifetime(&self, identity: &Identity, now: Now) -> Duration {
+        Duration::from_millis(identity.expires_at_ms.saturating_sub(now.unix_ms)) + self.ctx.token_leeway
+    }
+
     fn open(&mut self, request_id: RequestId, identity: Identity, now: Now) {
         let welcome = pb::Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -326,10 +363,7 @@ impl SessionMachine {
         };
         let (push, urgent) = (stream_open(pb::stream_open::Kind::Push), stream_open(pb::stream_open::Kind::Urgent));
         self.actions.push_back(Action::OpenPushStreams { push, urgent });
-        // The same leeway that admitted a token just past `exp` keeps it alive that long, so a
-        // session is never welcomed only to be closed at once.
-        let lifetime =
-            Duration::from_millis(identity.expires_at_ms.saturating_sub(now.unix_ms)) + self.ctx.token_leeway;
+        let lifetime = self.token_lifetime(&identity, now);
         let limiter = self.ctx.rate_limits.session(&identity, now.instant).map(Box::new);
         self.state = State::Open { identity, expires_at: now.instant + lifetime, limiter };
     }
@@ -663,6 +697,38 @@ mod tests {
         h.machine.handle_timeout(h.at(3600));
         assert_eq!(h.errors(), (vec![(RequestId::NONE, ErrorCode::TOKEN_EXPIRED)], Some(ErrorCode::TOKEN_EXPIRED)));
         assert_eq!(h.machine.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_fresh_token_keeps_the_session_open_past_the_first_ones_expiry() {
+        let mut h = Harness::new();
+        h.open();
+        let fresh = h.token("acme", 7200);
+        h.machine.handle_frame(Frame::from_body(RequestId::new(2), &pb::Reauth { token: fresh }), h.at(3000));
+        let actions = h.actions();
+        let [Action::Send(answer)] = actions.as_slice() else { panic!("one REAUTHED, got {actions:?}") };
+        let renewed: pb::Reauthed = answer.decode_body().expect("REAUTHED");
+        assert_eq!((answer.request_id(), renewed.token_expires_at_ms), (RequestId::new(2), T0_MS + 7_200_000));
+        assert_eq!(h.machine.poll_timeout(), Some(h.start + Duration::from_secs(7200)));
+        h.machine.handle_timeout(h.at(3600));
+        assert_eq!(h.errors(), (vec![], None), "the first token's expiry no longer closes it");
+    }
+
+    #[test]
+    fn a_refused_token_is_answered_and_the_session_goes_on_under_its_own() {
+        let mut h = Harness::new();
+        h.open();
+        let reauth = |token| Frame::from_body(RequestId::new(3), &pb::Reauth { token });
+        let expired = h.token("acme", 10);
+        h.machine.handle_frame(reauth(expired), h.at(20));
+        let other_org = h.token("globex", 7200);
+        h.machine.handle_frame(reauth(other_org), h.at(20));
+        h.machine.handle_frame(reauth("not a token".into()), h.at(20));
+        let (errors, closed) = h.errors();
+        let codes: Vec<ErrorCode> = errors.into_iter().map(|(_, code)| code).collect();
+        assert_eq!(codes, [ErrorCode::TOKEN_EXPIRED, ErrorCode::FORBIDDEN, ErrorCode::TOKEN_INVALID]);
+        assert_eq!(closed, None, "refusals answer the request only");
+        assert_eq!(h.machine.poll_timeout(), Some(h.start + Duration::from_secs(3600)));
     }
 
     #[test]
