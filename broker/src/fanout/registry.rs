@@ -71,6 +71,17 @@ impl SessionRegistry {
         device_remains
     }
 
+    /// Records the token id a session runs under now (after REAUTH), so that revoking that token
+    /// id finds the session.
+    pub fn set_token_id(&self, org: &OrgId, user: &UserId, session: SessionId, token_id: Option<String>) {
+        let Some(users) = self.orgs.get(org).map(|u| u.clone()) else { return };
+        if let Some(mut sessions) = users.get_mut(user)
+            && let Some(entry) = sessions.iter_mut().find(|s| s.session == session)
+        {
+            entry.token_id = token_id;
+        }
+    }
+
     /// Signals every session for which `matches` holds (see [`DeviceSession::recheck`]) and
     /// returns how many. Visits every session: for rare operator actions, not the hot path.
     pub fn signal_where(&self, mut matches: impl FnMut(&OrgId, &UserId, &DeviceSession) -> bool) -> usize {
@@ -236,6 +247,30 @@ mod tests {
         assert_eq!(registry.fan_out(&acme, &[id("alice")], &frame, Lane::Urgent), (1, 0));
         assert_eq!(registry.signal_where(|org, user, _| org == &acme && user.as_str() == "bob"), 1);
         assert!(!registry.unregister(&acme, &id("bob"), SessionId::new(3)), "bob's only session");
+    }
+
+    #[test]
+    fn a_renewed_session_is_found_by_its_new_token_id() {
+        let registry = SessionRegistry::new();
+        let acme: OrgId = id("acme");
+        let (push, _) = push_queue(1024);
+        let (urgent, _) = push_queue(1024);
+        let session = DeviceSession {
+            session: SessionId::new(1),
+            device: id("phone"),
+            push,
+            urgent,
+            datagrams: None,
+            revoked: CancellationToken::new(),
+            token_id: Some("first".into()),
+            recheck: CancellationToken::new(),
+        };
+        registry.register(&acme, &id("alice"), session);
+        registry.set_token_id(&acme, &id("alice"), SessionId::new(1), Some("second".into()));
+        let by_token =
+            |jti: &'static str| move |_: &OrgId, _: &UserId, s: &DeviceSession| s.token_id.as_deref() == Some(jti);
+        assert_eq!(registry.signal_where(by_token("first")), 0);
+        assert_eq!(registry.signal_where(by_token("second")), 1);
     }
 
     #[test]

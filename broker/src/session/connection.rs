@@ -222,6 +222,11 @@ impl ConnectionLoop {
                 Action::AuditLoginRefused { org, user, device, claims_verified, code } => {
                     self.audit_login_refused(org, user, device, claims_verified, code);
                 }
+                Action::TokenRenewed { token_id } => {
+                    if let Some(identity) = &self.registered {
+                        self.services.registry.set_token_id(&identity.org, &identity.user, self.machine.id(), token_id);
+                    }
+                }
                 Action::Close { code, reason } => {
                     self.close(code, &reason).await;
                     return Flow::Closed;

@@ -70,6 +70,12 @@ pub enum Action {
         /// The code the client is refused with.
         code: ErrorCode,
     },
+    /// The session now runs under a new token (REAUTH): record its id where revocations of
+    /// a token id look for sessions.
+    TokenRenewed {
+        /// The new token's `jti`, if it has one.
+        token_id: Option<String>,
+    },
     /// Flush the control stream, then close the connection with this code and reason.
     Close {
         /// The QUIC application error code.
@@ -319,6 +325,7 @@ impl SessionMachine {
             Ok(renewed) => {
                 let expires_at_ms = renewed.expires_at_ms;
                 let lifetime = self.token_lifetime(&renewed, now);
+                self.actions.push_back(Action::TokenRenewed { token_id: renewed.token_id.clone() });
                 if let State::Open { identity, expires_at, .. } = &mut self.state {
                     *expires_at = now.instant + lifetime;
                     *identity = renewed;
@@ -706,7 +713,9 @@ mod tests {
         let fresh = h.token("acme", 7200);
         h.machine.handle_frame(Frame::from_body(RequestId::new(2), &pb::Reauth { token: fresh }), h.at(3000));
         let actions = h.actions();
-        let [Action::Send(answer)] = actions.as_slice() else { panic!("one REAUTHED, got {actions:?}") };
+        let [Action::TokenRenewed { .. }, Action::Send(answer)] = actions.as_slice() else {
+            panic!("the renewal, then REAUTHED; got {actions:?}")
+        };
         let renewed: pb::Reauthed = answer.decode_body().expect("REAUTHED");
         assert_eq!((answer.request_id(), renewed.token_expires_at_ms), (RequestId::new(2), T0_MS + 7_200_000));
         assert_eq!(h.machine.poll_timeout(), Some(h.start + Duration::from_secs(7200)));
