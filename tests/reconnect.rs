@@ -269,6 +269,7 @@ async fn a_token_source_renews_the_token_before_it_expires_and_the_session_goes_
     tokio::time::sleep(Duration::from_secs(5)).await;
     alice.ping().await?;
     assert_eq!(alice.session().session_id, session, "the same session, past the first token's expiry");
+    assert!(alice.session().token_expires_at_ms >= (now + 600) * 1000 - 1000, "the renewed expiry");
     while let Ok(event) = events.try_recv() {
         assert!(!matches!(event, Event::Connection(_)), "no reconnect: {event:?}");
     }

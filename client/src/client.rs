@@ -107,7 +107,13 @@ struct Inner {
     outbox: Option<Arc<dyn crate::Outbox>>,
     request_timeout: Duration,
     next_nonce: std::sync::atomic::AtomicU64,
+    /// The token expiry a REAUTH set, and for which session: it overrides WELCOME's for that
+    /// session only.
+    renewed: Renewed,
 }
+
+/// The expiry the last renewal gave, and the session it was for.
+pub(crate) type Renewed = Arc<std::sync::Mutex<Option<(SessionId, u64)>>>;
 
 /// A way to make requests that does not keep the client open: the event pump's, which must not
 /// outlive the app's handles.
@@ -188,10 +194,12 @@ impl Client {
             server_index,
             terminal: terminal.clone(),
         };
+        let renewed = Renewed::default();
         if let Some(source) = supervisor.config.token_source.clone() {
             let requests =
                 Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: request_timeout };
-            tokio::spawn(crate::token_refresh::refresh_tokens(requests, session.clone(), source));
+            let renewal = (session.clone(), renewed.clone());
+            tokio::spawn(crate::token_refresh::refresh_tokens(requests, renewal, source));
         }
         tokio::spawn(supervisor.run(first));
         Ok(Client {
@@ -204,13 +212,21 @@ impl Client {
                 outbox,
                 request_timeout,
                 next_nonce: std::sync::atomic::AtomicU64::new(1),
+                renewed,
             }),
         })
     }
 
     /// The session as the broker described it in WELCOME (the current one, after a reconnect).
     pub fn session(&self) -> SessionInfo {
-        self.inner.session.borrow().info.clone()
+        let mut info = self.inner.session.borrow().info.clone();
+        if let Ok(renewed) = self.inner.renewed.lock()
+            && let Some((session, expires_at_ms)) = *renewed
+            && session == info.session_id
+        {
+            info.token_expires_at_ms = expires_at_ms;
+        }
+        info
     }
 
     /// The stream of pushed events (deliveries, resync notices, receipts, recall notices), from
@@ -250,7 +266,10 @@ impl Client {
     /// # Cancel safety
     /// Dropping the future may leave the new token in use or not; presenting it again is harmless.
     pub async fn reauthenticate(&self, token: String) -> Result<u64, ClientError> {
-        Ok(self.call::<pb::Reauthed>(pb::Reauth { token }).await?.token_expires_at_ms)
+        let session = self.inner.session.borrow().info.session_id;
+        let expires_at_ms = self.call::<pb::Reauthed>(pb::Reauth { token }).await?.token_expires_at_ms;
+        crate::token_refresh::record(&self.inner.renewed, session, expires_at_ms);
+        Ok(expires_at_ms)
     }
 
     /// The outbox, if the app configured one.

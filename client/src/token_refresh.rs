@@ -4,11 +4,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use herald_protocol::pb;
+use herald_protocol::{SessionId, pb};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::client::Requests;
+use crate::client::{Renewed, Requests};
 use crate::supervisor::Current;
 use crate::{ClientError, TokenSource};
 
@@ -33,7 +33,11 @@ fn now_ms() -> u64 {
 
 /// Refreshes the token of whichever session is current until the client closes. A new session
 /// (after a reconnect) brings its own expiry, which restarts the wait.
-pub(crate) async fn refresh_tokens(requests: Requests, mut session: watch::Receiver<Current>, source: TokenSource) {
+pub(crate) async fn refresh_tokens(
+    requests: Requests,
+    (mut session, renewed): (watch::Receiver<Current>, Renewed),
+    source: TokenSource,
+) {
     let mut expires_at_ms = session.borrow_and_update().info.token_expires_at_ms;
     loop {
         let wait = wait_before_refresh(expires_at_ms, now_ms());
@@ -43,9 +47,10 @@ pub(crate) async fn refresh_tokens(requests: Requests, mut session: watch::Recei
                 Err(_) => return,
             },
             () = tokio::time::sleep(wait) => match refresh(&requests, &source).await {
-                Ok(renewed) => {
-                    debug!(expires_at_ms = renewed, "session token renewed");
-                    expires_at_ms = renewed;
+                Ok(renewal) => {
+                    debug!(expires_at_ms = renewal, "session token renewed");
+                    record(&renewed, session.borrow().info.session_id, renewal);
+                    expires_at_ms = renewal;
                 }
                 Err(ClientError::ClientClosed) => return,
                 Err(e) => {
@@ -54,6 +59,13 @@ pub(crate) async fn refresh_tokens(requests: Requests, mut session: watch::Recei
                 }
             },
         }
+    }
+}
+
+/// Records that `session` now runs until `expires_at_ms`, for [`crate::Client::session`].
+pub(crate) fn record(renewed: &Renewed, session: SessionId, expires_at_ms: u64) {
+    if let Ok(mut renewed) = renewed.lock() {
+        *renewed = Some((session, expires_at_ms));
     }
 }
 
