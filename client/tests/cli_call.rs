@@ -50,6 +50,16 @@ impl Follower {
     }
 }
 
+impl Drop for Follower {
+    /// A failing test must not leave `herald` processes behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn field<'a>(line: &'a str, name: &str) -> Result<&'a str> {
     line.split_whitespace()
         .find_map(|word| word.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
