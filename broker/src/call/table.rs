@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
-use herald_protocol::{Body, DeviceId, FrameCodec, OrgId, RequestId, UserId, pb};
+use herald_protocol::{Body, DeviceId, OrgId, UserId, pb};
 
 use super::config::CallLimits;
 use super::error::CallError;
@@ -13,7 +13,7 @@ use super::participant::Endpoint;
 use super::roster::Change;
 use super::wire::{self, CallRequest, Control};
 use crate::audit::{AuditAction, AuditEvent};
-use crate::fanout::Lane;
+use crate::fanout::{Lane, encode_push};
 
 /// How long an ended call is remembered, so requests naming it get CALL_ENDED.
 const ENDED_MEMORY_MS: u64 = 10 * 60 * 1000;
@@ -89,11 +89,6 @@ pub struct CallTable {
     limits: CallLimits,
     media_server: Option<UserId>,
     outs: Vec<Out>,
-}
-
-fn encode(body: impl Into<Body>) -> Bytes {
-    let frame = body.into().into_frame(RequestId::NONE);
-    FrameCodec::default().encode_to_bytes(&frame).unwrap_or_default()
 }
 
 impl CallTable {
@@ -279,7 +274,7 @@ impl CallTable {
             kind,
             blob: blob.to_vec(),
         };
-        Ok(Out::Push { org: caller.org.clone(), target, lane: Lane::Urgent, frame: encode(relayed) })
+        Ok(Out::Push { org: caller.org.clone(), target, lane: Lane::Urgent, frame: encode_push(relayed) })
     }
 
     /// A device's connection closed: it drops out of every call it is in, keeping its slots
@@ -344,7 +339,7 @@ impl CallTable {
             }
         }
         let org = call.org().clone();
-        self.outs.push(Out::Push { org, target: Target::Devices(devices), lane: Lane::Push, frame: encode(body) });
+        self.outs.push(Out::Push { org, target: Target::Devices(devices), lane: Lane::Push, frame: encode_push(body) });
     }
 
     /// Turns a call's effects into pushes, audit events and records. `actor` is the device
@@ -360,13 +355,8 @@ impl CallTable {
                     let ring =
                         pb::CallRing { call: Some(info.clone()), from_user_id: starter.to_string(), deadline_ms };
                     // Also as datagrams: on a lossy network the first copy to arrive rings.
-                    let (target, frame) = (Target::User { user, except: None }, encode(ring));
-                    self.outs.push(Out::Push {
-                        org: org.clone(),
-                        target: target.clone(),
-                        lane: Lane::Datagram,
-                        frame: frame.clone(),
-                    });
+                    let (target, frame) = (Target::User { user, except: None }, encode_push(ring));
+                    self.push_on(Lane::Datagram, &org, target.clone(), frame.clone());
                     self.push(&org, target, frame);
                 }
                 Effect::StopRing { user, answered_on, reason } => {
@@ -375,7 +365,7 @@ impl CallTable {
                         reason: wire::ring_end_to_pb(reason).into(),
                         answered_on_device_id: answered_on.as_ref().map(ToString::to_string).unwrap_or_default(),
                     };
-                    self.push(&org, Target::User { user, except: answered_on }, encode(stop));
+                    self.push(&org, Target::User { user, except: answered_on }, encode_push(stop));
                 }
                 Effect::Joined { endpoint, rejoin } => {
                     self.by_device.entry((org.clone(), endpoint.clone())).or_default().insert(id);
@@ -386,7 +376,7 @@ impl CallTable {
                 Effect::Left { endpoint, reason } => self.left(now_ms, &org, id, actor, &endpoint, reason),
                 Effect::MutedBy { endpoint, by } => {
                     let muted = pb::CallMuted { call_id: id.get(), by_user_id: by.to_string() };
-                    self.push(&org, Target::Devices(vec![endpoint]), encode(muted));
+                    self.push(&org, Target::Devices(vec![endpoint]), encode_push(muted));
                 }
                 Effect::Recording { on, .. } => {
                     let details = vec![("on".into(), on.to_string())];
@@ -402,7 +392,7 @@ impl CallTable {
                         removed: false,
                         by_user_id: actor.map(|a| a.user.to_string()).unwrap_or_default(),
                     };
-                    self.push(&org, Target::Devices(devices.clone()), encode(ended));
+                    self.push(&org, Target::Devices(devices.clone()), encode_push(ended));
                     for e in devices {
                         self.forget_device(&org, &e, id);
                     }
@@ -443,7 +433,7 @@ impl CallTable {
         if reason == LeaveReason::Removed {
             let by_user_id = actor.map(|a| a.user.to_string()).unwrap_or_default();
             let removed = pb::CallEnded { call_id: id.get(), removed: true, by_user_id, ..Default::default() };
-            self.push(org, Target::Devices(vec![endpoint.clone()]), encode(removed));
+            self.push(org, Target::Devices(vec![endpoint.clone()]), encode_push(removed));
         }
         let why = match reason {
             LeaveReason::Left => "left",
@@ -465,8 +455,13 @@ impl CallTable {
         }
     }
 
+    /// Queues a call notice on the urgent stream, where every notice but deltas goes.
     fn push(&mut self, org: &OrgId, target: Target, frame: Bytes) {
-        self.outs.push(Out::Push { org: org.clone(), target, lane: Lane::Urgent, frame });
+        self.push_on(Lane::Urgent, org, target, frame);
+    }
+
+    fn push_on(&mut self, lane: Lane, org: &OrgId, target: Target, frame: Bytes) {
+        self.outs.push(Out::Push { org: org.clone(), target, lane, frame });
     }
 
     fn audit(

@@ -8,8 +8,19 @@ pub use push::{PushBatch, PushQueue, PushReceiver, push_queue};
 pub use registry::{DeviceSession, SessionRegistry};
 
 use bytes::Bytes;
-use herald_protocol::{Frame, OrgId, UserId};
+use herald_protocol::{Body, Frame, FrameCodec, OrgId, RequestId, UserId};
 use tokio::sync::mpsc;
+
+/// Encodes a whole frame once, however many sessions it is then queued to.
+pub fn encode_frame(frame: &Frame) -> Bytes {
+    // Every frame the broker pushes is far below the default maximum.
+    FrameCodec::default().encode_to_bytes(frame).unwrap_or_default()
+}
+
+/// Encodes `body` as a pushed frame (request id 0: it answers no request), once.
+pub fn encode_push(body: impl Into<Body>) -> Bytes {
+    encode_frame(&body.into().into_frame(RequestId::NONE))
+}
 
 /// Which of a session's server-opened streams a frame travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use herald_protocol::{Body, Frame, FrameCodec, OrgId, RequestId};
+use herald_protocol::{Frame, OrgId, RequestId};
 
 use super::request::KeysRequest;
 use super::serve::Answer;
 use crate::auth::Identity;
 use crate::clock::Now;
-use crate::fanout::{Lane, ReplyTo, SessionRegistry};
+use crate::fanout::{Lane, ReplyTo, SessionRegistry, encode_push};
 use crate::session::Services;
 
 /// Serves a request; exactly one answer goes to `reply`, before any push it causes.
@@ -31,18 +30,13 @@ pub(crate) fn dispatch(
     });
 }
 
-fn encode(body: impl Into<Body>) -> Bytes {
-    let frame = body.into().into_frame(RequestId::NONE);
-    FrameCodec::default().encode_to_bytes(&frame).unwrap_or_default()
-}
-
 /// Tells online devices: key changes to everyone announced to, envelopes to their recipients.
 /// Offline devices lose nothing: envelopes wait in their mailboxes, and keys are fetched.
 fn push(registry: &SessionRegistry, org: &OrgId, answer: Answer) {
     if let Some((notice, users)) = answer.announce {
-        registry.fan_out(org, &users, &encode(notice), Lane::Push);
+        registry.fan_out(org, &users, &encode_push(notice), Lane::Push);
     }
     for (user, device, envelope) in answer.deliver {
-        registry.send_to_devices(org, [(&user, &device)], &encode(envelope), Lane::Push);
+        registry.send_to_devices(org, [(&user, &device)], &encode_push(envelope), Lane::Push);
     }
 }

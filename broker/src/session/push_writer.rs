@@ -3,10 +3,10 @@
 //! datagram writer, which sends each queued frame as one QUIC datagram.
 
 use bytes::Bytes;
-use herald_protocol::{Frame, FrameCodec, RequestId, pb};
+use herald_protocol::pb;
 use tracing::debug;
 
-use crate::fanout::{PushBatch, PushReceiver};
+use crate::fanout::{PushBatch, PushReceiver, encode_push};
 use crate::observe::names;
 
 /// Most bytes taken from the queue for one write.
@@ -47,7 +47,5 @@ pub(crate) async fn write_datagrams(conn: quinn::Connection, mut queue: PushRece
 }
 
 fn resync_frame(dropped_bytes: u64) -> Bytes {
-    let frame = Frame::from_body(RequestId::NONE, &pb::Resync { dropped_bytes });
-    // RESYNC is a few bytes; it always fits.
-    FrameCodec::default().encode_to_bytes(&frame).unwrap_or_default()
+    encode_push(pb::Resync { dropped_bytes })
 }

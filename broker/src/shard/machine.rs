@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use herald_protocol::{ErrorCode, Frame, FrameCodec, OrgId, UserId, pb, raw};
+use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
 use super::ding::{DingDesk, GatewayCall};
@@ -165,11 +165,7 @@ impl<'a> Author<'a> {
     pub(super) const BROKER: Author<'static> = Author { user: "", device: "" };
 }
 
-/// Encodes a whole frame once, for fan-out.
-pub(super) fn encode_frame(frame: &Frame) -> Bytes {
-    // Every frame the shard builds is far below the default maximum.
-    FrameCodec::default().encode_to_bytes(frame).unwrap_or_default()
-}
+pub(super) use crate::fanout::encode_frame;
 
 pub(super) fn not_found() -> Refusal {
     (ErrorCode::NOT_FOUND, "no such conversation, or you are not a member".into())
