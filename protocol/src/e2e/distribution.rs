@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use zeroize::Zeroizing;
 
 use super::identity::{SIGNATURE_LEN, read_verifying_key};
-use super::wire::Reader;
+use super::wire::{Reader, split_signature};
 use super::{
     ChainId, DeviceAddress, E2eError, FORMAT_V1, IdentityKeyPair, PublicIdentity, RandomSource, envelope, kdf,
 };
@@ -83,12 +83,7 @@ impl SenderKeyDistribution {
     /// [`E2eError::InvalidId`], [`E2eError::InvalidPublicKey`], [`E2eError::TrailingBytes`]);
     /// [`E2eError::BadSignature`] if the key is not `sender`'s or the signature fails.
     pub fn verify(signed: &[u8], sender: &PublicIdentity) -> Result<Self, E2eError> {
-        let body_len = signed.len().checked_sub(SIGNATURE_LEN).ok_or(E2eError::Truncated {
-            what: WHAT,
-            needed: SIGNATURE_LEN,
-            len: signed.len(),
-        })?;
-        let (body, signature) = signed.split_at(body_len);
+        let (body, signature) = split_signature(WHAT, signed)?;
         let mut r = Reader::new(WHAT, body);
         r.version()?;
         let chain = ChainId::read(&mut r)?;

@@ -9,7 +9,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use super::wire::{Reader, put_id};
+use super::wire::{Reader, put_id, split_signature};
 use super::{E2eError, FORMAT_V1, RandomSource, kdf};
 use crate::{DeviceId, OrgId, UserId};
 
@@ -216,12 +216,7 @@ impl DeviceKeyBundle {
     /// [`E2eError::InvalidPublicKey`], [`E2eError::TrailingBytes`] for malformed bytes;
     /// [`E2eError::BadSignature`] if the signature does not verify.
     pub fn verify(signed: &[u8]) -> Result<Self, E2eError> {
-        let body_len = signed.len().checked_sub(SIGNATURE_LEN).ok_or(E2eError::Truncated {
-            what: "key bundle",
-            needed: SIGNATURE_LEN,
-            len: signed.len(),
-        })?;
-        let (body, signature) = signed.split_at(body_len);
+        let (body, signature) = split_signature("key bundle", signed)?;
         let mut r = Reader::new("key bundle", body);
         r.version()?;
         let bundle = Self {

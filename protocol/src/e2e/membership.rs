@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::identity::SIGNATURE_LEN;
-use super::wire::{Reader, put_id};
+use super::wire::{Reader, put_id, split_signature};
 use super::{DeviceAddress, E2eError, FORMAT_V1, IdentityKeyPair, PublicIdentity, kdf};
 use crate::{DeviceId, OrgId, UserId};
 
@@ -160,12 +160,7 @@ struct Unverified<'a> {
 }
 
 fn decode(signed: &[u8]) -> Result<Unverified<'_>, E2eError> {
-    let body_len = signed.len().checked_sub(SIGNATURE_LEN).ok_or(E2eError::Truncated {
-        what: WHAT,
-        needed: SIGNATURE_LEN,
-        len: signed.len(),
-    })?;
-    let (body, signature) = signed.split_at(body_len);
+    let (body, signature) = split_signature(WHAT, signed)?;
     let mut r = Reader::new(WHAT, body);
     r.version()?;
     let org = r.org()?;

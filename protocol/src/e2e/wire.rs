@@ -4,11 +4,24 @@
 //! (`id8`). The reader never indexes: every read is checked and a short input becomes
 //! [`E2eError::Truncated`], so decoding peer bytes cannot panic.
 
-use super::E2eError;
+use super::{E2eError, SIGNATURE_LEN};
 use crate::{DeviceId, OrgId, UserId};
 
 /// Appends `id8(id)`: one length byte, then the id's bytes. Ids are at most 64 bytes long
 /// ([`crate::MAX_ID_LEN`]), so the length always fits.
+/// Splits signed bytes into the body and the Ed25519 signature that ends them.
+///
+/// # Errors
+/// [`E2eError::Truncated`] when there are fewer bytes than a signature.
+pub(crate) fn split_signature<'a>(what: &'static str, signed: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), E2eError> {
+    let body_len = signed.len().checked_sub(SIGNATURE_LEN).ok_or(E2eError::Truncated {
+        what,
+        needed: SIGNATURE_LEN,
+        len: signed.len(),
+    })?;
+    Ok(signed.split_at(body_len))
+}
+
 pub(crate) fn put_id(out: &mut Vec<u8>, id: &str) {
     // Ids are checked at construction to be 1..=64 bytes; saturate rather than wrap regardless.
     out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
