@@ -46,6 +46,18 @@ async fn herald_ping_prints_round_trips() -> Result<()> {
     assert!(stdout.contains("as demo/alice (device cli)"), "{stdout}");
     assert_eq!(stdout.matches("pong from").count(), 2, "{stdout}");
     assert!(stdout.contains("2 pings: min/avg/max"), "{stdout}");
+
+    let out = tokio::task::block_in_place(|| {
+        herald(broker_ref, &token, &["--json", "ping", "--count", "3", "--interval", "10ms"])
+    })?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ping: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((&ping["org"], &ping["user"], &ping["device"]), (&"demo".into(), &"alice".into(), &"cli".into()));
+    assert_eq!(ping["remote"], broker.local_addr().to_string());
+    let rtts = ping["rtts_ms"].as_array().map_or(0, Vec::len);
+    assert_eq!(rtts, 3, "{ping}");
+    let (min, avg, max) = (ping["min_ms"].as_f64(), ping["avg_ms"].as_f64(), ping["max_ms"].as_f64());
+    assert!(min > Some(0.0) && min <= avg && avg <= max, "{ping}");
     broker.shutdown().await?;
     Ok(())
 }
@@ -61,6 +73,12 @@ async fn herald_ping_reports_a_refused_token_by_name() -> Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr)?;
     assert!(stderr.contains("TOKEN_EXPIRED"), "{stderr}");
+    let out = tokio::task::block_in_place(|| herald(broker_ref, &expired, &["ping", "--json"]))?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr)?;
+    assert_eq!(error["error"]["code"], "TOKEN_EXPIRED", "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("connecting to")), "{error}");
     broker.shutdown().await?;
     Ok(())
 }
@@ -116,6 +134,27 @@ async fn herald_checkin_and_attendance_today() -> Result<()> {
     let records = stdout.lines().filter(|l| l.starts_with("accepted ") || l.starts_with("flagged ")).count();
     assert_eq!(records, 2, "{stdout}");
     assert!(stdout.contains("  flag OUTSIDE_GEOFENCE: "), "{stdout}");
+
+    let json = |args: &[&str]| -> Result<serde_json::Value> {
+        let args: Vec<&str> = std::iter::once("--json").chain(args.iter().copied()).collect();
+        let out = run(&args)?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let outside = json(&["checkin", "--lat", "31.25", "--lon", "121.4737", "--kind", "out"])?;
+    assert_eq!((&outside["status"], &outside["kind"]), (&"flagged".into(), &"out".into()), "{outside}");
+    assert_eq!(outside["flags"][0]["code"], "OUTSIDE_GEOFENCE", "{outside}");
+    assert!(outside["check_in_id"].as_u64() > Some(0) && outside["latitude"] == 31.25, "{outside}");
+    // A field visit is away from the sites by definition: no geofence applies.
+    let field = json(&["checkin", "--lat", "31.25", "--lon", "121.4737", "--kind", "field"])?;
+    assert_eq!((&field["status"], &field["kind"]), (&"accepted".into(), &"field_visit".into()), "{field}");
+    assert_eq!(field["flags"], serde_json::json!([]), "{field}");
+    let day = json(&["attendance", "today"])?;
+    assert_eq!((&day["summary"]["check_ins"], &day["summary"]["flagged"]), (&4.into(), &2.into()), "{day}");
+    let kinds: Vec<&serde_json::Value> =
+        day["check_ins"].as_array().map(|c| c.iter().map(|r| &r["kind"]).collect()).unwrap_or_default();
+    assert_eq!(kinds.len(), 4, "{day}");
+    assert!(kinds.contains(&&"in".into()) && kinds.contains(&&"out".into()), "{day}");
     admin.close().await;
     broker.shutdown().await?;
     Ok(())

@@ -93,3 +93,33 @@ async fn a_host_starts_a_call_bob_joins_and_the_host_ends_it_for_both() -> Resul
     })?;
     fx.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_call_prints_one_json_object_per_event() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let mut host = Follower::spawn(&fx, "alice", &["--json", "call", "start", "--to", "bob"])?;
+        let joined: serde_json::Value = serde_json::from_str(&host.line_with(r#""type":"joined""#)?)?;
+        let id = joined["call_id"].as_u64().with_context(|| format!("no call_id in {joined}"))?;
+        assert_eq!(joined["participants"], 1, "{joined}");
+
+        let mut bob = Follower::spawn(&fx, "bob", &["--json", "call", "join", &id.to_string()])?;
+        let bob_joined: serde_json::Value = serde_json::from_str(&bob.line_with(r#""type":"joined""#)?)?;
+        assert_eq!((&bob_joined["call_id"], &bob_joined["participants"]), (&id.into(), &2.into()));
+        let delta: serde_json::Value = serde_json::from_str(&host.line_with(r#""count":2"#)?)?;
+        assert_eq!((&delta["type"], &delta["call_id"]), (&"participants".into(), &id.into()), "{delta}");
+
+        let (code, _) = fx.json_error("bob", &["call", "end", &id.to_string()])?;
+        assert_eq!(code, "FORBIDDEN");
+        let ended = fx.json("alice", &["call", "end", &id.to_string()])?;
+        assert_eq!((&ended["action"], &ended["call_id"]), (&"ended".into(), &id.into()), "{ended}");
+        for follower in [&mut host, &mut bob] {
+            let line: serde_json::Value = serde_json::from_str(&follower.line_with(r#""type":"ended""#)?)?;
+            assert_eq!((&line["by"], &line["removed"], &line["call_id"]), (&"alice".into(), &false.into(), &id.into()));
+            assert_eq!(line["reason"], "host_ended", "{line}");
+        }
+        host.exits(Duration::from_secs(5))?;
+        bob.exits(Duration::from_secs(5))
+    })?;
+    fx.shutdown().await
+}

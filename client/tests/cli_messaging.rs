@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use common::Fixture;
+use serde_json::{Value, json};
 
 /// Starts `herald listen` as `user` and waits until it reports that it is listening.
 fn spawn_listener(fx: &Fixture, user: &str, args: &[&str]) -> Result<(Child, BufReader<std::process::ChildStderr>)> {
@@ -132,6 +133,90 @@ async fn membership_changes_direct_sends_and_conversation_lists() -> Result<()> 
         let direct_id = direct_id.context("direct conversation id")?;
         let history = fx.ok("bob", &["history", direct_id])?;
         assert!(history.ends_with(&format!("conv={direct_id} seq=2 from=alice/cli hi\\nthere\n")), "{history}");
+        Ok(())
+    })?;
+    fx.shutdown().await
+}
+
+/// The entry of `history`'s JSON at `seq`.
+fn entry_at(history: &Value, seq: u64) -> Result<&Value> {
+    let entries = history["entries"].as_array().with_context(|| format!("no entries in {history}"))?;
+    entries.iter().find(|e| e["seq"] == seq).with_context(|| format!("no seq {seq} in {history}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_carries_the_same_facts_for_scripts() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let created = fx.json("alice", &["group", "create", "Team", "bob"])?;
+        let conv = created["conversation_id"].as_u64().with_context(|| format!("no conversation_id in {created}"))?;
+        let id = conv.to_string();
+
+        let sent = fx.json("alice", &["send", &id, "hello\nbob", "--id", "m-1"])?;
+        assert_eq!((&sent["status"], &sent["conversation_id"]), (&json!("sent"), &json!(conv)), "{sent}");
+        assert_eq!((&sent["client_msg_id"], &sent["duplicate"]), (&json!("m-1"), &json!(false)), "{sent}");
+        let seq = sent["seq"].as_u64().with_context(|| format!("no seq in {sent}"))?;
+        ensure!(seq >= 2 && sent["timestamp_ms"].as_u64() > Some(0), "{sent}");
+        let again = fx.json("alice", &["send", &id, "hello\nbob", "--id", "m-1"])?;
+        assert_eq!((&again["seq"], &again["duplicate"]), (&json!(seq), &json!(true)), "{again}");
+
+        // The seq send returned is where history shows the message, text exact (newline kept).
+        let history = fx.json("bob", &["history", &id])?;
+        assert_eq!(history["conversation_id"], conv);
+        let message = entry_at(&history, seq)?;
+        let expected = json!({
+            "type": "entry", "conversation_id": conv, "seq": seq, "sender_user": "alice", "sender_device": "cli",
+            "kind": "message", "client_msg_id": "m-1", "text": "hello\nbob", "payload_hex": null, "expiry": null,
+        });
+        let mut without_time = message.clone();
+        without_time.as_object_mut().context("an entry is an object")?.remove("timestamp_ms");
+        assert_eq!(without_time, expected);
+        assert_eq!(message["timestamp_ms"], sent["timestamp_ms"]);
+        let created_event = &entry_at(&history, 1)?["event"];
+        let members = json!([{"user_id": "alice", "role": "owner"}, {"user_id": "bob", "role": "member"}]);
+        assert_eq!(
+            (&entry_at(&history, 1)?["kind"], created_event),
+            (&json!("event"), &json!({"type": "created", "members": members}))
+        );
+
+        // A listener prints one object per line: the next entry, as history has it.
+        let (listener, mut stderr) = spawn_listener(&fx, "bob", &["--json", "listen", "--count", "1"])?;
+        let live = fx.json("alice", &["send", &id, "live one"])?;
+        let (status, stdout) = finish(listener, Duration::from_secs(30))?;
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest)?;
+        assert!(status.success(), "{status}\n{stdout}\n{rest}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let pushed: Value = serde_json::from_str(lines.first().context("a line")?)?;
+        assert_eq!(
+            (&pushed["type"], &pushed["kind"], &pushed["text"]),
+            (&json!("entry"), &json!("message"), &json!("live one"))
+        );
+        assert_eq!((&pushed["seq"], &pushed["conversation_id"]), (&live["seq"], &json!(conv)));
+        assert_eq!(&pushed, entry_at(&fx.json("bob", &["history", &id])?, seq + 1)?);
+
+        assert_eq!(fx.json("alice", &["group", "members", &id])?["members"], members);
+        let added = fx.json("alice", &["group", "add", &id, "carol"])?;
+        assert_eq!(added, json!({"conversation_id": conv, "seq": seq + 2}));
+        let listing = fx.json("bob", &["conversations"])?;
+        let list = listing["conversations"].as_array().with_context(|| format!("no conversations in {listing}"))?;
+        let group = list.iter().find(|c| c["conversation_id"] == conv).with_context(|| format!("{listing}"))?;
+        assert_eq!(
+            (&group["kind"], &group["name"], &group["role"]),
+            (&json!("group"), &json!("Team"), &json!("member"))
+        );
+        assert_eq!((&group["member_count"], &group["last_seq"]), (&json!(3), &json!(seq + 2)));
+        assert_eq!(group["settings"], json!({"read_receipts": true, "retention_secs": 0, "archived": false}));
+
+        // Failures: one error object on stderr, the broker's code by name, nothing on stdout.
+        let (code, message) = fx.json_error("mallory", &["send", &id, "let me in"])?;
+        assert_eq!(code, "NOT_FOUND");
+        assert!(message.contains(&format!("sending to conversation {id}")), "{message}");
+        let out = fx.run("alice", &["--json", "send"])?;
+        assert_eq!(out.status.code(), Some(2));
+        let usage: Value = serde_json::from_slice(&out.stderr)?;
+        assert_eq!(usage["error"]["code"], "USAGE", "{usage}");
         Ok(())
     })?;
     fx.shutdown().await

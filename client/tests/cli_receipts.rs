@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use common::{Fixture, PATIENCE};
+use serde_json::{Value, json};
 
 /// A running `herald listen` and the lines it has printed so far.
 struct Listener {
@@ -26,7 +27,12 @@ struct Listener {
 impl Listener {
     /// Starts `herald listen` as `user` and waits until it reports that it is listening.
     fn start(fx: &Fixture, user: &str) -> Result<Self> {
-        let mut child = fx.command(user, &["listen"])?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        Self::start_with(fx, user, &["listen"])
+    }
+
+    /// Starts `herald ARGS` (a listen) as `user` and waits until it reports that it is listening.
+    fn start_with(fx: &Fixture, user: &str, args: &[&str]) -> Result<Self> {
+        let mut child = fx.command(user, args)?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
         let mut line = String::new();
         while !line.contains("listening as") {
@@ -68,6 +74,18 @@ impl Listener {
                 }
             }
         }
+    }
+
+    /// Waits for a printed JSON object with these fields (each line must be one object).
+    fn wait_for_json(&mut self, what: &str, fields: &Value) -> Result<Value> {
+        let fields = fields.as_object().context("fields to match")?;
+        let matches = |line: &str| {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| json!({"unparsable": e.to_string()}));
+            fields.iter().all(|(k, v)| value.get(k) == Some(v))
+        };
+        let line = self.wait_for(what, matches)?;
+        ensure!(self.seen.iter().all(|l| serde_json::from_str::<Value>(l).is_ok()), "not all JSON: {:?}", self.seen);
+        Ok(serde_json::from_str(&line)?)
     }
 
     /// Waits for the exact line.
@@ -312,6 +330,80 @@ async fn settings_turn_receipts_off_and_retention_expires_new_messages() -> Resu
             .parse()?;
         ensure!(seq > 5);
         assert_eq!(fx.ok("alice", &["settings", &id])?.trim(), format!("conv={conv} receipts=on retention=off"));
+        Ok(())
+    })?;
+    fx.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_recalls_settings_and_schedules_as_json() -> Result<()> {
+    let fx = Fixture::start().await?;
+    tokio::task::block_in_place(|| -> Result<()> {
+        let conv = fx.group(&["bob", "carol"])?;
+        let id = conv.to_string();
+        let mut alice = Listener::start_with(&fx, "alice", &["--json", "listen"])?;
+        let seq = fx.json("alice", &["send", &id, "hello"])?["seq"].as_u64().context("a seq")?;
+        let before = fx.json("alice", &["receipts", &id, &seq.to_string()])?;
+        let read_before = before["read"].as_u64().context("a read count")?;
+        assert_eq!((&before["list"], &before["users"], &before["members"]), (&Value::Null, &Value::Null, &json!(3)));
+
+        let cursors = fx.json("bob", &["read", &id, &seq.to_string()])?;
+        assert_eq!(cursors, json!({"conversation_id": conv, "read_seq": seq, "delivered_seq": seq}));
+        let pushed = alice.wait_for_json(
+            "receipts after bob read",
+            &json!({"type": "receipts", "conversation_id": conv, "seq": seq, "read": read_before + 1}),
+        )?;
+        assert_eq!(pushed["members"], 3);
+        let unread = fx.json("alice", &["receipts", &id, &seq.to_string(), "--unread"])?;
+        assert_eq!(
+            (&unread["read"], &unread["list"], &unread["more"]),
+            (&json!(read_before + 1), &json!("unread"), &json!(false))
+        );
+        let users = unread["users"].as_array().with_context(|| format!("no users in {unread}"))?;
+        assert!(users.contains(&json!("carol")) && !users.contains(&json!("bob")), "{unread}");
+        let (code, _) = fx.json_error("bob", &["read", &id, "1"])?;
+        assert_eq!(code, "STALE_CURSOR");
+
+        let recalled = fx.json("alice", &["recall", &id, &seq.to_string()])?;
+        let event_seq = recalled["event_seq"].as_u64().context("an event_seq")?;
+        assert_eq!(recalled, json!({"conversation_id": conv, "seq": seq, "event_seq": event_seq}));
+        let notice = alice.wait_for_json("the recall notice", &json!({"type": "recalled", "seq": seq}))?;
+        let expected = json!({"type": "recalled", "conversation_id": conv, "seq": seq, "event_seq": event_seq,
+            "reason": "recalled", "recalled_by": "alice"});
+        assert_eq!(notice, expected);
+        let history = fx.json("bob", &["history", &id])?;
+        let entries = history["entries"].as_array().context("entries")?;
+        let tombstone = entries.iter().find(|e| e["seq"] == seq).context("the tombstone")?;
+        assert_eq!(
+            (&tombstone["kind"], &tombstone["reason"], &tombstone["recalled_by"]),
+            (&json!("tombstone"), &json!("recalled"), &json!("alice"))
+        );
+        assert_eq!(tombstone["event_seq"], event_seq);
+        let event = entries.iter().find(|e| e["seq"] == event_seq).context("the recalled event")?;
+        assert_eq!(
+            event["event"],
+            json!({"type": "recalled", "seq": seq, "recalled_by": "alice", "reason": "recalled"})
+        );
+
+        let settings = fx.json("alice", &["settings", &id])?;
+        assert_eq!(
+            settings,
+            json!({"conversation_id": conv, "read_receipts": true, "retention_secs": 0, "archived": false})
+        );
+        let updated = fx.json("alice", &["settings", &id, "--retention", "7d"])?;
+        assert_eq!(updated["conversation_id"], conv);
+        ensure!(updated["seq"].as_u64() > Some(event_seq), "{updated}");
+        assert_eq!(fx.json("alice", &["settings", &id])?["retention_secs"], 7 * 86_400);
+
+        let now_ms = u64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis())?;
+        let scheduled = fx.json("alice", &["send", &id, "later", "--at", "+1h", "--id", "later-1"])?;
+        assert_eq!((&scheduled["status"], &scheduled["client_msg_id"]), (&json!("scheduled"), &json!("later-1")));
+        let at_ms = scheduled["deliver_at_ms"].as_u64().context("deliver_at_ms")?;
+        ensure!(at_ms > now_ms + 3_500_000 && at_ms < now_ms + 3_700_000, "{scheduled}");
+        let at = humantime::parse_rfc3339(scheduled["deliver_at"].as_str().context("deliver_at")?)?;
+        assert_eq!(u64::try_from(at.duration_since(SystemTime::UNIX_EPOCH)?.as_millis())?, at_ms);
+        let cancelled = fx.json("alice", &["reschedule", &id, "later-1", "--cancel"])?;
+        assert_eq!(cancelled, json!({"status": "cancelled", "conversation_id": conv, "client_msg_id": "later-1"}));
         Ok(())
     })?;
     fx.shutdown().await

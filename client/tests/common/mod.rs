@@ -82,6 +82,30 @@ impl Fixture {
         Ok(())
     }
 
+    /// Runs `herald --json` as `user`, requires success and parses its stdout as one JSON value.
+    pub fn json(&self, user: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let args: Vec<&str> = std::iter::once("--json").chain(args.iter().copied()).collect();
+        let stdout = self.ok(user, &args)?;
+        ensure!(stdout.lines().count() == 1, "herald {args:?} printed more than one line:\n{stdout}");
+        serde_json::from_str(&stdout).with_context(|| format!("herald {args:?} printed no JSON:\n{stdout}"))
+    }
+
+    /// Runs `herald --json` as `user`, requires failure with nothing on stdout and one error
+    /// object on stderr; returns the object's code and message.
+    pub fn json_error(&self, user: &str, args: &[&str]) -> Result<(String, String)> {
+        let args: Vec<&str> = std::iter::once("--json").chain(args.iter().copied()).collect();
+        let out = self.run(user, &args)?;
+        let stderr = String::from_utf8(out.stderr)?;
+        ensure!(!out.status.success(), "herald {args:?} succeeded:\n{}", String::from_utf8_lossy(&out.stdout));
+        ensure!(out.stdout.is_empty(), "herald {args:?} failed but printed:\n{}", String::from_utf8_lossy(&out.stdout));
+        let value: serde_json::Value =
+            serde_json::from_str(&stderr).with_context(|| format!("herald {args:?}: no JSON error in:\n{stderr}"))?;
+        let field = |name: &str| value.pointer(&format!("/error/{name}")).and_then(|v| v.as_str()).map(str::to_owned);
+        let code = field("code").with_context(|| format!("no error.code in {value}"))?;
+        let message = field("message").with_context(|| format!("no error.message in {value}"))?;
+        Ok((code, message))
+    }
+
     /// Creates a group owned by alice with these other members; returns its id.
     pub fn group(&self, members: &[&str]) -> Result<u64> {
         let args: Vec<&str> = ["group", "create", "Team"].into_iter().chain(members.iter().copied()).collect();

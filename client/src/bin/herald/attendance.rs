@@ -3,6 +3,10 @@
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use herald_client::{CheckInRequest, Client, pb};
+use serde::Serialize;
+
+use crate::messaging::lines;
+use crate::output::{Output, Printer, enum_word};
 
 /// What a check-in records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,6 +44,7 @@ pub(crate) struct CheckInArgs {
 
 /// Attendance views.
 #[derive(Debug, Subcommand)]
+#[command(after_help = crate::manual::ATTENDANCE)]
 pub(crate) enum AttendanceCommand {
     /// Your attendance today (or on --date): the day's summary, then one line per check-in.
     Today {
@@ -49,9 +54,124 @@ pub(crate) enum AttendanceCommand {
     },
 }
 
-/// Checks in; prints `accepted id=ID site=SITE` or `flagged id=ID` and one `flag CODE: message`
-/// line per reason.
-pub(crate) async fn check_in(client: &Client, args: CheckInArgs) -> Result<()> {
+/// A check-in as the broker recorded and judged it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckInOut {
+    check_in_id: u64,
+    /// `accepted`, or `flagged` when any rule or anti-cheat check raised a flag.
+    status: &'static str,
+    /// `in`, `out` or `field_visit`.
+    kind: String,
+    at_ms: u64,
+    latitude: f64,
+    longitude: f64,
+    accuracy_m: f64,
+    /// The site it matched; empty if none.
+    site_id: String,
+    /// The rule it was judged by.
+    rule: String,
+    flags: Vec<FlagOut>,
+}
+
+/// Why a check-in was flagged.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FlagOut {
+    /// Such as `OUTSIDE_GEOFENCE` (docs/ATTENDANCE.md).
+    code: String,
+    message: String,
+}
+
+impl From<&pb::CheckInRecord> for CheckInOut {
+    fn from(r: &pb::CheckInRecord) -> Self {
+        let kind = pb::CheckInKind::try_from(r.kind).ok().map(|k| k.as_str_name());
+        CheckInOut {
+            check_in_id: r.check_in_id,
+            status: if r.flags.is_empty() { "accepted" } else { "flagged" },
+            kind: enum_word(r.kind, kind, "CHECK_IN_KIND_"),
+            at_ms: r.at_ms,
+            latitude: r.latitude,
+            longitude: r.longitude,
+            accuracy_m: r.accuracy_m,
+            site_id: r.site_id.clone(),
+            rule: r.rule.clone(),
+            flags: r.flags.iter().map(|f| FlagOut { code: f.code.clone(), message: f.message.clone() }).collect(),
+        }
+    }
+}
+
+impl Output for CheckInOut {
+    /// `accepted|flagged id= kind= at_ms= site= rule=`, then `  flag CODE: message` per flag.
+    fn human(&self) -> String {
+        let head = format!(
+            "{} id={} kind={} at_ms={} site={} rule={}",
+            self.status, self.check_in_id, self.kind, self.at_ms, self.site_id, self.rule
+        );
+        let flags = self.flags.iter().map(|f| format!("  flag {}: {}", f.code, f.message));
+        lines(std::iter::once(head).chain(flags))
+    }
+}
+
+/// A day's attendance: the summary (`null` when the broker has none) and the check-ins.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DayOut {
+    summary: Option<SummaryOut>,
+    check_ins: Vec<CheckInOut>,
+}
+
+/// A day's summary row, as in the payroll export.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SummaryOut {
+    /// YYYY-MM-DD.
+    date: String,
+    first_in_ms: u64,
+    last_out_ms: u64,
+    worked_minutes: u64,
+    late_minutes: u32,
+    left_early_minutes: u32,
+    absent: bool,
+    /// How many check-ins were flagged.
+    flagged: u32,
+    check_ins: u32,
+}
+
+impl From<pb::AttendanceDayRow> for SummaryOut {
+    fn from(row: pb::AttendanceDayRow) -> Self {
+        SummaryOut {
+            date: row.date,
+            first_in_ms: row.first_in_ms,
+            last_out_ms: row.last_out_ms,
+            worked_minutes: row.worked_minutes,
+            late_minutes: row.late_minutes,
+            left_early_minutes: row.left_early_minutes,
+            absent: row.absent,
+            flagged: row.flagged,
+            check_ins: row.check_ins,
+        }
+    }
+}
+
+impl Output for DayOut {
+    fn human(&self) -> String {
+        let summary = self.summary.iter().map(|row| {
+            format!(
+                "day {} first_in_ms={} last_out_ms={} worked_minutes={} late_minutes={} left_early_minutes={} absent={} flagged={} check_ins={}",
+                row.date,
+                row.first_in_ms,
+                row.last_out_ms,
+                row.worked_minutes,
+                row.late_minutes,
+                row.left_early_minutes,
+                row.absent,
+                row.flagged,
+                row.check_ins
+            )
+        });
+        lines(summary.chain(self.check_ins.iter().map(Output::human)))
+    }
+}
+
+/// Checks in; prints the record as the broker judged it.
+pub(crate) async fn check_in(client: &Client, printer: Printer, args: CheckInArgs) -> Result<()> {
     let kind = match args.kind {
         Kind::In => pb::CheckInKind::In,
         Kind::Out => pb::CheckInKind::Out,
@@ -67,50 +187,16 @@ pub(crate) async fn check_in(client: &Client, args: CheckInArgs) -> Result<()> {
         ..Default::default()
     };
     let record = client.check_in(request).await?;
-    print!("{}", record_lines(&record));
-    Ok(())
-}
-
-fn record_lines(record: &pb::CheckInRecord) -> String {
-    let status = if record.flags.is_empty() { "accepted" } else { "flagged" };
-    let kind = pb::CheckInKind::try_from(record.kind).map_or("unknown", |k| k.as_str_name());
-    let mut out = format!(
-        "{status} id={} kind={} at_ms={} site={} rule={}\n",
-        record.check_in_id,
-        kind.trim_start_matches("CHECK_IN_KIND_").to_lowercase(),
-        record.at_ms,
-        record.site_id,
-        record.rule
-    );
-    for flag in &record.flags {
-        out.push_str(&format!("  flag {}: {}\n", flag.code, flag.message));
-    }
-    out
+    printer.print(&CheckInOut::from(&record))
 }
 
 /// `attendance …`.
-pub(crate) async fn attendance(client: &Client, command: AttendanceCommand) -> Result<()> {
+pub(crate) async fn attendance(client: &Client, printer: Printer, command: AttendanceCommand) -> Result<()> {
     match command {
         AttendanceCommand::Today { date } => {
             let day = client.attendance_day(date.as_deref()).await?;
-            if let Some(row) = day.row {
-                println!(
-                    "day {} first_in_ms={} last_out_ms={} worked_minutes={} late_minutes={} left_early_minutes={} absent={} flagged={} check_ins={}",
-                    row.date,
-                    row.first_in_ms,
-                    row.last_out_ms,
-                    row.worked_minutes,
-                    row.late_minutes,
-                    row.left_early_minutes,
-                    row.absent,
-                    row.flagged,
-                    row.check_ins
-                );
-            }
-            for record in &day.check_ins {
-                print!("{}", record_lines(record));
-            }
-            Ok(())
+            let check_ins = day.check_ins.iter().map(CheckInOut::from).collect();
+            printer.print(&DayOut { summary: day.row.map(SummaryOut::from), check_ins })
         }
     }
 }

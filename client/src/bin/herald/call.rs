@@ -2,14 +2,19 @@
 //!
 //! A call holds this device's slot while its connection lives (and for the rejoin grace after),
 //! so `start` and `join` stay connected and print the call's events until it ends or Ctrl-C
-//! (which leaves it). The other commands act as the same device from a second process.
+//! (which leaves it), one [`CallItem`] a line. The other commands act as the same device from a
+//! second process.
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use herald_client::{CallEvent, CallRoster, Client, DeltaOutcome, Event, HostAction, pb};
+use serde::Serialize;
+
+use crate::output::{Output, Printer, enum_word};
 
 /// Call commands.
 #[derive(Debug, Subcommand)]
+#[command(after_help = crate::manual::CALL)]
 pub(crate) enum CallCommand {
     /// Start a call and follow it; prints `call id=ID`, then one line per event.
     ///
@@ -81,15 +86,77 @@ pub(crate) enum ShareArg {
     TakeOver,
 }
 
-pub(crate) async fn call(client: &Client, command: CallCommand) -> Result<()> {
+/// One line of a followed call, under its `type`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum CallItem {
+    /// This device is in the call; the list is at `version`.
+    Joined { call_id: u64, version: u64, participants: usize },
+    /// The participant list changed.
+    Participants { call_id: u64, version: u64, count: usize },
+    /// The call ended, or (`removed`) this device was removed; the follower exits.
+    Ended { call_id: u64, removed: bool, reason: String, by: String, duration_ms: u64 },
+    /// A host muted this device.
+    Muted { call_id: u64, by: String },
+    /// An SDP/ICE blob relayed to this device (its size only).
+    Relayed { call_id: u64, from_user: String, from_device: String, bytes: usize },
+    /// Another call rings this user.
+    Ring { call_id: u64, from: String },
+    /// A ring stopped: `accepted`, `declined`, `missed`, ...
+    RingStopped { call_id: u64, reason: String },
+    /// This device left on Ctrl-C; the follower exits.
+    Left { call_id: u64 },
+}
+
+impl Output for CallItem {
+    fn human(&self) -> String {
+        match self {
+            CallItem::Joined { call_id, version, participants } => {
+                format!("call id={call_id} version={version} participants={participants}")
+            }
+            CallItem::Participants { version, count, .. } => format!("participants version={version} count={count}"),
+            CallItem::Ended { call_id, removed, by, duration_ms, .. } => {
+                let why = if *removed { "removed" } else { "ended" };
+                format!("{why} call={call_id} by={by} duration_ms={duration_ms}")
+            }
+            CallItem::Muted { by, .. } => format!("muted by={by}"),
+            CallItem::Relayed { from_user, from_device, bytes, .. } => {
+                format!("relayed from={from_user}/{from_device} bytes={bytes}")
+            }
+            CallItem::Ring { call_id, from } => format!("ring call={call_id} from={from}"),
+            CallItem::RingStopped { call_id, reason } => format!("ring stopped call={call_id} reason={reason}"),
+            CallItem::Left { call_id } => format!("left call={call_id}"),
+        }
+    }
+}
+
+/// What `leave`, `end`, `mute` and `share` did: the action and the call's version after it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CallOkOut {
+    /// `left`, `ended`, `muted`, `unmuted` or `share`.
+    action: &'static str,
+    call_id: u64,
+    version: u64,
+}
+
+impl Output for CallOkOut {
+    fn human(&self) -> String {
+        format!("{} call={} version={}", self.action, self.call_id, self.version)
+    }
+}
+
+pub(crate) async fn call(client: &Client, printer: Printer, command: CallCommand) -> Result<()> {
+    let ok = |action: &'static str, answer: pb::CallOk| {
+        printer.print(&CallOkOut { action, call_id: answer.call_id, version: answer.version })
+    };
     match command {
         CallCommand::Start { conversation, invitees, muted } => {
             let joined = client.call_start(conversation, invitees, muted, false).await.context("starting the call")?;
-            follow(client, &joined).await
+            follow(client, printer, &joined).await
         }
         CallCommand::Join { call, muted } => {
             let joined = client.call_join(call, muted, false).await.context("joining the call")?;
-            follow(client, &joined).await
+            follow(client, printer, &joined).await
         }
         CallCommand::Leave { call } => ok("left", client.call_leave(call).await.context("leaving")?),
         CallCommand::End { call } => ok("ended", client.call_end(call).await.context("ending")?),
@@ -115,23 +182,24 @@ pub(crate) async fn call(client: &Client, command: CallCommand) -> Result<()> {
     }
 }
 
-fn ok(what: &str, answer: pb::CallOk) -> Result<()> {
-    println!("{what} call={} version={}", answer.call_id, answer.version);
-    Ok(())
-}
-
 /// Prints the call's events until it ends (or this device is removed), or Ctrl-C, which
 /// leaves it.
-async fn follow(client: &Client, joined: &pb::CallJoined) -> Result<()> {
+async fn follow(client: &Client, printer: Printer, joined: &pb::CallJoined) -> Result<()> {
     let mut roster = client.call_roster(joined).await.context("reading the participant list")?;
     let id = joined.call.as_ref().map_or(0, |c| c.call_id);
-    println!("call id={id} version={} participants={}", roster.version, roster.participants.len());
+    printer.print(&CallItem::Joined {
+        call_id: id,
+        version: roster.version,
+        participants: roster.participants.len(),
+    })?;
     let mut events = client.events().context("the event stream was already taken")?;
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(Event::Call(event)) => {
-                    if !print(client, id, &mut roster, event).await? {
+                    let Some(item) = item(client, id, &mut roster, event).await? else { continue };
+                    printer.print(&item)?;
+                    if matches!(item, CallItem::Ended { call_id, .. } if call_id == id) {
                         return Ok(());
                     }
                 }
@@ -141,38 +209,43 @@ async fn follow(client: &Client, joined: &pb::CallJoined) -> Result<()> {
             stop = tokio::signal::ctrl_c() => {
                 stop.context("waiting for Ctrl-C")?;
                 client.call_leave(id).await.context("leaving")?;
-                println!("left call={id}");
-                return Ok(());
+                return printer.print(&CallItem::Left { call_id: id });
             }
         }
     }
 }
 
-/// Prints one event; `false` once the call is over for this device.
-async fn print(client: &Client, id: u64, roster: &mut CallRoster, event: CallEvent) -> Result<bool> {
-    match event {
+/// What to print for one event, if anything; applies participant deltas to `roster`.
+async fn item(client: &Client, id: u64, roster: &mut CallRoster, event: CallEvent) -> Result<Option<CallItem>> {
+    let item = match event {
         CallEvent::Delta(delta) if delta.call_id == id => {
             if roster.apply_delta(&delta) == DeltaOutcome::Gap {
                 let page = client.call_snapshot(id, None, 0).await.context("refreshing the participant list")?;
                 roster.apply_snapshot(&page);
             }
-            println!("participants version={} count={}", roster.version, roster.participants.len());
+            CallItem::Participants { call_id: id, version: roster.version, count: roster.participants.len() }
         }
-        CallEvent::Ended(ended) if ended.call_id == id => {
-            let why = if ended.removed { "removed" } else { "ended" };
-            println!("{why} call={id} by={} duration_ms={}", ended.by_user_id, ended.duration_ms);
-            return Ok(false);
+        CallEvent::Ended(e) if e.call_id == id => {
+            let reason = enum_word(
+                e.reason,
+                pb::CallEndReason::try_from(e.reason).ok().map(|r| r.as_str_name()),
+                "CALL_END_REASON_",
+            );
+            CallItem::Ended { call_id: id, removed: e.removed, reason, by: e.by_user_id, duration_ms: e.duration_ms }
         }
-        CallEvent::Muted(m) if m.call_id == id => println!("muted by={}", m.by_user_id),
-        CallEvent::Relayed(r) => {
-            println!("relayed from={}/{} bytes={}", r.from_user_id, r.from_device_id, r.blob.len())
+        CallEvent::Muted(m) if m.call_id == id => CallItem::Muted { call_id: id, by: m.by_user_id },
+        CallEvent::Relayed(r) => CallItem::Relayed {
+            call_id: r.call_id,
+            from_user: r.from_user_id,
+            from_device: r.from_device_id,
+            bytes: r.blob.len(),
+        },
+        CallEvent::Ring(r) => CallItem::Ring { call_id: r.call.map_or(0, |c| c.call_id), from: r.from_user_id },
+        CallEvent::RingStopped(s) => {
+            let reason = pb::RingEndReason::try_from(s.reason).ok().map(|r| r.as_str_name());
+            CallItem::RingStopped { call_id: s.call_id, reason: enum_word(s.reason, reason, "RING_END_REASON_") }
         }
-        CallEvent::Ring(r) => {
-            let call = r.call.map_or(0, |c| c.call_id);
-            println!("ring call={call} from={}", r.from_user_id);
-        }
-        CallEvent::RingStopped(s) => println!("ring stopped call={} reason={}", s.call_id, s.reason),
-        _ => {}
-    }
-    Ok(true)
+        _ => return Ok(None),
+    };
+    Ok(Some(item))
 }

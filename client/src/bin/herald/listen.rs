@@ -7,7 +7,8 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use herald_client::{Client, Entry, Event};
 
-use crate::format;
+use crate::format::{EntryOut, Item, RecallNoticeOut, RecallProgressOut, ReceiptsOut};
+use crate::output::Printer;
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
@@ -26,6 +27,7 @@ pub(crate) struct ListenArgs {
 #[derive(Debug)]
 struct Listener<'a> {
     client: &'a Client,
+    printer: Printer,
     resync: bool,
     /// Entries still to print before exiting; `None` for no limit.
     remaining: Option<u64>,
@@ -36,12 +38,12 @@ struct Listener<'a> {
     start: HashMap<u64, u64>,
 }
 
-pub(crate) async fn listen(client: &Client, args: &ListenArgs) -> Result<()> {
+pub(crate) async fn listen(client: &Client, printer: Printer, args: &ListenArgs) -> Result<()> {
     let mut events = client.events().context("the event stream was already taken")?;
     // The broker registers a session for deliveries before it reads its first request, so once
     // anything is answered, every later entry reaches this session.
     client.ping().await.context("subscribing to deliveries")?;
-    let mut listener = Listener::new(client, args).await?;
+    let mut listener = Listener::new(client, printer, args).await?;
     let s = client.session();
     eprintln!("listening as {}/{} (device {}); Ctrl-C to stop", s.org, s.user, s.device);
     while !listener.done() {
@@ -66,13 +68,13 @@ async fn session_ended(client: &Client) -> anyhow::Error {
 }
 
 impl<'a> Listener<'a> {
-    async fn new(client: &'a Client, args: &ListenArgs) -> Result<Self> {
+    async fn new(client: &'a Client, printer: Printer, args: &ListenArgs) -> Result<Self> {
         let mut start = HashMap::new();
         if args.resync {
             let state = client.sync(&[]).await.context("reading where each conversation stands")?;
             start.extend(state.changed.iter().map(|c| (c.conversation_id, c.last_seq)));
         }
-        Ok(Listener { client, resync: args.resync, remaining: args.count, printed: HashMap::new(), start })
+        Ok(Listener { client, printer, resync: args.resync, remaining: args.count, printed: HashMap::new(), start })
     }
 
     fn done(&self) -> bool {
@@ -81,20 +83,23 @@ impl<'a> Listener<'a> {
 
     async fn handle(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Delivery(entry) => self.print(&entry),
-            Event::Resync { dropped_bytes } if self.resync => {
-                println!("resync dropped_bytes={dropped_bytes}: catching up from the log");
-                self.catch_up().await?;
-            }
+            Event::Delivery(entry) => self.print(&entry)?,
             Event::Resync { dropped_bytes } => {
-                println!("resync dropped_bytes={dropped_bytes}: entries were missed (--resync fetches them)");
+                self.printer.print(&Item::Resync { dropped_bytes, catching_up: self.resync })?;
+                if self.resync {
+                    self.catch_up().await?;
+                }
             }
             Event::Receipts(receipts) => {
                 let conversation = receipts.conversation_id;
-                receipts.messages.iter().for_each(|m| println!("{}", format::receipts(conversation, m)));
-                receipts.recalls.iter().for_each(|r| println!("{}", format::recall_progress(conversation, r)));
+                for m in &receipts.messages {
+                    self.printer.print(&Item::Receipts(ReceiptsOut::of(conversation, m)))?;
+                }
+                for r in &receipts.recalls {
+                    self.printer.print(&Item::RecallProgress(RecallProgressOut::of(conversation, r)))?;
+                }
             }
-            Event::Recalled(notice) => println!("{}", format::recall_notice(&notice)),
+            Event::Recalled(notice) => self.printer.print(&Item::Recalled(RecallNoticeOut::from(&notice)))?,
             // Notices of later protocol revisions; this version has nothing to say about them.
             _ => {}
         }
@@ -102,16 +107,17 @@ impl<'a> Listener<'a> {
     }
 
     /// Prints an entry unless it was printed already or the count is reached.
-    fn print(&mut self, entry: &Entry) {
+    fn print(&mut self, entry: &Entry) -> Result<()> {
         let printed = self.printed.entry(entry.conversation_id).or_default();
         if entry.seq <= *printed || self.remaining == Some(0) {
-            return;
+            return Ok(());
         }
         *printed = entry.seq;
-        println!("{}", format::entry(entry));
+        self.printer.print(&Item::Entry(EntryOut::from(entry)))?;
         if let Some(remaining) = &mut self.remaining {
             *remaining -= 1;
         }
+        Ok(())
     }
 
     /// Asks which conversations moved past what was printed (or, for those not printed yet,
@@ -129,7 +135,9 @@ impl<'a> Listener<'a> {
             let after = cursors.get(&id).copied().unwrap_or(0);
             let entries =
                 self.client.catch_up(id, after).await.with_context(|| format!("catching up conversation {id}"))?;
-            entries.iter().for_each(|entry| self.print(entry));
+            for entry in &entries {
+                self.print(entry)?;
+            }
         }
         Ok(())
     }

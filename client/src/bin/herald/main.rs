@@ -1,20 +1,25 @@
 //! `herald`: the Herald command-line client.
 //!
 //! Every subcommand opens one session with the connection options, does its work and closes the
-//! session. Results go to stdout, one item a line, so they can be piped; diagnostics go to stderr;
-//! failures exit non-zero with the broker's error code in the message.
+//! session. Results go to stdout, as lines for people or, with `--json`, as JSON for scripts
+//! ([`output`]); diagnostics go to stderr; failures exit non-zero with the broker's error code in
+//! the message.
 
 mod attendance;
 mod call;
 mod ding;
 mod format;
 mod listen;
+mod manual;
 mod messaging;
+mod output;
+mod ping;
 mod receipts;
 mod when;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -23,21 +28,33 @@ use herald_client::{Client, ClientConfig, Trust};
 
 use crate::listen::ListenArgs;
 use crate::messaging::{GroupCommand, HistoryArgs, RescheduleArgs, SendArgs};
+use crate::output::Printer;
 use crate::receipts::{ReceiptsArgs, SettingsArgs};
 
 /// Talk to a Herald broker from the command line.
 ///
-/// Conversations are named by the numeric ids the broker chose (see `herald conversations`);
-/// users by their ids in your organisation.
+/// herald is the command-line client of Herald, a messaging broker for workplace chat. Send and
+/// read messages in one-to-one and group conversations, follow deliveries as they arrive, mark
+/// conversations read and see who has read what, recall messages or have them expire, send
+/// urgent DINGs that escalate until acknowledged, check in for attendance, and start or join
+/// calls. It is built on the herald-client SDK alone: whatever it does, an app can do too.
+///
+/// Each command opens one session to the broker (QUIC over UDP, TLS 1.3), does its work and
+/// closes it; `listen`, `call start` and `call join` stay connected and print events until they
+/// end or Ctrl-C. Conversations are named by the numeric ids the broker chose (see `herald
+/// conversations`), users by their ids in your organisation.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "herald", version, verbatim_doc_comment, after_long_help = manual::TOP)]
 struct Cli {
     #[command(flatten)]
     connection: ConnectionArgs,
+    /// Print results as JSON for scripts: one object per command, one object per line for
+    /// `listen` and followed calls. Failures print {"error":{"code","message"}} to stderr.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
-
 #[derive(Debug, Args)]
 struct ConnectionArgs {
     /// Broker address (UDP).
@@ -64,6 +81,7 @@ struct ConnectionArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Open a session and measure round trips with PING.
+    #[command(after_help = manual::PING)]
     Ping {
         /// How many pings to send.
         #[arg(long, short, default_value_t = 4)]
@@ -76,9 +94,11 @@ enum Command {
     ///
     /// With --at the broker holds the message and delivers it later (even if you are offline
     /// then); with --expire-in or --expire-after-read it recalls the message by itself.
+    #[command(after_help = manual::SEND)]
     Send(SendArgs),
     /// Move or cancel a message sent with `send --at`; prints `scheduled id=ID deliver_at=TIME`
     /// or `cancelled id=ID`.
+    #[command(after_help = manual::RESCHEDULE)]
     Reschedule(RescheduleArgs),
     /// Print new entries of all your conversations as they arrive, one a line.
     ///
@@ -91,6 +111,7 @@ enum Command {
     /// when the counts of a message you sent change, `recall-progress ...` for recalls you made,
     /// `recalled conv= seq= event_seq= reason= by=` the moment a message is recalled, and
     /// `resync` when the broker dropped deliveries because this client read too slowly.
+    #[command(after_help = manual::LISTEN)]
     Listen(ListenArgs),
     /// Create groups and manage their members.
     #[command(subcommand)]
@@ -99,14 +120,17 @@ enum Command {
     ///
     /// Forward (the default) prints oldest first from --from; --backward prints newest first.
     /// Any member may read the whole log, including entries from before they joined.
+    #[command(after_help = manual::HISTORY)]
     History(HistoryArgs),
     /// List your conversations: id, kind, member count, newest seq, your role and name.
+    #[command(after_help = manual::CONVERSATIONS)]
     Conversations,
     /// Mark a conversation read up to SEQ (and delivered to this device); prints
     /// `read conv=C read_seq=R delivered_seq=D`.
     ///
     /// Reading is a cursor: everything up to SEQ counts as read. A SEQ behind what you (on any
     /// device) already read fails with STALE_CURSOR and changes nothing.
+    #[command(after_help = manual::READ)]
     Read {
         /// The conversation.
         #[arg(value_name = "CONVERSATION_ID")]
@@ -118,12 +142,14 @@ enum Command {
     ///
     /// Any member may see the counts; the lists (--read, --unread) are for the message's sender,
     /// the group's owner and admins.
+    #[command(after_help = manual::RECEIPTS)]
     Receipts(ReceiptsArgs),
     /// Recall a message: its text is deleted from the broker and every device is told to delete
     /// it; prints `recalled seq=N event_seq=E`.
     ///
     /// The sender may recall within the organisation's recall window; a group's owner and admins
     /// at any time.
+    #[command(after_help = manual::RECALL)]
     Recall {
         /// The conversation.
         #[arg(value_name = "CONVERSATION_ID")]
@@ -134,12 +160,14 @@ enum Command {
     /// Show a conversation's settings, or change them (prints `updated seq=N`).
     ///
     /// Owners and admins change a group's settings; either member a direct conversation's.
+    #[command(after_help = manual::SETTINGS)]
     Settings(SettingsArgs),
     /// Send, acknowledge and follow DINGs: urgent notices that escalate until acknowledged.
     #[command(subcommand)]
     Ding(ding::DingCommand),
     /// Check in (arriving, leaving or a field visit) with your position; prints `accepted …`
     /// or `flagged …` and one `flag CODE: message` line per reason.
+    #[command(after_help = manual::CHECKIN)]
     Checkin(attendance::CheckInArgs),
     /// Your attendance: `herald attendance today [--date YYYY-MM-DD]`.
     #[command(subcommand)]
@@ -150,31 +178,68 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let client = connect(&cli.connection).await?;
-    let result = run(&client, cli.command).await;
-    client.close().await;
-    result
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    let printer = Printer::new(cli.json);
+    let result = match connect(&cli.connection).await {
+        Ok(client) => {
+            let result = run(&client, printer, cli.command).await;
+            client.close().await;
+            result
+        }
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            printer.fail(&error);
+            ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(client: &Client, command: Command) -> Result<()> {
+/// A command line clap refused, or a request for help or the version. With `--json` anywhere
+/// on the line a refusal is the JSON error object (code `USAGE`), so scripts parse one format.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !std::env::args_os().any(|arg| arg == "--json") {
+        error.exit();
+    }
+    eprintln!("{}", output::error_json("USAGE", &usage_message(&error.to_string())));
+    ExitCode::from(2)
+}
+
+/// Clap's message without its `error: ` prefix and the usage and tip after it, on one line.
+fn usage_message(rendered: &str) -> String {
+    let message = rendered.strip_prefix("error: ").unwrap_or(rendered);
+    let lines = message.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+    lines.collect::<Vec<_>>().join(" ")
+}
+
+async fn run(client: &Client, printer: Printer, command: Command) -> Result<()> {
     match command {
-        Command::Ping { count, interval } => ping(client, count, interval).await,
-        Command::Send(args) => messaging::send(client, args).await,
-        Command::Listen(args) => listen::listen(client, &args).await,
-        Command::Group(command) => messaging::group(client, command).await,
-        Command::History(args) => messaging::history(client, &args).await,
-        Command::Conversations => messaging::conversations(client).await,
-        Command::Reschedule(args) => messaging::reschedule(client, args).await,
-        Command::Read { conversation, seq } => receipts::read(client, conversation, seq).await,
-        Command::Receipts(args) => receipts::receipts(client, &args).await,
-        Command::Recall { conversation, seq } => receipts::recall(client, conversation, seq).await,
-        Command::Settings(args) => receipts::settings(client, &args).await,
-        Command::Ding(command) => ding::ding(client, command).await,
-        Command::Checkin(args) => attendance::check_in(client, args).await,
-        Command::Attendance(command) => attendance::attendance(client, command).await,
-        Command::Call(command) => call::call(client, command).await,
+        Command::Ping { count, interval } => ping::ping(client, printer, count, interval).await,
+        Command::Send(args) => messaging::send(client, printer, args).await,
+        Command::Listen(args) => listen::listen(client, printer, &args).await,
+        Command::Group(command) => messaging::group(client, printer, command).await,
+        Command::History(args) => messaging::history(client, printer, &args).await,
+        Command::Conversations => messaging::conversations(client, printer).await,
+        Command::Reschedule(args) => messaging::reschedule(client, printer, args).await,
+        Command::Read { conversation, seq } => receipts::read(client, printer, conversation, seq).await,
+        Command::Receipts(args) => receipts::receipts(client, printer, &args).await,
+        Command::Recall { conversation, seq } => receipts::recall(client, printer, conversation, seq).await,
+        Command::Settings(args) => receipts::settings(client, printer, &args).await,
+        Command::Ding(command) => ding::ding(client, printer, command).await,
+        Command::Checkin(args) => attendance::check_in(client, printer, args).await,
+        Command::Attendance(command) => attendance::attendance(client, printer, command).await,
+        Command::Call(command) => call::call(client, printer, command).await,
     }
 }
 
@@ -196,38 +261,21 @@ async fn connect(args: &ConnectionArgs) -> Result<Client> {
     Client::connect(config).await.with_context(|| format!("connecting to {}", args.server))
 }
 
-async fn ping(client: &Client, count: u32, interval: Duration) -> Result<()> {
-    let s = client.session();
-    let remote = client.remote_address();
-    println!("connected to {remote} as {}/{} (device {}), session {}", s.org, s.user, s.device, s.session_id);
-    let mut rtts = Vec::new();
-    for seq in 1..=count {
-        let rtt = client.ping().await.context("ping")?;
-        println!("pong from {remote}: seq={seq} time={:.3} ms", rtt.as_secs_f64() * 1e3);
-        rtts.push(rtt);
-        if seq < count {
-            tokio::time::sleep(interval).await;
-        }
-    }
-    if let (Some(min), Some(max)) = (rtts.iter().min(), rtts.iter().max()) {
-        let avg = rtts.iter().sum::<Duration>() / u32::try_from(rtts.len()).unwrap_or(1);
-        println!(
-            "{} pings: min/avg/max = {:.3}/{:.3}/{:.3} ms",
-            rtts.len(),
-            min.as_secs_f64() * 1e3,
-            avg.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied())).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() -> Result<()> {
+        let error = Cli::try_parse_from(["herald", "--json", "send"]).err().context("send without arguments")?;
+        let message = usage_message(&error.to_string());
+        assert!(message.starts_with("the following required arguments were not provided:"), "{message}");
+        assert!(message.contains("<MESSAGE>") && !message.contains('\n') && !message.contains("Usage"), "{message}");
+        Ok(())
     }
 
     #[test]

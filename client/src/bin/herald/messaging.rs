@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use herald_client::{Client, HistoryPage, Scheduled, SendOptions, SendOutcome, new_client_msg_id, pb};
+use serde::Serialize;
 
-use crate::format;
+use crate::format::{self, EntryOut, Item, MemberOut, SettingsOut};
+use crate::output::{Output, Printer};
 use crate::when::{self, When};
 
 /// Items asked for per page when paging members, conversations and history.
@@ -81,6 +83,7 @@ pub(crate) struct RescheduleArgs {
 
 /// Group management. Only owners and admins may add and remove members.
 #[derive(Debug, Subcommand)]
+#[command(after_help = crate::manual::GROUP)]
 pub(crate) enum GroupCommand {
     /// Create a group owned by you with these other members; prints its conversation id.
     Create {
@@ -133,7 +136,156 @@ pub(crate) struct HistoryArgs {
     limit: u32,
 }
 
-pub(crate) async fn send(client: &Client, args: SendArgs) -> Result<()> {
+/// What became of a send, a reschedule or a cancel, under its `status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum SendOut {
+    /// Sequenced now (or before, for a `duplicate` retry).
+    Sent { conversation_id: u64, seq: u64, timestamp_ms: u64, duplicate: bool, client_msg_id: String },
+    /// Held by the broker until `deliver_at`.
+    Scheduled(ScheduledOut),
+    /// A held message that will never be delivered.
+    Cancelled { conversation_id: u64, client_msg_id: String },
+}
+
+/// A held message: its id, and when it will be delivered (RFC 3339 and Unix milliseconds).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ScheduledOut {
+    conversation_id: u64,
+    client_msg_id: String,
+    deliver_at: String,
+    deliver_at_ms: u64,
+}
+
+impl From<&Scheduled> for ScheduledOut {
+    fn from(s: &Scheduled) -> Self {
+        let deliver_at_ms = s.deliver_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| {
+            // Millisecond precision, as on the wire; u64 milliseconds outlast any real date.
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+        });
+        ScheduledOut {
+            conversation_id: s.conversation_id,
+            client_msg_id: s.client_msg_id.clone(),
+            deliver_at: when::show(s.deliver_at),
+            deliver_at_ms,
+        }
+    }
+}
+
+impl Output for SendOut {
+    fn human(&self) -> String {
+        match self {
+            SendOut::Sent { seq, duplicate, .. } => {
+                format!("sent seq={seq}{}", if *duplicate { " (duplicate)" } else { "" })
+            }
+            SendOut::Scheduled(s) => format!("scheduled id={} deliver_at={}", s.client_msg_id, s.deliver_at),
+            SendOut::Cancelled { client_msg_id, .. } => format!("cancelled id={client_msg_id}"),
+        }
+    }
+}
+
+/// A new group's id.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CreatedOut {
+    conversation_id: u64,
+}
+
+impl Output for CreatedOut {
+    fn human(&self) -> String {
+        self.conversation_id.to_string()
+    }
+}
+
+/// A change sequenced into a conversation's log (members, settings): the event's seq.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct UpdatedOut {
+    pub(crate) conversation_id: u64,
+    pub(crate) seq: u64,
+}
+
+impl Output for UpdatedOut {
+    fn human(&self) -> String {
+        format!("updated seq={}", self.seq)
+    }
+}
+
+/// A conversation's members, by user id.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MembersOut {
+    conversation_id: u64,
+    members: Vec<MemberOut>,
+}
+
+impl Output for MembersOut {
+    fn human(&self) -> String {
+        lines(self.members.iter().map(|m| format!("{} {}", m.user_id, m.role)))
+    }
+}
+
+/// Entries of a conversation's log, in the order read; each as `listen` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HistoryOut {
+    conversation_id: u64,
+    entries: Vec<Item>,
+}
+
+impl Output for HistoryOut {
+    fn human(&self) -> String {
+        lines(self.entries.iter().map(Output::human))
+    }
+}
+
+/// The caller's conversations.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ConversationsOut {
+    conversations: Vec<ConversationOut>,
+}
+
+/// One conversation as the caller sees it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ConversationOut {
+    conversation_id: u64,
+    /// `direct` or `group`.
+    kind: String,
+    name: String,
+    member_count: u32,
+    last_seq: u64,
+    /// The caller's role.
+    role: String,
+    created_at_ms: u64,
+    settings: SettingsOut,
+}
+
+impl From<&pb::Conversation> for ConversationOut {
+    fn from(c: &pb::Conversation) -> Self {
+        ConversationOut {
+            conversation_id: c.conversation_id,
+            kind: format::kind(c.kind),
+            name: c.name.clone(),
+            member_count: c.member_count,
+            last_seq: c.last_seq,
+            role: format::role(c.role),
+            created_at_ms: c.created_at_ms,
+            settings: c.settings.map_or_else(SettingsOut::defaults, SettingsOut::from),
+        }
+    }
+}
+
+impl Output for ConversationsOut {
+    fn human(&self) -> String {
+        lines(self.conversations.iter().map(|c| {
+            let (id, kind, members, last_seq) = (c.conversation_id, &c.kind, c.member_count, c.last_seq);
+            format!("conv={id} kind={kind} members={members} last_seq={last_seq} role={} name={:?}", c.role, c.name)
+        }))
+    }
+}
+
+/// Lines joined by newlines, without a final one.
+pub(crate) fn lines(lines: impl Iterator<Item = String>) -> String {
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+pub(crate) async fn send(client: &Client, printer: Printer, args: SendArgs) -> Result<()> {
     let conversation = match (&args.direct, args.conversation) {
         (Some(peer), _) => open_direct(client, peer).await?,
         (None, Some(conversation)) => conversation,
@@ -145,35 +297,33 @@ pub(crate) async fn send(client: &Client, args: SendArgs) -> Result<()> {
         .send_with_options(conversation, Some(&client_msg_id), args.message.into_bytes(), &options)
         .await
         .with_context(|| format!("sending to conversation {conversation}"))?;
-    match outcome {
-        SendOutcome::Sequenced(ack) => {
-            println!("sent seq={}{}", ack.seq, if ack.duplicate { " (duplicate)" } else { "" })
-        }
-        SendOutcome::Scheduled(scheduled) => println!("{}", scheduled_line(&scheduled)),
-    }
-    Ok(())
+    let out = match outcome {
+        SendOutcome::Sequenced(ack) => SendOut::Sent {
+            conversation_id: conversation,
+            seq: ack.seq,
+            timestamp_ms: ack.timestamp_ms,
+            duplicate: ack.duplicate,
+            client_msg_id,
+        },
+        SendOutcome::Scheduled(scheduled) => SendOut::Scheduled(ScheduledOut::from(&scheduled)),
+    };
+    printer.print(&out)
 }
 
-/// `scheduled id=<client_msg_id> deliver_at=<RFC 3339>`.
-fn scheduled_line(scheduled: &Scheduled) -> String {
-    format!("scheduled id={} deliver_at={}", scheduled.client_msg_id, when::show(scheduled.deliver_at))
-}
-
-pub(crate) async fn reschedule(client: &Client, args: RescheduleArgs) -> Result<()> {
+pub(crate) async fn reschedule(client: &Client, printer: Printer, args: RescheduleArgs) -> Result<()> {
     let (conversation, id) = (args.conversation, &args.client_msg_id);
     let context = || format!("rescheduling {id} in conversation {conversation}");
     match args.time {
         Some(time) => {
             let scheduled =
                 client.reschedule(conversation, id, time.resolve(SystemTime::now())?).await.with_context(context)?;
-            println!("{}", scheduled_line(&scheduled));
+            printer.print(&SendOut::Scheduled(ScheduledOut::from(&scheduled)))
         }
         None => {
             client.cancel_scheduled(conversation, id).await.with_context(context)?;
-            println!("cancelled id={id}");
+            printer.print(&SendOut::Cancelled { conversation_id: conversation, client_msg_id: id.clone() })
         }
     }
-    Ok(())
 }
 
 async fn open_direct(client: &Client, peer: &str) -> Result<u64> {
@@ -183,69 +333,69 @@ async fn open_direct(client: &Client, peer: &str) -> Result<u64> {
     Ok(conversation.conversation_id)
 }
 
-pub(crate) async fn group(client: &Client, command: GroupCommand) -> Result<()> {
+pub(crate) async fn group(client: &Client, printer: Printer, command: GroupCommand) -> Result<()> {
     match command {
-        GroupCommand::Create { name, members } => create_group(client, &name, &members).await,
-        GroupCommand::Add { conversation, users } => update_members(client, conversation, &users, &[]).await,
-        GroupCommand::Remove { conversation, users } => update_members(client, conversation, &[], &users).await,
-        GroupCommand::Members { conversation } => list_members(client, conversation).await,
+        GroupCommand::Create { name, members } => printer.print(&create_group(client, &name, &members).await?),
+        GroupCommand::Add { conversation, users } => {
+            printer.print(&update_members(client, conversation, &users, &[]).await?)
+        }
+        GroupCommand::Remove { conversation, users } => {
+            printer.print(&update_members(client, conversation, &[], &users).await?)
+        }
+        GroupCommand::Members { conversation } => printer.print(&list_members(client, conversation).await?),
     }
 }
 
-async fn create_group(client: &Client, name: &str, members: &[String]) -> Result<()> {
+async fn create_group(client: &Client, name: &str, members: &[String]) -> Result<CreatedOut> {
     let members: Vec<&str> = members.iter().map(String::as_str).collect();
     let conversation =
         client.create_group(name, &members).await.with_context(|| format!("creating the group {name:?}"))?;
-    println!("{}", conversation.conversation_id);
-    Ok(())
+    Ok(CreatedOut { conversation_id: conversation.conversation_id })
 }
 
-async fn update_members(client: &Client, conversation: u64, add: &[String], remove: &[String]) -> Result<()> {
+async fn update_members(client: &Client, conversation: u64, add: &[String], remove: &[String]) -> Result<UpdatedOut> {
     let add: Vec<&str> = add.iter().map(String::as_str).collect();
     let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
     let seq = client
         .update_members(conversation, &add, &remove)
         .await
         .with_context(|| format!("updating the members of conversation {conversation}"))?;
-    println!("updated seq={seq}");
-    Ok(())
+    Ok(UpdatedOut { conversation_id: conversation, seq })
 }
 
-async fn list_members(client: &Client, conversation: u64) -> Result<()> {
+async fn list_members(client: &Client, conversation: u64) -> Result<MembersOut> {
+    let mut out = MembersOut { conversation_id: conversation, members: Vec::new() };
     let mut after = String::new();
     loop {
         let page = client
             .list_members(conversation, &after, PAGE)
             .await
             .with_context(|| format!("listing the members of conversation {conversation}"))?;
-        for member in &page.members {
-            println!("{} {}", member.user_id, format::role(member.role));
-        }
+        out.members.extend(page.members.iter().map(MemberOut::of));
         match page.members.last() {
             Some(last) if page.more => after.clone_from(&last.user_id),
-            _ => return Ok(()),
+            _ => return Ok(out),
         }
     }
 }
 
-pub(crate) async fn history(client: &Client, args: &HistoryArgs) -> Result<()> {
+pub(crate) async fn history(client: &Client, printer: Printer, args: &HistoryArgs) -> Result<()> {
     let conversation = args.conversation;
+    let mut out = HistoryOut { conversation_id: conversation, entries: Vec::new() };
     let (mut from_seq, mut remaining) = (args.from_seq, args.limit);
     while remaining > 0 {
         let page = client
             .history(conversation, from_seq, args.backward, remaining.min(PAGE))
             .await
             .with_context(|| format!("reading the history of conversation {conversation}"))?;
-        for entry in &page.entries {
-            println!("{}", format::entry(entry));
-        }
+        out.entries.extend(page.entries.iter().map(|e| Item::Entry(EntryOut::from(e))));
         remaining = remaining.saturating_sub(u32::try_from(page.entries.len()).unwrap_or(u32::MAX));
         match next_from(&page, args.backward) {
             Some(next) => from_seq = next,
             None => break,
         }
     }
-    Ok(())
+    printer.print(&out)
 }
 
 /// Where the page after `page` starts, or `None` once the log is exhausted in that direction.
@@ -258,19 +408,16 @@ fn next_from(page: &HistoryPage, backward: bool) -> Option<u64> {
     }
 }
 
-pub(crate) async fn conversations(client: &Client) -> Result<()> {
+pub(crate) async fn conversations(client: &Client, printer: Printer) -> Result<()> {
+    let mut out = ConversationsOut { conversations: Vec::new() };
     let mut after_conversation_id = 0;
     loop {
         let request = pb::ListConversations { after_conversation_id, limit: PAGE };
         let list: pb::ConversationList = client.call(request).await.context("listing conversations")?;
-        for c in &list.conversations {
-            let (kind, role) = (format::kind(c.kind), format::role(c.role));
-            let (id, members, last_seq, name) = (c.conversation_id, c.member_count, c.last_seq, &c.name);
-            println!("conv={id} kind={kind} members={members} last_seq={last_seq} role={role} name={name:?}");
-        }
+        out.conversations.extend(list.conversations.iter().map(ConversationOut::from));
         match list.conversations.last() {
             Some(last) if list.more => after_conversation_id = last.conversation_id,
-            _ => return Ok(()),
+            _ => return printer.print(&out),
         }
     }
 }
@@ -361,6 +508,16 @@ mod tests {
             client_msg_id: "m-1".into(),
             deliver_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_798_297_200_000),
         };
-        assert_eq!(scheduled_line(&scheduled), "scheduled id=m-1 deliver_at=2026-12-26T15:00:00.000Z");
+        let out = SendOut::Scheduled(ScheduledOut::from(&scheduled));
+        assert_eq!(out.human(), "scheduled id=m-1 deliver_at=2026-12-26T15:00:00.000Z");
+        let json = serde_json::to_value(&out).map_err(anyhow::Error::from);
+        let expected = serde_json::json!({
+            "status": "scheduled",
+            "conversation_id": 5,
+            "client_msg_id": "m-1",
+            "deliver_at": "2026-12-26T15:00:00.000Z",
+            "deliver_at_ms": 1_798_297_200_000_u64,
+        });
+        assert_eq!(json.ok(), Some(expected));
     }
 }
