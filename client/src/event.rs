@@ -175,7 +175,7 @@ pub enum Event {
     KeysChanged(pb::KeysChanged),
     /// A sealed envelope arrived in this device's mailbox: open it, then acknowledge it with
     /// [`Client::ack_envelopes`](crate::Client::ack_envelopes). It stays in the mailbox until
-    /// then, so it may come again (also through [`Client::fetch_envelopes`]).
+    /// then, so it may come again (also through [`Client::fetch_envelopes`](crate::Client::fetch_envelopes)).
     Envelope(pb::Envelope),
 }
 

@@ -12,7 +12,7 @@
 //!
 //! [`CallTable`] holds every call of the broker and turns effects into pushes, audit events and
 //! call records; one thread, the call loop ([`Calls`]), owns it, so no call state is behind a
-//! lock. Sessions parse call frames ([`parse`]) and hand them to the loop ([`dispatch`]).
+//! lock. Sessions parse call frames (`parse`) and hand them to the loop (`dispatch`).
 
 mod config;
 mod dispatch;

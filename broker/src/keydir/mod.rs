@@ -10,7 +10,7 @@
 //! about keys could do is set out in docs/SECURITY.md.
 //!
 //! Requests are parsed ([`parse`]) into [`KeysRequest`]s and served on the blocking pool
-//! ([`dispatch`]); each touches only the caller's own records or adds envelopes under fresh,
+//! (`dispatch`); each touches only the caller's own records or adds envelopes under fresh,
 //! unique keys, so no request needs an owner thread to serialise it.
 
 mod dispatch;

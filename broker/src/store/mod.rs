@@ -1,7 +1,7 @@
-//! Durable state. RocksDB is used only inside [`rocks`]; nothing else names a rocksdb type.
+//! Durable state. RocksDB is used only inside `rocks`; nothing else names a rocksdb type.
 //!
 //! [`LogStore`] is the seam the rest of the broker uses; it is implemented once over the ordered
-//! key-value layer in [`kv`], which RocksDB and the in-memory twin provide.
+//! key-value layer in `kv`, which RocksDB and the in-memory twin provide.
 
 mod admin;
 mod attendance;
