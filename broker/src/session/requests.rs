@@ -357,3 +357,18 @@ fn receipt_query(r: &pb::ReceiptQuery) -> Result<Routed, Refusal> {
     };
     Ok(Routed::Shard(request))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_changes_must_decode_and_are_capped() {
+        assert_eq!(signed_changes(Vec::new()), Ok(Vec::new()));
+        let (code, message) = signed_changes(vec![vec![1, 2, 3]]).expect_err("not a change");
+        assert_eq!(code, ErrorCode::INVALID_ARGUMENT);
+        assert!(message.starts_with("signed_changes[0]"), "{message}");
+        let too_many = vec![Vec::new(); MAX_CHANGES_PER_REQUEST + 1];
+        assert_eq!(signed_changes(too_many).map_err(|(code, _)| code), Err(ErrorCode::INVALID_ARGUMENT));
+    }
+}
