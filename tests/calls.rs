@@ -152,7 +152,8 @@ async fn wait_for_record(client: &Client, conv: u64) -> Result<pb::CallRecord> {
     for _ in 0..100 {
         let page = client.history(conv, 0, false, 100).await?;
         for entry in page.entries {
-            if let EntryKind::Membership(pb::Event { kind: Some(pb::event::Kind::CallRecord(record)) }) = entry.kind {
+            if let EntryKind::Membership(pb::Event { kind: Some(pb::event::Kind::CallRecord(record)), .. }) = entry.kind
+            {
                 return Ok(record);
             }
         }

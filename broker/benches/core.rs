@@ -156,6 +156,8 @@ fn message_ops(conv: &ConvKey, entry: &Bytes, seqs: std::ops::RangeInclusive<u64
             last_seq,
             member_count: 2,
             settings: Settings::default(),
+            end_to_end: false,
+            chain: herald_broker::conversation::ChainHead::default(),
         },
     });
     ops

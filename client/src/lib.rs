@@ -45,6 +45,7 @@ mod endpoint;
 mod error;
 mod event;
 mod keys;
+mod membership_chain;
 mod messaging;
 mod outbox;
 mod push;

@@ -21,7 +21,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn to_pb(self) -> i32 {
+    pub(crate) fn to_pb(self) -> i32 {
         match self {
             Role::Member => pb::Role::Member.into(),
             Role::Admin => pb::Role::Admin.into(),
@@ -39,7 +39,7 @@ pub struct HistoryPage {
     pub last_seq: u64,
 }
 
-fn strings(ids: &[&str]) -> Vec<String> {
+pub(crate) fn strings(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| (*s).to_owned()).collect()
 }
 
@@ -164,7 +164,7 @@ impl Client {
     /// Dropping the future may leave the group created; repeating it creates a second group. Look
     /// for the first with [`Client::sync`] or [`Client::list_conversations`] before retrying.
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<Conversation, ClientError> {
-        self.call(pb::CreateGroup { name: name.to_owned(), member_ids: strings(members) }).await
+        self.create_group_with(name, members, false).await
     }
 
     /// The direct conversation with `peer`, created on first use.
@@ -192,8 +192,7 @@ impl Client {
         add: &[&str],
         remove: &[&str],
     ) -> Result<u64, ClientError> {
-        let request = pb::UpdateMembers { conversation_id, add: strings(add), remove: strings(remove) };
-        Ok(self.call::<pb::Sequenced>(request).await?.seq)
+        self.update_members_signed(conversation_id, add, remove, Vec::new()).await
     }
 
     /// Leaves a group; returns the event's sequence number.
@@ -205,7 +204,7 @@ impl Client {
     /// Dropping the future may leave the caller gone or not; repeating it gives NOT_FOUND if it
     /// took effect.
     pub async fn leave(&self, conversation_id: u64) -> Result<u64, ClientError> {
-        Ok(self.call::<pb::Sequenced>(pb::Leave { conversation_id }).await?.seq)
+        self.leave_signed(conversation_id, Vec::new()).await
     }
 
     /// Renames a group; returns the event's sequence number.
@@ -229,8 +228,7 @@ impl Client {
     /// Dropping the future may leave the role changed or not; repeating it is harmless, except
     /// after an ownership transfer took effect: the caller, now an admin, gets FORBIDDEN.
     pub async fn set_role(&self, conversation_id: u64, user: &str, role: Role) -> Result<u64, ClientError> {
-        let request = pb::SetRole { conversation_id, user_id: user.to_owned(), role: role.to_pb() };
-        Ok(self.call::<pb::Sequenced>(request).await?.seq)
+        self.set_role_signed(conversation_id, user, role, Vec::new()).await
     }
 
     /// Sends a message with a fresh client message id. Resolves once the message is durable.

@@ -167,6 +167,12 @@ frame_types! {
     LIST_MEMBERS = 0x011a => ListMembers(pb::ListMembers),
     /// Broker to client: a page of members.
     MEMBER_PAGE = 0x011b => MemberPage(pb::MemberPage),
+    /// Client to broker: append signed membership changes to a conversation's chain.
+    MEMBERSHIP_APPEND = 0x011c => MembershipAppend(pb::MembershipAppend),
+    /// Client to broker: read a page of a conversation's signed membership chain.
+    MEMBERSHIP_CHAIN = 0x011d => MembershipChain(pb::MembershipChain),
+    /// Broker to client: a page of signed membership changes.
+    MEMBERSHIP_CHAIN_PAGE = 0x011e => MembershipChainPage(pb::MembershipChainPage),
     /// Client to broker: move this device's delivered and read cursors.
     MARK = 0x0120 => Mark(pb::Mark),
     /// Broker to client: the cursors after a MARK.

@@ -293,6 +293,8 @@ impl AdminDesk {
             role: pb::Role::Unspecified.into(),
             created_at_ms: state.created_at_ms,
             settings: Some(state.settings.to_pb()),
+            end_to_end: state.is_end_to_end(),
+            membership_chain_length: state.chain.length,
         };
         call.answer(&pb::ConversationReport {
             conversation: Some(conversation),

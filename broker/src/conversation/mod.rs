@@ -1,9 +1,13 @@
 //! The conversation domain: ids, roles and the state a shard keeps for each conversation.
 
+mod chain;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herald_protocol::{OrgId, UserId, pb};
+
+pub use chain::{ChainHead, MAX_CHANGES_PER_REQUEST, SignedChange};
 
 /// A conversation's number, unique within its organisation.
 ///
@@ -155,6 +159,10 @@ pub struct ConversationState {
     pub last_seq: u64,
     /// Receipts and retention.
     pub settings: Settings,
+    /// Created end-to-end (CREATE_GROUP `end_to_end`).
+    pub end_to_end: bool,
+    /// The signed membership chain's length and head (docs/PROTOCOL.md §19.6).
+    pub chain: ChainHead,
     /// Members and roles, ordered by user id for paging.
     members: BTreeMap<UserId, Role>,
     /// The member ids as one shared slice, rebuilt on membership change, so fanning a message
@@ -166,7 +174,23 @@ impl ConversationState {
     /// A conversation with these members.
     pub fn new(kind: Kind, name: String, created_at_ms: u64, last_seq: u64, members: BTreeMap<UserId, Role>) -> Self {
         let recipients = members.keys().cloned().collect();
-        Self { kind, name, created_at_ms, last_seq, settings: Settings::default(), members, recipients }
+        Self {
+            kind,
+            name,
+            created_at_ms,
+            last_seq,
+            settings: Settings::default(),
+            end_to_end: false,
+            chain: ChainHead::default(),
+            members,
+            recipients,
+        }
+    }
+
+    /// Whether clients treat the conversation as end-to-end: created so, or its chain has a
+    /// genesis.
+    pub fn is_end_to_end(&self) -> bool {
+        self.end_to_end || !self.chain.is_empty()
     }
 
     /// The member's role, if `user` is a member.

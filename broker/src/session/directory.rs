@@ -28,6 +28,8 @@ fn info(store: &dyn LogStore, identity: &Identity, id: ConversationId) -> Result
         role: role.to_pb().into(),
         created_at_ms: summary.created_at_ms,
         settings: Some(summary.settings.to_pb()),
+        end_to_end: summary.end_to_end || !summary.chain.is_empty(),
+        membership_chain_length: summary.chain.length,
     }))
 }
 

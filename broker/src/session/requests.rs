@@ -7,7 +7,7 @@ use herald_protocol::{Body, ErrorCode, UserId, pb};
 
 use crate::admin::AdminRequest;
 use crate::auth::Identity;
-use crate::conversation::{ConversationId, Role};
+use crate::conversation::{ConversationId, MAX_CHANGES_PER_REQUEST, Role, SignedChange};
 use crate::ratelimit::{Class, Demand};
 use crate::receipts::ListKind;
 use crate::shard::{DingSpec, Request, SendOptions};
@@ -95,14 +95,34 @@ pub(super) fn parse(
                 id: conversation(r.conversation_id)?,
                 add: user_ids(&r.add)?,
                 remove: user_ids(&r.remove)?,
+                signed: signed_changes(r.signed_changes)?,
             };
             Ok(Routed::Shard(request))
         })(),
-        Body::Leave(r) => conversation(r.conversation_id).map(|id| Routed::Shard(Request::Leave { id })),
+        Body::Leave(r) => (|| {
+            let request =
+                Request::Leave { id: conversation(r.conversation_id)?, signed: signed_changes(r.signed_changes)? };
+            Ok(Routed::Shard(request))
+        })(),
+        Body::MembershipAppend(r) => (|| {
+            if r.signed_changes.is_empty() {
+                return Err(invalid("signed_changes is required"));
+            }
+            let id = conversation(r.conversation_id)?;
+            Ok(Routed::Shard(Request::MembershipAppend { id, signed: signed_changes(r.signed_changes)? }))
+        })(),
+        Body::MembershipChain(r) => (|| {
+            let request = Request::MembershipChain {
+                id: conversation(r.conversation_id)?,
+                from_seq: r.from_seq,
+                limit: page(r.limit)?,
+            };
+            Ok(Routed::Shard(request))
+        })(),
         Body::Rename(r) => {
             (|| Ok(Routed::Shard(Request::Rename { id: conversation(r.conversation_id)?, name: name(r.name)? })))()
         }
-        Body::SetRole(r) => set_role(&r),
+        Body::SetRole(r) => set_role(r),
         Body::Send(r) => send(r, max_payload),
         Body::Mark(r) => (|| {
             let request =
@@ -250,6 +270,7 @@ fn create_group(r: pb::CreateGroup, random: u64) -> Result<Routed, Refusal> {
         id: ConversationId::group_from_random(random),
         name: name(r.name)?,
         members: user_ids(&r.member_ids)?,
+        end_to_end: r.end_to_end,
     };
     Ok(Routed::Shard(request))
 }
@@ -263,10 +284,30 @@ fn open_direct(r: &pb::OpenDirect, identity: &Identity) -> Result<Routed, Refusa
     Ok(Routed::Shard(Request::OpenDirect { id, peer }))
 }
 
-fn set_role(r: &pb::SetRole) -> Result<Routed, Refusal> {
+fn set_role(r: pb::SetRole) -> Result<Routed, Refusal> {
     let role = Role::from_pb(r.role).ok_or_else(|| invalid("role must be member, admin or owner"))?;
-    let request = Request::SetRole { id: conversation(r.conversation_id)?, user: user_id(&r.user_id)?, role };
+    let request = Request::SetRole {
+        id: conversation(r.conversation_id)?,
+        user: user_id(&r.user_id)?,
+        role,
+        signed: signed_changes(r.signed_changes)?,
+    };
     Ok(Routed::Shard(request))
+}
+
+/// Decodes signed membership changes (docs/PROTOCOL.md §19.6) without verifying them; the
+/// shard checks who signed them and that they continue the chain.
+fn signed_changes(raw: Vec<Vec<u8>>) -> Result<Vec<SignedChange>, Refusal> {
+    if raw.len() > MAX_CHANGES_PER_REQUEST {
+        return Err(invalid(format!("at most {MAX_CHANGES_PER_REQUEST} signed changes per request")));
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            SignedChange::parse(bytes)
+                .map_err(|e| invalid(format!("signed_changes[{i}] is not a membership change: {e}")))
+        })
+        .collect()
 }
 
 fn client_msg_id(raw: String) -> Result<String, Refusal> {
@@ -315,4 +356,19 @@ fn receipt_query(r: &pb::ReceiptQuery) -> Result<Routed, Refusal> {
         limit: page(r.limit)?,
     };
     Ok(Routed::Shard(request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_changes_must_decode_and_are_capped() {
+        assert_eq!(signed_changes(Vec::new()), Ok(Vec::new()));
+        let (code, message) = signed_changes(vec![vec![1, 2, 3]]).expect_err("not a change");
+        assert_eq!(code, ErrorCode::INVALID_ARGUMENT);
+        assert!(message.starts_with("signed_changes[0]"), "{message}");
+        let too_many = vec![Vec::new(); MAX_CHANGES_PER_REQUEST + 1];
+        assert_eq!(signed_changes(too_many).map_err(|(code, _)| code), Err(ErrorCode::INVALID_ARGUMENT));
+    }
 }

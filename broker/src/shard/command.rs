@@ -5,7 +5,7 @@ use bytes::Bytes;
 use herald_protocol::{DeviceId, OrgId, RequestId, SessionId, UserId};
 
 use super::ding::DingSpec;
-use crate::conversation::{ConvKey, ConversationId, Role};
+use crate::conversation::{ConvKey, ConversationId, Role, SignedChange};
 use crate::fanout::ReplyTo;
 use crate::receipts::ListKind;
 
@@ -34,18 +34,22 @@ pub struct Origin {
 /// lengths in range); what remains to check needs the conversation's state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// Create a group with a broker-chosen id.
-    CreateGroup { id: ConversationId, name: String, members: Vec<UserId> },
+    /// Create a group with a broker-chosen id; `end_to_end` marks it end-to-end from birth.
+    CreateGroup { id: ConversationId, name: String, members: Vec<UserId>, end_to_end: bool },
     /// Open (create on first use) the direct conversation with `peer`; `id` is derived from the pair.
     OpenDirect { id: ConversationId, peer: UserId },
-    /// Add and remove group members.
-    UpdateMembers { id: ConversationId, add: Vec<UserId>, remove: Vec<UserId> },
-    /// Leave a group.
-    Leave { id: ConversationId },
+    /// Add and remove group members, with the signed changes that record it (§19.6).
+    UpdateMembers { id: ConversationId, add: Vec<UserId>, remove: Vec<UserId>, signed: Vec<SignedChange> },
+    /// Leave a group, with the signed change that records it.
+    Leave { id: ConversationId, signed: Vec<SignedChange> },
     /// Rename a group.
     Rename { id: ConversationId, name: String },
-    /// Change a member's role, or transfer ownership.
-    SetRole { id: ConversationId, user: UserId, role: Role },
+    /// Change a member's role, or transfer ownership, with the signed change that records it.
+    SetRole { id: ConversationId, user: UserId, role: Role, signed: Vec<SignedChange> },
+    /// Append signed membership changes to the conversation's chain.
+    MembershipAppend { id: ConversationId, signed: Vec<SignedChange> },
+    /// Read a page of the conversation's signed membership chain from chain seq `from_seq`.
+    MembershipChain { id: ConversationId, from_seq: u64, limit: usize },
     /// Post a message, now or at a scheduled time.
     Send { id: ConversationId, client_msg_id: String, payload: Bytes, options: SendOptions },
     /// Read a page of the log.
@@ -96,9 +100,11 @@ impl Request {
             Request::CreateGroup { id, .. }
             | Request::OpenDirect { id, .. }
             | Request::UpdateMembers { id, .. }
-            | Request::Leave { id }
+            | Request::Leave { id, .. }
             | Request::Rename { id, .. }
             | Request::SetRole { id, .. }
+            | Request::MembershipAppend { id, .. }
+            | Request::MembershipChain { id, .. }
             | Request::Send { id, .. }
             | Request::History { id, .. }
             | Request::ListMembers { id, .. }

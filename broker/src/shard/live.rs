@@ -40,7 +40,7 @@ impl EntryInfo {
         let kind = match &entry.body {
             Some(pb::log_entry::Body::Message(_)) => EntryKind::Message,
             Some(pb::log_entry::Body::Tombstone(_)) => EntryKind::Tombstone,
-            Some(pb::log_entry::Body::Event(pb::Event { kind: Some(pb::event::Kind::Recalled(r)) })) => {
+            Some(pb::log_entry::Body::Event(pb::Event { kind: Some(pb::event::Kind::Recalled(r)), .. })) => {
                 EntryKind::Recall { of: r.seq }
             }
             _ => EntryKind::Event,

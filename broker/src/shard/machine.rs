@@ -17,15 +17,17 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use herald_protocol::e2e::MembershipAction;
 use herald_protocol::{ErrorCode, Frame, OrgId, UserId, pb, raw};
 
 use super::command::{Command, Origin, PriorSend, Request};
 use super::ding::{DingDesk, GatewayCall};
 use super::live::{EntryInfo, LiveWindow};
+use super::membership_chain::{ChainRead, Expected};
 use super::policy::{OrgPolicy, Policies};
 use super::receipts::PendingReceipts;
 use crate::audit::{AuditAction, AuditEvent};
-use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings};
+use crate::conversation::{ConvKey, ConversationState, Kind, Role, Settings, SignedChange};
 use crate::fanout::{Lane, ReplyTo};
 use crate::receipts::{MemberCursor, ReceiptBook};
 use crate::store::{ConversationSummary, CursorRecords, WriteOp};
@@ -105,6 +107,8 @@ pub struct Effects {
     pub deliveries: Vec<Fanout>,
     /// History pages to read and send after the writes.
     pub reads: Vec<HistoryRead>,
+    /// Membership chain pages to read and send after the writes.
+    pub chain_reads: Vec<ChainRead>,
     /// Conversations whose state this batch changed.
     pub touched: Vec<ConvKey>,
     /// Recalled entries whose old versions must be purged from the store's files after commit.
@@ -296,12 +300,18 @@ impl ShardMachine {
         let conv = command.conv_key();
         let Command { origin, request } = command;
         let result = match request {
-            Request::CreateGroup { name, members, .. } => self.create_group(&conv, &origin, name, members, now_ms),
+            Request::CreateGroup { name, members, end_to_end, .. } => {
+                self.create_group(&conv, &origin, name, members, end_to_end, now_ms)
+            }
             Request::OpenDirect { peer, .. } => self.open_direct(&conv, &origin, peer, now_ms),
-            Request::UpdateMembers { add, remove, .. } => self.update_members(&conv, &origin, add, remove, now_ms),
-            Request::Leave { .. } => self.leave(&conv, &origin, now_ms),
+            Request::UpdateMembers { add, remove, signed, .. } => {
+                self.update_members(&conv, &origin, add, remove, signed, now_ms)
+            }
+            Request::Leave { signed, .. } => self.leave(&conv, &origin, signed, now_ms),
             Request::Rename { name, .. } => self.rename(&conv, &origin, name, now_ms),
-            Request::SetRole { user, role, .. } => self.set_role(&conv, &origin, user, role, now_ms),
+            Request::SetRole { user, role, signed, .. } => self.set_role(&conv, &origin, user, role, signed, now_ms),
+            Request::MembershipAppend { signed, .. } => self.membership_append(&conv, &origin, signed, now_ms),
+            Request::MembershipChain { from_seq, limit, .. } => self.membership_chain(&conv, &origin, from_seq, limit),
             Request::Send { client_msg_id, payload, options, .. } => {
                 self.send(&conv, &origin, client_msg_id, payload, options, prior, now_ms)
             }
@@ -368,6 +378,8 @@ impl ShardMachine {
             role: role.to_pb().into(),
             created_at_ms: state.created_at_ms,
             settings: Some(self.effective_settings(conv, state.settings).to_pb()),
+            end_to_end: state.is_end_to_end(),
+            membership_chain_length: state.chain.length,
         };
         Ok(Frame::from_body(origin.request_id, &info))
     }
@@ -466,7 +478,21 @@ impl ShardMachine {
         recipients: Arc<[UserId]>,
         now_ms: u64,
     ) -> Result<u64, Refusal> {
-        let body = pb::log_entry::Body::Event(pb::Event { kind: Some(kind) });
+        self.signed_event(conv, author, kind, Vec::new(), recipients, now_ms)
+    }
+
+    /// Sequences an event carrying signed membership changes (stored by
+    /// [`Self::extend_chain`]) in `Event.signed_changes`.
+    pub(super) fn signed_event(
+        &mut self,
+        conv: &ConvKey,
+        author: Author<'_>,
+        kind: pb::event::Kind,
+        signed_changes: Vec<Vec<u8>>,
+        recipients: Arc<[UserId]>,
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let body = pb::log_entry::Body::Event(pb::Event { kind: Some(kind), signed_changes });
         self.append(conv, author, body, recipients, now_ms)
     }
 
@@ -533,6 +559,7 @@ impl ShardMachine {
         origin: &Origin,
         name: String,
         members: Vec<UserId>,
+        end_to_end: bool,
         now_ms: u64,
     ) -> Result<(), Refusal> {
         if self.conversations.contains_key(conv) {
@@ -549,6 +576,7 @@ impl ShardMachine {
         }
         let members = roster.len().to_string();
         self.create(conv, origin, Kind::Group, name, roster, now_ms)?;
+        self.state_mut(conv)?.end_to_end = end_to_end;
         let retention_secs = self.policies.of(&conv.org).retention_secs;
         if retention_secs > 0 {
             // The organisation's retention applies to groups created under it; members change it later.
@@ -608,6 +636,7 @@ impl ShardMachine {
         origin: &Origin,
         add: Vec<UserId>,
         remove: Vec<UserId>,
+        signed: Vec<SignedChange>,
         now_ms: u64,
     ) -> Result<(), Refusal> {
         let caller = self.group_role(conv, &origin.user)?;
@@ -638,6 +667,12 @@ impl ShardMachine {
         }
         let mut seq = state.last_seq;
         let before_seq = seq;
+        let expected: Vec<Expected> = (added.iter().map(|u| (MembershipAction::Add, u.clone())))
+            .chain(removed.iter().map(|(u, _)| (MembershipAction::Remove, u.clone())))
+            .collect();
+        self.check_signed_request(conv, origin, &signed, expected)?;
+        // Every change rides on the request's first event, so the log carries the chain in order.
+        let mut carried = self.extend_chain(conv, signed)?;
         let details = vec![
             ("added".to_owned(), joined_ids(&added)),
             ("removed".to_owned(), joined_ids(removed.iter().map(|(u, _)| u))),
@@ -657,11 +692,12 @@ impl ShardMachine {
             }
             let roster: Vec<_> = added.iter().map(|u| (u.clone(), Role::Member)).collect();
             let event = pb::event::Kind::MembersAdded(member_list(&roster));
-            seq = self.event(conv, Author::of(origin), event, recipients, now_ms)?;
+            let carried = std::mem::take(&mut carried);
+            seq = self.signed_event(conv, Author::of(origin), event, carried, recipients, now_ms)?;
             self.track_membership(conv, &added, &[], seq);
         }
         if !removed.is_empty() {
-            seq = self.remove_members(conv, origin, &removed, now_ms)?;
+            seq = self.remove_members(conv, origin, &removed, carried, now_ms)?;
         }
         if seq != before_seq {
             self.audit(conv, Author::of(origin), AuditAction::MembersChanged, conv.id.to_string(), details, now_ms);
@@ -676,6 +712,7 @@ impl ShardMachine {
         conv: &ConvKey,
         origin: &Origin,
         removed: &[(UserId, Role)],
+        signed_changes: Vec<Vec<u8>>,
         now_ms: u64,
     ) -> Result<u64, Refusal> {
         let state = self.state_mut(conv)?;
@@ -687,19 +724,27 @@ impl ShardMachine {
             self.effects.writes.push(WriteOp::DeleteMember { conv: conv.clone(), user: user.clone() });
         }
         let event = pb::event::Kind::MembersRemoved(member_list(removed));
-        let seq = self.event(conv, Author::of(origin), event, before, now_ms)?;
+        let seq = self.signed_event(conv, Author::of(origin), event, signed_changes, before, now_ms)?;
         let left: Vec<UserId> = removed.iter().map(|(user, _)| user.clone()).collect();
         self.track_membership(conv, &[], &left, seq);
         Ok(seq)
     }
 
-    fn leave(&mut self, conv: &ConvKey, origin: &Origin, now_ms: u64) -> Result<(), Refusal> {
+    fn leave(
+        &mut self,
+        conv: &ConvKey,
+        origin: &Origin,
+        signed: Vec<SignedChange>,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         let role = self.group_role(conv, &origin.user)?;
         let alone = self.conversations.get(conv).is_some_and(|s| s.member_count() == 1);
         if role == Role::Owner && !alone {
             return Err((ErrorCode::FORBIDDEN, "the owner must transfer ownership before leaving".into()));
         }
-        let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], now_ms)?;
+        self.check_signed_request(conv, origin, &signed, vec![(MembershipAction::Remove, origin.user.clone())])?;
+        let carried = self.extend_chain(conv, signed)?;
+        let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], carried, now_ms)?;
         self.audit(conv, Author::of(origin), AuditAction::MemberLeft, conv.id.to_string(), Vec::new(), now_ms);
         self.sequenced(conv, origin, seq, now_ms);
         Ok(())
@@ -785,6 +830,7 @@ impl ShardMachine {
         origin: &Origin,
         user: UserId,
         role: Role,
+        signed: Vec<SignedChange>,
         now_ms: u64,
     ) -> Result<(), Refusal> {
         if self.group_role(conv, &origin.user)? != Role::Owner {
@@ -801,11 +847,27 @@ impl ShardMachine {
         let Some(current) = state.role(&user) else {
             return Err((ErrorCode::INVALID_ARGUMENT, format!("{user} is not a member")));
         };
+        let chained = !state.chain.is_empty() || !signed.is_empty();
+        if chained && role == Role::Owner {
+            return Err((
+                ErrorCode::INVALID_ARGUMENT,
+                "ownership transfer is not part of end-to-end membership in v1".into(),
+            ));
+        }
+        let expected = match role {
+            _ if current == role => Vec::new(),
+            Role::Admin => vec![(MembershipAction::Promote, user.clone())],
+            _ => vec![(MembershipAction::Demote, user.clone())],
+        };
+        self.check_signed_request(conv, origin, &signed, expected)?;
+        let state = self.state_mut(conv)?;
         if current == role {
             let seq = state.last_seq;
             self.sequenced(conv, origin, seq, now_ms);
             return Ok(());
         }
+        let carried = self.extend_chain(conv, signed)?;
+        let state = self.state_mut(conv)?;
         let mut changes = vec![(user.clone(), role)];
         if role == Role::Owner {
             changes.push((origin.user.clone(), Role::Admin));
@@ -817,10 +879,11 @@ impl ShardMachine {
         for (member, new_role) in &changes {
             self.effects.writes.push(WriteOp::PutMember { conv: conv.clone(), user: member.clone(), role: *new_role });
         }
-        let seq = self.event(
+        let seq = self.signed_event(
             conv,
             Author::of(origin),
             pb::event::Kind::RolesChanged(member_list(&changes)),
+            carried,
             recipients,
             now_ms,
         )?;
@@ -947,8 +1010,12 @@ mod tests {
     }
 
     fn group(m: &mut ShardMachine, members: &[&str]) -> Effects {
-        let request =
-            Request::CreateGroup { id: GROUP, name: "ops".into(), members: members.iter().map(|u| user(u)).collect() };
+        let request = Request::CreateGroup {
+            id: GROUP,
+            name: "ops".into(),
+            members: members.iter().map(|u| user(u)).collect(),
+            end_to_end: false,
+        };
         run(m, "alice", request)
     }
 
@@ -1039,7 +1106,7 @@ mod tests {
             assert_eq!(error_code(&effects), Some(ErrorCode::NOT_FOUND));
             assert!(effects.writes.is_empty());
         }
-        let effects = run(&mut m, "alice", Request::Leave { id: ConversationId::new(7) });
+        let effects = run(&mut m, "alice", Request::Leave { id: ConversationId::new(7), signed: vec![] });
         assert_eq!(error_code(&effects), Some(ErrorCode::NOT_FOUND), "unknown and foreign look alike");
     }
 
@@ -1047,11 +1114,12 @@ mod tests {
     fn roles_gate_membership_changes() {
         let mut m = machine(10);
         group(&mut m, &["bob", "carol", "dave"]);
-        let set = |u: &str, role| Request::SetRole { id: GROUP, user: user(u), role };
+        let set = |u: &str, role| Request::SetRole { id: GROUP, user: user(u), role, signed: vec![] };
         let update = |add: &[&str], remove: &[&str]| Request::UpdateMembers {
             id: GROUP,
             add: add.iter().map(|u| user(u)).collect(),
             remove: remove.iter().map(|u| user(u)).collect(),
+            signed: vec![],
         };
         assert_eq!(error_code(&run(&mut m, "bob", update(&["erin"], &[]))), Some(ErrorCode::FORBIDDEN));
         assert_eq!(error_code(&run(&mut m, "alice", set("bob", Role::Admin))), None);
@@ -1062,14 +1130,17 @@ mod tests {
             "admin vs admin"
         );
         assert_eq!(error_code(&run(&mut m, "bob", update(&["erin"], &["dave"]))), None);
-        assert_eq!(error_code(&run(&mut m, "alice", Request::Leave { id: GROUP })), Some(ErrorCode::FORBIDDEN));
+        assert_eq!(
+            error_code(&run(&mut m, "alice", Request::Leave { id: GROUP, signed: vec![] })),
+            Some(ErrorCode::FORBIDDEN)
+        );
         assert_eq!(error_code(&run(&mut m, "alice", set("alice", Role::Member))), Some(ErrorCode::INVALID_ARGUMENT));
         let effects = run(&mut m, "alice", set("bob", Role::Owner));
         let Body::Sequenced(s) = reply(&effects) else { panic!("SEQUENCED expected") };
         let state = m.conversation(&ConvKey { org: OrgId::new("acme").expect("valid"), id: GROUP }).expect("loaded");
         assert_eq!((state.role(&user("bob")), state.role(&user("alice"))), (Some(Role::Owner), Some(Role::Admin)));
         assert_eq!(s.seq, state.last_seq);
-        assert_eq!(error_code(&run(&mut m, "alice", Request::Leave { id: GROUP })), None);
+        assert_eq!(error_code(&run(&mut m, "alice", Request::Leave { id: GROUP, signed: vec![] })), None);
     }
 
     #[test]
@@ -1077,8 +1148,12 @@ mod tests {
         let mut m = machine(3);
         assert_eq!(error_code(&group(&mut m, &["b", "c", "d"])), Some(ErrorCode::LIMIT_EXCEEDED));
         assert_eq!(error_code(&group(&mut m, &["b"])), None);
-        let add =
-            |u: &[&str]| Request::UpdateMembers { id: GROUP, add: u.iter().map(|x| user(x)).collect(), remove: vec![] };
+        let add = |u: &[&str]| Request::UpdateMembers {
+            id: GROUP,
+            add: u.iter().map(|x| user(x)).collect(),
+            remove: vec![],
+            signed: vec![],
+        };
         assert_eq!(error_code(&run(&mut m, "alice", add(&["c", "d"]))), Some(ErrorCode::LIMIT_EXCEEDED));
         assert_eq!(error_code(&run(&mut m, "alice", add(&["c"]))), None);
     }

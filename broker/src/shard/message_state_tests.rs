@@ -53,7 +53,7 @@ impl Shard {
         let policies = Arc::new(Policies { default: policy, orgs: Default::default() });
         let mut shard = Self { machine: ShardMachine::new(limits, policies), now: T0 };
         let members = members.iter().map(|m| user(m)).collect();
-        shard.run("alice", Request::CreateGroup { id: GROUP, name: "g".into(), members });
+        shard.run("alice", Request::CreateGroup { id: GROUP, name: "g".into(), members, end_to_end: false });
         shard
     }
 
@@ -185,7 +185,10 @@ fn bad_cursors_are_refused_and_change_nothing() {
 fn members_who_join_later_do_not_count_for_earlier_messages() {
     let mut shard = Shard::new(&["bob"]);
     let first = shard.send_seq("alice", "before");
-    shard.run("alice", Request::UpdateMembers { id: GROUP, add: vec![user("carol")], remove: vec![user("bob")] });
+    shard.run(
+        "alice",
+        Request::UpdateMembers { id: GROUP, add: vec![user("carol")], remove: vec![user("bob")], signed: vec![] },
+    );
     let second = shard.send_seq("alice", "after");
     shard.read("carol", second);
     assert_eq!(counts(&shard.query("alice", first, None)), (1, 1, 2), "membership at the time of sending");
@@ -245,7 +248,7 @@ fn the_recall_window_binds_senders_but_not_admins() {
         Some(ErrorCode::NOT_FOUND),
         "org admins must be members"
     );
-    shard.run("alice", Request::UpdateMembers { id: GROUP, add: vec![user("root")], remove: vec![] });
+    shard.run("alice", Request::UpdateMembers { id: GROUP, add: vec![user("root")], remove: vec![], signed: vec![] });
     assert_eq!(code(&shard.run("root", Request::Recall { id: GROUP, seq: third })), None, "an org admin may");
 }
 

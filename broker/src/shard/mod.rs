@@ -7,6 +7,9 @@ mod command;
 mod ding_tests;
 mod live;
 mod machine;
+mod membership_chain;
+#[cfg(test)]
+mod membership_chain_tests;
 #[cfg(test)]
 mod message_state_tests;
 mod policy;
@@ -21,5 +24,6 @@ pub use command::{Command, Origin, PriorSend, Request, SendOptions};
 pub use ding::{DingRules, DingSpec, GatewayCall};
 pub use live::{EntryInfo, EntryKind};
 pub use machine::{Effects, Fanout, HistoryRead, ShardLimits, ShardMachine};
+pub use membership_chain::ChainRead;
 pub use policy::{OrgPolicy, Policies};
 pub use runner::{ShardConfig, Shards};

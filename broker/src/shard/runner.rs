@@ -15,6 +15,7 @@ use tracing::{error, warn};
 use super::command::{Command, Origin, PriorSend, Request};
 use super::ding::GatewayCall;
 use super::machine::{Effects, HistoryRead, ShardLimits, ShardMachine};
+use super::membership_chain::ChainRead;
 use super::policy::{OrgPolicy, Policies};
 use crate::audit::AuditSink;
 use crate::clock::Now;
@@ -455,7 +456,8 @@ impl ShardLoop {
     /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
     /// forgets the state that ran ahead and tells every caller the store is unavailable.
     fn publish(&mut self, effects: Effects) {
-        let Effects { writes, replies, deliveries, reads, touched, purges, timers_before, audit, gateway } = effects;
+        let Effects { writes, replies, deliveries, reads, chain_reads, touched, purges, timers_before, audit, gateway } =
+            effects;
         if !writes.is_empty()
             && let Err(e) = self.commit(&writes)
         {
@@ -466,6 +468,9 @@ impl ShardLoop {
                 reply.send(error_frame(frame.request_id(), ErrorCode::UNAVAILABLE, &e));
             }
             for read in reads {
+                read.reply.send(error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e));
+            }
+            for read in chain_reads {
                 read.reply.send(error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e));
             }
             return;
@@ -497,6 +502,13 @@ impl ShardLoop {
             };
             read.reply.send(frame);
         }
+        for read in chain_reads {
+            let frame = match self.read_chain_page(&read) {
+                Ok(frame) => frame,
+                Err(e) => error_frame(read.request_id, ErrorCode::UNAVAILABLE, &e),
+            };
+            read.reply.send(frame);
+        }
     }
 
     /// Commits a batch's writes, recording its latency and the entries it wrote.
@@ -522,6 +534,29 @@ impl ShardLoop {
         }
         let body = raw::history_page_body(read.conv.id.get(), &page, read.last_seq);
         Ok(Frame::new(FrameType::HISTORY_PAGE, Flags::EMPTY, read.request_id, body))
+    }
+}
+
+impl ShardLoop {
+    /// A page of the stored chain, cut short rather than outgrow `max_bytes` (it always holds
+    /// at least one change: a change is far smaller than a frame).
+    fn read_chain_page(&self, read: &ChainRead) -> Result<Frame, StoreError> {
+        let stored = self.store.read_membership_chain(&read.conv, read.from_seq, read.limit)?;
+        let mut size = 32;
+        let mut signed_changes = Vec::with_capacity(stored.len());
+        for change in stored {
+            size += change.len() + 8;
+            if size > read.max_bytes && !signed_changes.is_empty() {
+                break;
+            }
+            signed_changes.push(change.to_vec());
+        }
+        let page = pb::MembershipChainPage {
+            conversation_id: read.conv.id.get(),
+            signed_changes,
+            chain_length: read.chain_length,
+        };
+        Ok(Frame::from_body(read.request_id, &page))
     }
 }
 
@@ -577,7 +612,7 @@ mod tests {
         let shards = Shards::start(1, config(), store.clone(), Arc::new(SessionRegistry::new())).expect("start");
         let (reply, mut replies) = ReplyTo::channel();
         let id = ConversationId::new(9);
-        let create = Request::CreateGroup { id, name: "g".into(), members: vec![] };
+        let create = Request::CreateGroup { id, name: "g".into(), members: vec![], end_to_end: false };
         shards.route(command(&reply, 1, create)).expect("routed");
         assert!(matches!(answer(&mut replies).await, Body::Conversation(c) if c.last_seq == 1));
 

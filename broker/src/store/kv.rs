@@ -48,11 +48,13 @@ pub enum Cf {
     DeviceKeys,
     /// Devices' mailboxes of sealed envelopes, by organisation, user, device, envelope id.
     Mailbox,
+    /// Conversations' signed membership chains, by conversation then chain seq.
+    MembershipChain,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Meta,
         Cf::Orgs,
         Cf::Conversations,
@@ -70,6 +72,7 @@ impl Cf {
         Cf::Attendance,
         Cf::DeviceKeys,
         Cf::Mailbox,
+        Cf::MembershipChain,
     ];
 
     /// The column family's name on disk.
@@ -92,6 +95,7 @@ impl Cf {
             Cf::Attendance => "attendance",
             Cf::DeviceKeys => "device_keys",
             Cf::Mailbox => "mailbox",
+            Cf::MembershipChain => "membership_chain",
         }
     }
 }
@@ -162,6 +166,8 @@ impl<B: KvBackend> LogStore for B {
         let mut state =
             ConversationState::new(summary.kind, summary.name, summary.created_at_ms, summary.last_seq, members);
         state.settings = summary.settings;
+        state.end_to_end = summary.end_to_end;
+        state.chain = summary.chain;
         Ok(Some(state))
     }
 
@@ -181,6 +187,13 @@ impl<B: KvBackend> LogStore for B {
         let prefix = keys::conversation(conv);
         let start = keys::entry(conv, from);
         Ok(self.scan(Cf::Entries, &prefix, &start, backward, limit)?.into_iter().map(|(_, v)| Bytes::from(v)).collect())
+    }
+
+    fn read_membership_chain(&self, conv: &ConvKey, from: u64, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        let prefix = keys::conversation(conv);
+        let start = keys::entry(conv, from);
+        let pairs = self.scan(Cf::MembershipChain, &prefix, &start, false, limit)?;
+        Ok(pairs.into_iter().map(|(_, v)| Bytes::from(v)).collect())
     }
 
     fn user_conversations(
@@ -349,6 +362,9 @@ fn kv_writes(op: &WriteOp) -> Vec<KvWrite> {
         WriteOp::PutDingLine { conv, id, user, line } => {
             vec![(Cf::Dings, keys::ding_line(conv, *id, user), Some(line.clone()))]
         }
+        WriteOp::PutMembershipChange { conv, seq, signed } => {
+            vec![(Cf::MembershipChain, keys::entry(conv, *seq), Some(signed.to_vec()))]
+        }
     }
 }
 
@@ -377,6 +393,8 @@ mod tests {
             last_seq,
             member_count: 2,
             settings: crate::conversation::Settings::default(),
+            end_to_end: true,
+            chain: crate::conversation::ChainHead { length: 2, hash: [7; 32] },
         }
     }
 
@@ -405,6 +423,8 @@ mod tests {
 
         let state = store.load_conversation(&a).expect("read").expect("exists");
         assert_eq!((state.last_seq, state.member_count()), (5, 2));
+        assert!(state.end_to_end);
+        assert_eq!(state.chain, crate::conversation::ChainHead { length: 2, hash: [7; 32] });
         assert_eq!(state.role(&user("alice")), Some(Role::Owner));
         assert!(
             store.load_conversation(&other_org).expect("read").is_none(),
@@ -421,6 +441,18 @@ mod tests {
         let alices = store.user_conversations(&a.org, &user("alice"), ConversationId::new(0), 10).expect("read");
         assert_eq!(alices, [a.id, b.id]);
         assert_eq!(store.user_conversations(&a.org, &user("alice"), a.id, 10).expect("read"), [b.id]);
+
+        let change = |c: &ConvKey, seq: u64| WriteOp::PutMembershipChange {
+            conv: c.clone(),
+            seq,
+            signed: Bytes::from(seq.to_be_bytes().to_vec()),
+        };
+        let chain = [change(&a, 0), change(&a, 1), change(&a, 2), change(&b, 0), change(&other_org, 3)];
+        store.commit(&chain, true).expect("commit");
+        assert_eq!(seqs(store.read_membership_chain(&a, 0, 10).expect("read")), [0, 1, 2], "stops at its prefix");
+        assert_eq!(seqs(store.read_membership_chain(&a, 1, 1).expect("read")), [1]);
+        assert!(store.read_membership_chain(&a, 3, 10).expect("read").is_empty());
+        assert!(store.read_membership_chain(&conv("acme", 3), 0, 10).expect("read").is_empty());
 
         store.commit(&[WriteOp::DeleteMember { conv: a.clone(), user: user("bob") }], true).expect("commit");
         assert_eq!(store.member_role(&a, &user("bob")).expect("read"), None);

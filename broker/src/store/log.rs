@@ -6,7 +6,7 @@ use bytes::Bytes;
 use herald_protocol::{DeviceId, OrgId, UserId};
 
 use super::StoreError;
-use crate::conversation::{ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
+use crate::conversation::{ChainHead, ConvKey, ConversationId, ConversationState, Kind, Role, Settings};
 use crate::receipts::MemberCursor;
 use crate::timer::{Timer, TimerId};
 
@@ -37,6 +37,8 @@ pub enum WriteOp {
     PutDing { conv: ConvKey, id: u64, header: Vec<u8> },
     /// One recipient's line of a DING.
     PutDingLine { conv: ConvKey, id: u64, user: UserId, line: Vec<u8> },
+    /// A signed membership change at its chain seq (docs/PROTOCOL.md §19.6), as signed.
+    PutMembershipChange { conv: ConvKey, seq: u64, signed: Bytes },
 }
 
 /// A conversation's stored cursors, as [`LogStore::load_cursors`] returns them.
@@ -63,6 +65,10 @@ pub struct ConversationSummary {
     pub member_count: u32,
     /// Receipts and retention.
     pub settings: Settings,
+    /// Created end-to-end.
+    pub end_to_end: bool,
+    /// The signed membership chain's length and head.
+    pub chain: ChainHead,
 }
 
 impl ConversationSummary {
@@ -75,6 +81,8 @@ impl ConversationSummary {
             last_seq: state.last_seq,
             member_count: u32::try_from(state.member_count()).unwrap_or(u32::MAX),
             settings: state.settings,
+            end_to_end: state.end_to_end,
+            chain: state.chain,
         }
     }
 }
@@ -156,6 +164,12 @@ pub trait LogStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError`] if reading fails.
     fn contact(&self, org: &OrgId, user: &UserId) -> Result<crate::ding::Contact, StoreError>;
+
+    /// Signed membership changes from chain seq `from` (inclusive), ascending, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if reading fails.
+    fn read_membership_chain(&self, conv: &ConvKey, from: u64, limit: usize) -> Result<Vec<Bytes>, StoreError>;
 
     /// Makes the old versions of the entries `first..=last` (recalled payloads) physically gone
     /// from the store's files, not only unreachable.

@@ -6,7 +6,7 @@ use prost::Message;
 use super::log::ConversationSummary;
 use herald_protocol::DeviceId;
 
-use crate::conversation::{Kind, Role, Settings};
+use crate::conversation::{ChainHead, Kind, Role, Settings};
 use crate::receipts::MemberCursor;
 use crate::timer::{ScheduledMessage, Timer, TimerKind, TimerWhat};
 
@@ -31,6 +31,14 @@ struct ConversationRecord {
     retention_secs: u64,
     #[prost(bool, tag = "8")]
     archived: bool,
+    #[prost(bool, tag = "9")]
+    end_to_end: bool,
+    /// The signed membership chain's length (0: no chain).
+    #[prost(uint64, tag = "10")]
+    chain_length: u64,
+    /// The chain's head hash: 32 bytes, absent while the chain is empty.
+    #[prost(bytes = "vec", tag = "11")]
+    chain_head: Vec<u8>,
 }
 
 pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
@@ -46,6 +54,9 @@ pub(crate) fn encode_summary(summary: &ConversationSummary) -> Vec<u8> {
         receipts_off: !summary.settings.read_receipts,
         retention_secs: summary.settings.retention_secs,
         archived: summary.settings.archived,
+        end_to_end: summary.end_to_end,
+        chain_length: summary.chain.length,
+        chain_head: if summary.chain.is_empty() { Vec::new() } else { summary.chain.hash.to_vec() },
     }
     .encode_to_vec()
 }
@@ -56,6 +67,14 @@ pub(crate) fn decode_summary(bytes: &[u8]) -> Result<ConversationSummary, String
         1 => Kind::Direct,
         2 => Kind::Group,
         other => return Err(format!("unknown conversation kind {other}")),
+    };
+    let chain = match (record.chain_length, record.chain_head.as_slice()) {
+        (0, []) => ChainHead::default(),
+        (length, head) if length > 0 => {
+            let hash = head.try_into().map_err(|_| format!("bad membership chain head of {} bytes", head.len()))?;
+            ChainHead { length, hash }
+        }
+        _ => return Err("a membership chain head without a chain".into()),
     };
     Ok(ConversationSummary {
         kind,
@@ -68,6 +87,8 @@ pub(crate) fn decode_summary(bytes: &[u8]) -> Result<ConversationSummary, String
             retention_secs: record.retention_secs,
             archived: record.archived,
         },
+        end_to_end: record.end_to_end,
+        chain,
     })
 }
 
@@ -197,8 +218,12 @@ mod tests {
             last_seq: 99,
             member_count: 5000,
             settings: Settings { read_receipts: false, retention_secs: 60, archived: true },
+            end_to_end: true,
+            chain: ChainHead { length: 3, hash: [9; 32] },
         };
-        assert_eq!(decode_summary(&encode_summary(&summary)), Ok(summary));
+        assert_eq!(decode_summary(&encode_summary(&summary)), Ok(summary.clone()));
+        let plain = ConversationSummary { end_to_end: false, chain: ChainHead::default(), ..summary };
+        assert_eq!(decode_summary(&encode_summary(&plain)), Ok(plain));
         for role in [Role::Member, Role::Admin, Role::Owner] {
             assert_eq!(decode_role(&encode_role(role)), Ok(role));
         }

@@ -148,6 +148,17 @@ impl MembershipChange {
     pub fn hash_of(signed: &[u8]) -> [u8; 32] {
         Sha256::digest(signed).into()
     }
+
+    /// Decodes signed bytes WITHOUT verifying the signature, returning the change and its
+    /// hash ([`Self::hash_of`]). For a party that orders and stores changes but does not trust
+    /// them (the broker checks framing and chain continuity with it); a client that acts on a
+    /// change verifies it with [`MembershipState`] instead.
+    ///
+    /// # Errors
+    /// Format errors, as [`MembershipState::apply`] reports them before it checks anything else.
+    pub fn parse(signed: &[u8]) -> Result<(MembershipChange, [u8; 32]), E2eError> {
+        decode(signed).map(|u| (u.change, u.hash))
+    }
 }
 
 /// A decoded change whose signature is not yet checked: the key to check it with comes from

@@ -209,3 +209,24 @@ fn devices_are_added_and_removed_with_their_keys() {
     let c = chain.next(MembershipAction::Remove, &owner, &owner.user, vec![]);
     assert!(matches!(chain.apply(&c, &owner.keys), Err(E2eError::InvalidChange { .. })));
 }
+
+#[test]
+fn parse_decodes_without_verifying_and_names_the_hash() {
+    let (owner, mallory) = (Person::new("olga", 1), Person::new("mallory", 4));
+    let chain = Chain::create(&owner);
+    let (genesis, hash) = MembershipChange::parse(&chain.signed[0]).unwrap();
+    assert_eq!((genesis.seq, genesis.action, hash), (0, MembershipAction::Create, chain.state.head_hash()));
+
+    // Signed by the wrong key: parse accepts it (it checks no signature), the verifier does not.
+    let forged = chain.next(MembershipAction::Add, &owner, &mallory.user, vec![mallory.as_device()]);
+    let signed = forged.sign(&mallory.keys).unwrap();
+    assert_eq!(MembershipChange::parse(&signed).unwrap().0, forged);
+    assert!(chain.state.clone().apply(&signed).is_err());
+
+    for bad in [&signed[..10], &[], &[0xff; 200][..]] {
+        assert!(MembershipChange::parse(bad).is_err());
+    }
+    let mut trailing = chain.signed[0].clone();
+    trailing.push(0);
+    assert!(MembershipChange::parse(&trailing).is_err());
+}

@@ -333,7 +333,7 @@ pub(crate) fn on_off(on: bool) -> &'static str {
 
 /// A membership event in a few words, such as `added carol(member)` or `renamed "Team"`.
 fn event_summary(event: &pb::Event) -> String {
-    match &event.kind {
+    let summary = match &event.kind {
         Some(Kind::Created(list)) => format!("created {}", members(list)),
         Some(Kind::MembersAdded(list)) => format!("added {}", members(list)),
         Some(Kind::MembersRemoved(list)) => format!("removed {}", members(list)),
@@ -350,7 +350,12 @@ fn event_summary(event: &pb::Event) -> String {
             c.duration_ms / 1000,
             c.participants
         ),
+        Some(Kind::MembershipSigned(_)) => "signed membership".to_owned(),
         None => "unknown event".to_owned(),
+    };
+    match event.signed_changes.len() {
+        0 => summary,
+        n => format!("{summary} (+{n} signed changes)"),
     }
 }
 
