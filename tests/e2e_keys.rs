@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::TestBroker;
+use common::{TestBroker, files_containing};
 use herald_client::{Client, EntryKind, ErrorCode, Event, pb};
 use herald_protocol::e2e::{
     ChainId, DeviceAddress, DeviceKeyBundle, IdentityKeyPair, PublicIdentity, ReceiverChain, SenderChain,
@@ -205,18 +204,4 @@ async fn sender_keys_reach_every_member_device_and_no_plaintext_reaches_the_brok
         ensure!(leaks.is_empty(), "plaintext {secret:?} found in {leaks:?}");
     }
     Ok(())
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle)?);
-        } else if std::fs::read(&path)?.windows(needle.len()).any(|w| w == needle) {
-            found.push(path.display().to_string());
-        }
-    }
-    Ok(found)
 }

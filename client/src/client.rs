@@ -8,6 +8,7 @@ use herald_protocol::{Body, Frame, FrameBody, SessionId, pb};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Command, SessionEndpoint};
+use crate::encrypted::{Encryption, Inbound};
 use crate::endpoint::wildcard_for;
 use crate::supervisor::{Current, Supervisor, open_first};
 use crate::{ClientConfig, ClientError, Event, tls};
@@ -110,6 +111,8 @@ struct Inner {
     /// The token expiry a REAUTH set, and for which session: it overrides WELCOME's for that
     /// session only.
     renewed: Renewed,
+    /// The end-to-end engine, if the app configured a key store.
+    encryption: Option<Arc<Encryption>>,
 }
 
 /// The expiry the last renewal gave, and the session it was for.
@@ -158,7 +161,9 @@ impl Client {
     /// # Errors
     /// [`ClientError::Refused`] with the broker's code if it refuses the session (bad token,
     /// unknown organisation, unsupported version); [`ClientError::Connection`] if QUIC or TLS
-    /// fails; [`ClientError::Timeout`] if it all takes longer than the connect timeout.
+    /// fails; [`ClientError::Timeout`] if it all takes longer than the connect timeout. With
+    /// end-to-end encryption configured, [`ClientError::EndToEnd`] if the key store cannot be
+    /// read or written, or the request's error if the device's keys cannot be published.
     ///
     /// # Cancel safety
     /// Dropping the future abandons the attempt and closes whatever was opened.
@@ -171,6 +176,10 @@ impl Client {
             ),
         };
         let (first, server_index) = open_first(&endpoint, &quic, &config).await?;
+        let encryption = match &config.key_store {
+            Some(store) => Some(Arc::new(Encryption::load(&first.session, store.clone())?)),
+            None => None,
+        };
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let terminal = Arc::new(OnceLock::new());
         let (pump_input, pump_output) = mpsc::channel(EVENT_QUEUE);
@@ -178,8 +187,9 @@ impl Client {
         let (session_tx, session) = watch::channel(Current::of(&first));
         let requests =
             Requests { commands: commands.downgrade(), terminal: terminal.clone(), timeout: config.request_timeout };
+        let inbound = encryption.clone().map(Inbound::new);
         let pump_task =
-            tokio::spawn(crate::resume::pump(pump_output, events_tx, requests, config.cursor_store.clone()));
+            tokio::spawn(crate::resume::pump(pump_output, events_tx, requests, config.cursor_store.clone(), inbound));
         let quic_endpoint = endpoint.quic().clone();
         let outbox = config.outbox.clone();
         let request_timeout = config.request_timeout;
@@ -202,7 +212,7 @@ impl Client {
             tokio::spawn(crate::token_refresh::refresh_tokens(requests, renewal, source));
         }
         tokio::spawn(supervisor.run(first));
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 commands,
                 terminal,
@@ -213,8 +223,27 @@ impl Client {
                 request_timeout,
                 next_nonce: std::sync::atomic::AtomicU64::new(1),
                 renewed,
+                encryption,
             }),
-        })
+        };
+        if let Some(enc) = client.encryption() {
+            client.publish_device_keys(enc).await?;
+        }
+        Ok(client)
+    }
+
+    /// The end-to-end engine, if configured.
+    pub(crate) fn encryption(&self) -> Option<&Arc<Encryption>> {
+        self.inner.encryption.as_ref()
+    }
+
+    /// A way to make requests that the event pump and the end-to-end layer share.
+    pub(crate) fn requests(&self) -> Requests {
+        Requests {
+            commands: self.inner.commands.downgrade(),
+            terminal: self.inner.terminal.clone(),
+            timeout: self.inner.request_timeout,
+        }
     }
 
     /// The session as the broker described it in WELCOME (the current one, after a reconnect).

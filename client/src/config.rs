@@ -60,6 +60,7 @@ pub struct ClientConfig {
     pub(crate) token_source: Option<TokenSource>,
     pub(crate) cursor_store: Option<Arc<dyn CursorStore>>,
     pub(crate) outbox: Option<Arc<dyn crate::Outbox>>,
+    pub(crate) key_store: Option<Arc<dyn crate::e2e::KeyStore>>,
 }
 
 /// Supplies the token for each connection attempt, so a long-lived client presents a fresh one
@@ -107,6 +108,7 @@ impl ClientConfig {
             token_source: None,
             cursor_store: None,
             outbox: None,
+            key_store: None,
         }
     }
 
@@ -208,6 +210,20 @@ impl ClientConfig {
     /// with [`Client::resend_outbox`](crate::Client::resend_outbox), without duplicates.
     pub fn with_outbox(mut self, outbox: Arc<dyn crate::Outbox>) -> Self {
         self.outbox = Some(outbox);
+        self
+    }
+
+    /// Encrypts end to end: the device's identity and the keys it learns live in `store`
+    /// ([`FileKeyStore`](crate::e2e::FileKeyStore) for apps,
+    /// [`MemoryKeyStore`](crate::e2e::MemoryKeyStore) for tests). On connect the client
+    /// publishes the device's keys and opens the envelopes in its mailbox; from then on
+    /// [`Client::send`](crate::Client::send) encrypts (starting a conversation's signed
+    /// membership on first use where it may), group requests carry signed membership changes,
+    /// and [`Client::events`](crate::Client::events) decrypts, reporting what it cannot read as
+    /// [`Event::Undecryptable`](crate::Event::Undecryptable). Nothing is sent in plaintext
+    /// (docs/SECURITY.md).
+    pub fn with_end_to_end(mut self, store: Arc<dyn crate::e2e::KeyStore>) -> Self {
+        self.key_store = Some(store);
         self
     }
 

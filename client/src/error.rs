@@ -66,6 +66,19 @@ pub enum ClientError {
     /// The client was closed locally.
     #[error("the client is closed")]
     ClientClosed,
+    /// End-to-end encryption refused an input or could not keep its state: a membership change
+    /// that does not verify, a key store that cannot be written. Nothing was sent.
+    #[error("end-to-end encryption: {0}")]
+    EndToEnd(#[source] Arc<crate::e2e::EngineError>),
+    /// The conversation has no signed membership, and this client cannot start one (or has no
+    /// key store): with end-to-end encryption configured nothing is ever sent in plaintext.
+    #[error("conversation {conversation_id} is not end-to-end encrypted: {reason}")]
+    NotEndToEnd {
+        /// The conversation.
+        conversation_id: u64,
+        /// Why it cannot be made so here.
+        reason: String,
+    },
 }
 
 impl ClientError {

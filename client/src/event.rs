@@ -28,6 +28,9 @@ pub struct Entry {
     /// does not record) and for every other kind. Kept beside `kind` rather than inside
     /// [`EntryKind::Message`] so that code matching on a message's id and payload keeps working.
     pub expiry: Option<Expiry>,
+    /// Whether this message arrived end-to-end encrypted and was decrypted by this client:
+    /// `payload` is then the plaintext, which the broker never saw.
+    pub end_to_end: bool,
 }
 
 /// When the broker will recall a message by itself, as its sender asked in
@@ -133,6 +136,7 @@ impl From<pb::LogEntry> for Entry {
             sender_device: e.sender_device_id,
             kind,
             expiry,
+            end_to_end: false,
         }
     }
 }
@@ -177,6 +181,19 @@ pub enum Event {
     /// [`Client::ack_envelopes`](crate::Client::ack_envelopes). It stays in the mailbox until
     /// then, so it may come again (also through [`Client::fetch_envelopes`](crate::Client::fetch_envelopes)).
     Envelope(pb::Envelope),
+    /// A message of an end-to-end conversation that this device cannot read, in its place in
+    /// the conversation's order: its sender key never arrived within the hold deadline, or the
+    /// message was forged, replayed, tampered with or moved from another conversation. Never
+    /// dropped silently; `entry` keeps the bytes as the broker delivered them.
+    Undecryptable {
+        /// The entry, payload still encrypted.
+        entry: Box<Entry>,
+        /// Why it cannot be read.
+        reason: crate::e2e::UndecryptableReason,
+    },
+    /// Something about end-to-end encryption worth telling the user (changed keys, a refused
+    /// membership change or envelope).
+    E2eWarning(crate::E2eWarning),
 }
 
 /// Where the client's connection stands. Requests made while it is not online wait, up to

@@ -164,6 +164,11 @@ impl Client {
     /// Dropping the future may leave the group created; repeating it creates a second group. Look
     /// for the first with [`Client::sync`] or [`Client::list_conversations`] before retrying.
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<Conversation, ClientError> {
+        if self.encryption().is_some() {
+            let conversation = self.create_group_with(name, members, true).await?;
+            self.enable_end_to_end(conversation.conversation_id).await?;
+            return Ok(conversation);
+        }
         self.create_group_with(name, members, false).await
     }
 
@@ -192,6 +197,9 @@ impl Client {
         add: &[&str],
         remove: &[&str],
     ) -> Result<u64, ClientError> {
+        if let Some(enc) = self.encryption() {
+            return self.update_members_e2e(enc, conversation_id, add, remove).await;
+        }
         self.update_members_signed(conversation_id, add, remove, Vec::new()).await
     }
 
@@ -204,6 +212,9 @@ impl Client {
     /// Dropping the future may leave the caller gone or not; repeating it gives NOT_FOUND if it
     /// took effect.
     pub async fn leave(&self, conversation_id: u64) -> Result<u64, ClientError> {
+        if let Some(enc) = self.encryption() {
+            return self.leave_e2e(enc, conversation_id).await;
+        }
         self.leave_signed(conversation_id, Vec::new()).await
     }
 
@@ -228,6 +239,9 @@ impl Client {
     /// Dropping the future may leave the role changed or not; repeating it is harmless, except
     /// after an ownership transfer took effect: the caller, now an admin, gets FORBIDDEN.
     pub async fn set_role(&self, conversation_id: u64, user: &str, role: Role) -> Result<u64, ClientError> {
+        if let Some(enc) = self.encryption() {
+            return self.set_role_e2e(enc, conversation_id, user, role).await;
+        }
         self.set_role_signed(conversation_id, user, role, Vec::new()).await
     }
 
@@ -262,7 +276,7 @@ impl Client {
         client_msg_id: &str,
         payload: impl Into<Bytes>,
     ) -> Result<SendAck, ClientError> {
-        let payload: Bytes = payload.into();
+        let payload = self.seal_payload(conversation_id, client_msg_id, payload.into()).await?;
         if let Some(outbox) = self.outbox() {
             let item = crate::OutboxItem {
                 conversation_id,
@@ -313,13 +327,9 @@ impl Client {
         payload: impl Into<Bytes>,
         options: &SendOptions,
     ) -> Result<SendOutcome, ClientError> {
-        let payload: Bytes = payload.into();
-        let mut request = pb::Send {
-            conversation_id,
-            client_msg_id: client_msg_id.map_or_else(new_client_msg_id, str::to_owned),
-            payload: payload.to_vec(),
-            ..Default::default()
-        };
+        let client_msg_id = client_msg_id.map_or_else(new_client_msg_id, str::to_owned);
+        let payload = self.seal_payload(conversation_id, &client_msg_id, payload.into()).await?;
+        let mut request = pb::Send { conversation_id, client_msg_id, payload: payload.to_vec(), ..Default::default() };
         options.apply(&mut request)?;
         SendOutcome::from_answer(&self.request(request.into()).await?)
     }

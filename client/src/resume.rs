@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use crate::call::RingsSeen;
 use crate::client::Requests;
+use crate::encrypted::Inbound;
 use crate::event::ConnectionState;
 use crate::{CallEvent, ClientError, CursorStore, Entry, Event};
 
@@ -81,6 +82,8 @@ impl Cursors {
 
 /// How often, at most, the cursors are saved while entries are being handed out.
 const SAVE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often held end-to-end messages are checked against their deadline.
+const HOLD_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the pump until its input ends or the app drops the event stream. With a cursor store,
 /// it starts from the saved cursors and first hands out what came while the app was away.
@@ -89,22 +92,42 @@ pub(crate) async fn pump(
     out: mpsc::Sender<Event>,
     requests: Requests,
     store: Option<Arc<dyn CursorStore>>,
+    inbound: Option<Inbound>,
 ) {
     let cursors = Cursors::loaded_from(store.as_deref());
-    let mut pump =
-        Pump { cursors, out, requests, store, saved_at: Instant::now(), dirty: false, rings: RingsSeen::default() };
-    let mut alive = pump.catch_up_all().await;
-    while alive && let Some(next) = input.recv().await {
+    let mut pump = Pump {
+        cursors,
+        out,
+        requests,
+        store,
+        saved_at: Instant::now(),
+        dirty: false,
+        rings: RingsSeen::default(),
+        inbound,
+    };
+    let mut hold_check = tokio::time::interval(HOLD_CHECK);
+    let mut alive = pump.open_mailbox().await && pump.catch_up_all().await;
+    while alive {
+        let next = tokio::select! {
+            next = input.recv() => next,
+            _ = hold_check.tick(), if pump.inbound.is_some() => {
+                alive = pump.expire_held().await;
+                continue;
+            }
+        };
+        let Some(next) = next else { break };
         alive = match next {
             Input::Event(Event::Delivery(entry)) => pump.deliver(entry).await,
             Input::Event(Event::Resync { dropped_bytes }) => {
                 pump.catch_up_all().await && pump.emit(Event::Resync { dropped_bytes }).await
             }
             Input::Event(Event::Call(CallEvent::Ring(ring))) if !pump.rings.first(&ring) => true,
+            Input::Event(Event::Envelope(envelope)) if pump.inbound.is_some() => pump.open_envelope(envelope).await,
+            Input::Event(Event::KeysChanged(notice)) if pump.inbound.is_some() => pump.keys_changed(notice).await,
             Input::Event(event) => pump.emit(event).await,
             Input::Online { resumed } => {
                 pump.emit(Event::Connection(ConnectionState::Online { resumed })).await
-                    && (!resumed || pump.catch_up_all().await)
+                    && (!resumed || (pump.open_mailbox().await && pump.catch_up_all().await))
             }
             Input::State(state) => pump.emit(Event::Connection(state)).await,
         };
@@ -123,11 +146,19 @@ struct Pump {
     dirty: bool,
     /// Rings shown, so the datagram copy of a ring (or its stream copy) is dropped.
     rings: RingsSeen,
+    /// The end-to-end layer, when configured: entries pass through it on their way out.
+    inbound: Option<Inbound>,
 }
 
 impl Pump {
     /// Saves the cursors if they moved, at most every [`SAVE_INTERVAL`] unless `now`.
     fn save(&mut self, now: bool) {
+        // The engine first: a cursor saved past a message whose receiving chain step was not
+        // saved would let that message decrypt again after a restart (harmless), while the
+        // reverse could show it as replayed.
+        if let Some(inbound) = &mut self.inbound {
+            inbound.save();
+        }
         let Some(store) = &self.store else { return };
         if !self.dirty || (!now && self.saved_at.elapsed() < SAVE_INTERVAL) {
             return;
@@ -149,12 +180,60 @@ impl Pump {
         self.out.send(event).await.is_ok()
     }
 
+    /// Hands out each of `events` in order; `false` once the app has dropped the stream.
+    async fn emit_all(&mut self, events: Vec<Event>) -> bool {
+        for event in events {
+            if !self.emit(event).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Hands out an entry that is next in its conversation: as it is, or through the
+    /// end-to-end layer (decrypted, held for its key, or reported undecryptable).
+    async fn hand_out(&mut self, entry: Entry) -> bool {
+        match &mut self.inbound {
+            Some(inbound) => {
+                let events = inbound.entry(&self.requests, entry).await;
+                self.emit_all(events).await
+            }
+            None => self.emit(Event::Delivery(entry)).await,
+        }
+    }
+
+    /// Opens the envelopes waiting in this device's mailbox (end-to-end only).
+    async fn open_mailbox(&mut self) -> bool {
+        let Some(inbound) = &mut self.inbound else { return true };
+        let events = inbound.drain_mailbox(&self.requests).await;
+        self.emit_all(events).await
+    }
+
+    async fn open_envelope(&mut self, envelope: pb::Envelope) -> bool {
+        let Some(inbound) = &mut self.inbound else { return true };
+        let events = inbound.envelope(&self.requests, envelope).await;
+        self.emit_all(events).await
+    }
+
+    /// Passes a key change on, with a warning for each known device whose keys changed.
+    async fn keys_changed(&mut self, notice: pb::KeysChanged) -> bool {
+        let Some(inbound) = &mut self.inbound else { return true };
+        let warnings = inbound.keys_changed(&self.requests, &notice).await;
+        self.emit(Event::KeysChanged(notice)).await && self.emit_all(warnings).await
+    }
+
+    async fn expire_held(&mut self) -> bool {
+        let Some(inbound) = &mut self.inbound else { return true };
+        let events = inbound.expire();
+        self.emit_all(events).await
+    }
+
     async fn deliver(&mut self, entry: Entry) -> bool {
         match self.cursors.judge(entry.conversation_id, entry.seq) {
             Verdict::Duplicate => true,
             Verdict::Next => {
                 self.advance(entry.conversation_id, entry.seq);
-                self.emit(Event::Delivery(entry)).await
+                self.hand_out(entry).await
             }
             Verdict::Gap { after } => match self.fill(entry.conversation_id, after).await {
                 // The fetch brought this entry too, or it is next now.
@@ -165,7 +244,7 @@ impl Pump {
                 Err(e) => {
                     warn!(error = %e, conversation = entry.conversation_id, "cannot fetch a gap; passing the entry on");
                     self.advance(entry.conversation_id, entry.seq);
-                    self.emit(Event::Delivery(entry)).await
+                    self.hand_out(entry).await
                 }
             },
         }
@@ -186,7 +265,7 @@ impl Pump {
                     continue;
                 }
                 self.advance(entry.conversation_id, entry.seq);
-                if !self.emit(Event::Delivery(entry)).await {
+                if !self.hand_out(entry).await {
                     return Ok(false);
                 }
             }

@@ -167,6 +167,7 @@ async fn json_output_carries_the_same_facts_for_scripts() -> Result<()> {
         let expected = json!({
             "type": "entry", "conversation_id": conv, "seq": seq, "sender_user": "alice", "sender_device": "cli",
             "kind": "message", "client_msg_id": "m-1", "text": "hello\nbob", "payload_hex": null, "expiry": null,
+            "end_to_end": false,
         });
         let mut without_time = message.clone();
         without_time.as_object_mut().context("an entry is an object")?.remove("timestamp_ms");

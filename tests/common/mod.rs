@@ -250,3 +250,18 @@ fn client_config(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::ClientConfig
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }
+
+/// Every file under `dir` whose bytes contain `needle`: for proving plaintext never reached
+/// the broker's disk (and, with a control message, that the scan would have found it).
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle)?);
+        } else if std::fs::read(&path)?.windows(needle.len()).any(|w| w == needle) {
+            found.push(path.display().to_string());
+        }
+    }
+    Ok(found)
+}

@@ -60,6 +60,15 @@ pub struct Released {
     pub undecryptable: Vec<Undecryptable>,
 }
 
+/// What [`E2eEngine::apply_membership_batch`] did.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// The update the applied changes made, if any change was new.
+    pub update: Option<MembershipUpdate>,
+    /// The first change that did not verify (its index in the batch) and why.
+    pub refused: Option<(usize, EngineError)>,
+}
+
 /// One device's end-to-end state: its identity, what it knows of other devices' keys, the
 /// verified membership of its conversations, its sender chains and the chains it received.
 pub struct E2eEngine {
@@ -224,6 +233,50 @@ impl E2eEngine {
         self.install_membership(conversation, next)
     }
 
+    /// Verifies and applies consecutive signed changes of `conversation` as one update: the
+    /// changes of one event (or a page of the chain) in the conversation's order. Changes this
+    /// device has already applied (a `seq` below the chain's next) are skipped, so a page that
+    /// overlaps what is known is harmless. At the first change that does not verify, the ones
+    /// before it stay applied and the rest are not looked at.
+    ///
+    /// # Errors
+    /// As [`Self::apply_membership`], with the index of the refused change; the update the
+    /// changes before it made is returned beside it.
+    pub fn apply_membership_batch<'a>(
+        &mut self,
+        conversation: u64,
+        changes: impl IntoIterator<Item = &'a [u8]>,
+    ) -> BatchOutcome {
+        let mut next = self.conversations.get(&conversation).map(|c| c.membership.clone());
+        let mut refused = None;
+        let mut applied = 0;
+        for (index, change) in changes.into_iter().enumerate() {
+            let result = match &mut next {
+                Some(known) => known.apply(change),
+                None => VerifiedMembership::genesis(change).map(|genesis| next = Some(genesis)),
+            };
+            match result {
+                Ok(()) => applied += 1,
+                Err(E2eError::OutOfOrder { expected, found }) if found < expected => {}
+                Err(e) => {
+                    refused = Some((index, EngineError::Refused(e)));
+                    break;
+                }
+            }
+        }
+        let update = match next {
+            Some(membership) if applied > 0 => match self.install_membership(conversation, membership) {
+                Ok(update) => Some(update),
+                Err(e) => {
+                    refused = Some((0, e));
+                    None
+                }
+            },
+            _ => None,
+        };
+        BatchOutcome { update, refused }
+    }
+
     /// Builds the next membership change of `conversation` (its genesis if none is known) with
     /// this device as the actor, and signs it. It is not applied here: the broker puts it in the
     /// conversation's order, and it is applied when it comes back through
@@ -238,15 +291,28 @@ impl E2eEngine {
         subject: &UserId,
         devices: Vec<MemberDevice>,
     ) -> Result<Vec<u8>, EngineError> {
-        let (seq, prev_hash, epoch) = match self.conversations.get(&conversation) {
-            Some(known) => {
-                let state = known.membership.state();
+        let known = self.conversations.get(&conversation).map(|c| c.membership.state());
+        let change = self.next_change(conversation, known, action, subject.clone(), devices);
+        Ok(change.sign(&self.identity)?)
+    }
+
+    /// The change that follows `known` (the genesis when `None`), with this device as actor.
+    fn next_change(
+        &self,
+        conversation: u64,
+        known: Option<&MembershipState>,
+        action: MembershipAction,
+        subject: UserId,
+        devices: Vec<MemberDevice>,
+    ) -> MembershipChange {
+        let (seq, prev_hash, epoch) = match known {
+            Some(state) => {
                 let bump = u64::from(action == MembershipAction::Remove);
                 (state.next_seq(), state.head_hash(), state.epoch().saturating_add(bump))
             }
             None => (0, [0; 32], 0),
         };
-        let change = MembershipChange {
+        MembershipChange {
             org: self.address.org.clone(),
             conversation,
             seq,
@@ -255,10 +321,59 @@ impl E2eEngine {
             action,
             actor: self.address.user.clone(),
             actor_device: self.address.device.clone(),
-            subject: subject.clone(),
+            subject,
             devices,
-        };
-        Ok(change.sign(&self.identity)?)
+        }
+    }
+
+    /// Builds and signs several consecutive membership changes of `conversation` with this
+    /// device as the actor: each names the one before it (`seq`, `prev_hash`, `epoch`), as
+    /// [`Self::sign_membership`] would after the previous one was applied. Nothing is applied:
+    /// the changes are checked against a copy of the verified chain, so a batch the broker
+    /// refuses leaves no trace. An empty conversation's batch starts with its genesis (CREATE).
+    ///
+    /// # Errors
+    /// [`EngineError::Refused`] if a change would not verify on top of the ones before it (for
+    /// example an ADD of a device already a member, or an action this device's role does not
+    /// allow): the caller learns it before the broker or any member does.
+    pub fn sign_membership_batch(
+        &self,
+        conversation: u64,
+        changes: Vec<(MembershipAction, UserId, Vec<MemberDevice>)>,
+    ) -> Result<Vec<Vec<u8>>, EngineError> {
+        let mut draft = self.conversations.get(&conversation).map(|c| c.membership.clone());
+        let mut signed = Vec::with_capacity(changes.len());
+        for (action, subject, devices) in changes {
+            let change = self.next_change(conversation, draft.as_ref().map(|d| d.state()), action, subject, devices);
+            let bytes = change.sign(&self.identity)?;
+            match &mut draft {
+                Some(known) => known.apply(&bytes)?,
+                None => draft = Some(VerifiedMembership::genesis(&bytes)?),
+            }
+            signed.push(bytes);
+        }
+        Ok(signed)
+    }
+
+    /// Forgets which devices hold this device's sender chain of `conversation`, so the next
+    /// [`Self::encrypt`] seals it to every member device again: for when the envelopes of an
+    /// earlier `encrypt` could not be sent.
+    pub fn redistribute(&mut self, conversation: u64) {
+        if let Some(outbound) = self.conversations.get_mut(&conversation).and_then(|c| c.sending.as_mut()) {
+            outbound.holders.clear();
+        }
+    }
+
+    /// The key version this device's bundle is published under.
+    pub fn key_version(&self) -> u64 {
+        self.key_version
+    }
+
+    /// Publishes the same keys under a higher bundle version: for a device whose saved identity
+    /// was lost while the directory still holds an older bundle under its id (the directory
+    /// refuses a version that does not rise). Save afterwards.
+    pub fn set_key_version(&mut self, version: u64) {
+        self.key_version = version;
     }
 
     /// This device as a membership change lists it.

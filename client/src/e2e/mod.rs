@@ -57,7 +57,7 @@ mod wire;
 mod tests;
 
 pub use directory::{DirectoryEntry, KeyChange};
-pub use engine::{E2eEngine, EngineConfig, Released};
+pub use engine::{BatchOutcome, E2eEngine, EngineConfig, Released};
 pub use error::EngineError;
 pub use file_store::FileKeyStore;
 pub use key_store::{KeyStore, KeyStoreError, StoredIdentity};

@@ -27,6 +27,19 @@ pub(crate) enum Item {
         /// Whether the missed entries follow (with `listen --resync`).
         catching_up: bool,
     },
+    /// A message of an end-to-end conversation this device cannot read (`--e2e-keys`).
+    Undecryptable {
+        /// The entry, its payload as the broker delivered it.
+        entry: EntryOut,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// Something about end-to-end encryption worth knowing: changed keys, a refused membership
+    /// change or envelope.
+    E2eWarning {
+        /// What happened.
+        warning: String,
+    },
 }
 
 impl Output for Item {
@@ -42,6 +55,11 @@ impl Output for Item {
             Item::Resync { dropped_bytes, catching_up: false } => {
                 format!("resync dropped_bytes={dropped_bytes}: entries were missed (--resync fetches them)")
             }
+            Item::Undecryptable { entry, reason } => format!(
+                "undecryptable conv={} seq={} from={}/{}: {reason}",
+                entry.conversation_id, entry.seq, entry.sender_user, entry.sender_device
+            ),
+            Item::E2eWarning { warning } => format!("e2e-warning {warning}"),
         }
     }
 }
@@ -60,6 +78,8 @@ pub(crate) struct EntryOut {
     body: EntryBody,
     /// When the broker will recall the message by itself, if its sender asked.
     expiry: Option<ExpiryOut>,
+    /// Whether the message arrived end-to-end encrypted and was decrypted here.
+    end_to_end: bool,
 }
 
 /// What an entry is, under its `kind`.
@@ -95,14 +115,37 @@ struct ExpiryOut {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum EventOut {
-    Created { members: Vec<MemberOut> },
-    MembersAdded { members: Vec<MemberOut> },
-    MembersRemoved { members: Vec<MemberOut> },
-    Renamed { name: String },
-    RolesChanged { members: Vec<MemberOut> },
-    Recalled { seq: u64, recalled_by: Option<String>, reason: String },
+    Created {
+        members: Vec<MemberOut>,
+    },
+    MembersAdded {
+        members: Vec<MemberOut>,
+    },
+    MembersRemoved {
+        members: Vec<MemberOut>,
+    },
+    Renamed {
+        name: String,
+    },
+    RolesChanged {
+        members: Vec<MemberOut>,
+    },
+    Recalled {
+        seq: u64,
+        recalled_by: Option<String>,
+        reason: String,
+    },
     SettingsChanged(SettingsOut),
-    CallRecord { call_id: u64, started_by: String, duration_ms: u64, participants: u32 },
+    CallRecord {
+        call_id: u64,
+        started_by: String,
+        duration_ms: u64,
+        participants: u32,
+    },
+    /// The conversation's signed membership grew by these changes (end-to-end groups).
+    MembershipSigned {
+        changes: usize,
+    },
     Unknown,
 }
 
@@ -168,6 +211,7 @@ impl From<&Entry> for EntryOut {
             sender_device: e.sender_device.clone(),
             body,
             expiry,
+            end_to_end: e.end_to_end,
         }
     }
 }
@@ -197,6 +241,7 @@ impl EventOut {
                 duration_ms: c.duration_ms,
                 participants: c.participants,
             },
+            Some(Kind::MembershipSigned(_)) => EventOut::MembershipSigned { changes: event.signed_changes.len() },
             None => EventOut::Unknown,
         }
     }
@@ -272,6 +317,9 @@ impl From<&RecallNotice> for RecallNoticeOut {
 /// `conv=<id> seq=<n> from=<user>/<device> <text, [event summary] or [tombstone ...]>`.
 pub(crate) fn entry(e: &Entry) -> String {
     let body = match &e.kind {
+        EntryKind::Message { payload, .. } if e.end_to_end => {
+            format!("[e2e] {}", one_line(&String::from_utf8_lossy(payload)))
+        }
         EntryKind::Message { payload, .. } => one_line(&String::from_utf8_lossy(payload)),
         EntryKind::Membership(event) => format!("[{}]", event_summary(event)),
         EntryKind::Tombstone { recalled_by, reason, event_seq, .. } => {
@@ -394,6 +442,7 @@ mod tests {
             sender_device: "cli".into(),
             kind,
             expiry: None,
+            end_to_end: false,
         }
     }
 

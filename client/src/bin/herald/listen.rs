@@ -100,6 +100,11 @@ impl<'a> Listener<'a> {
                 }
             }
             Event::Recalled(notice) => self.printer.print(&Item::Recalled(RecallNoticeOut::from(&notice)))?,
+            Event::Undecryptable { entry, reason } => {
+                self.printer
+                    .print(&Item::Undecryptable { entry: EntryOut::from(&*entry), reason: reason.to_string() })?;
+            }
+            Event::E2eWarning(warning) => self.printer.print(&Item::E2eWarning { warning: warning.to_string() })?,
             // Notices of later protocol revisions; this version has nothing to say about them.
             _ => {}
         }

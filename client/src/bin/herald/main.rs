@@ -76,6 +76,12 @@ struct ConnectionArgs {
     /// This device's id.
     #[arg(long, env = "HERALD_DEVICE", default_value = "cli", global = true)]
     device: String,
+    /// Encrypt end to end, keeping this device's keys in this directory (created on first use;
+    /// keep it private). Messages are then sent encrypted, groups are created with signed
+    /// membership, and `listen` shows decrypted messages. Use the same directory, and the same
+    /// --device, on every run of the same device.
+    #[arg(long, env = "HERALD_E2E_KEYS", global = true)]
+    e2e_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +264,10 @@ async fn connect(args: &ConnectionArgs) -> Result<Client> {
         .with_trust(trust)
         .with_device_id(args.device.clone())
         .with_client_info("herald-cli", env!("CARGO_PKG_VERSION"));
+    let config = match &args.e2e_keys {
+        Some(dir) => config.with_end_to_end(std::sync::Arc::new(herald_client::e2e::FileKeyStore::new(dir))),
+        None => config,
+    };
     Client::connect(config).await.with_context(|| format!("connecting to {}", args.server))
 }
 

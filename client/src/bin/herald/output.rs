@@ -95,6 +95,8 @@ pub(crate) fn error_code(error: &anyhow::Error) -> &'static str {
         ClientError::Protocol(_) => "PROTOCOL",
         ClientError::Timeout(_) => "TIMEOUT",
         ClientError::ClientClosed => "CLIENT_CLOSED",
+        ClientError::EndToEnd(_) => "END_TO_END",
+        ClientError::NotEndToEnd { .. } => "NOT_END_TO_END",
         // Those carry a broker code and were answered above.
         ClientError::Refused { .. } | ClientError::Request { .. } | ClientError::Closed { .. } => "UNKNOWN_ERROR",
     }
