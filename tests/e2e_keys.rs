@@ -9,14 +9,13 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{TestBroker, files_containing};
+use common::{TestBroker, files_containing, next_event};
 use herald_client::{Client, EntryKind, ErrorCode, Event, pb};
 use herald_protocol::e2e::{
     ChainId, DeviceAddress, DeviceKeyBundle, IdentityKeyPair, PublicIdentity, ReceiverChain, SenderChain,
     SenderKeyDistribution,
 };
 use herald_protocol::{DeviceId, OrgId, UserId};
-use tokio::sync::mpsc::Receiver;
 
 const ORG: &str = "acme";
 const WAIT: Duration = Duration::from_secs(5);
@@ -66,21 +65,6 @@ impl Device {
     }
 }
 
-async fn next_event<T>(events: &mut Receiver<Event>, mut pick: impl FnMut(Event) -> Option<T>) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => bail!("no matching event within {WAIT:?}"),
-            Ok(None) => bail!("event stream ended"),
-            Ok(Some(event)) => {
-                if let Some(found) = pick(event) {
-                    return Ok(found);
-                }
-            }
-        }
-    }
-}
-
 fn payload(event: Event) -> Option<Vec<u8>> {
     match event {
         Event::Delivery(entry) => match entry.kind {
@@ -116,7 +100,7 @@ async fn sender_keys_reach_every_member_device_and_no_plaintext_reaches_the_brok
     // Carol publishes from her laptop, then goes offline; bob, who shares the group, is told.
     let carol = Device::connect(&broker, "carol", "laptop", 3).await?;
     carol.client.publish_keys(carol.bundle(1)?).await?;
-    let changed = next_event(&mut bob_events, |e| match e {
+    let changed = next_event(WAIT, &mut bob_events, |e| match e {
         Event::KeysChanged(k) if k.user_id == "carol" => Some(k),
         _ => None,
     })
@@ -166,11 +150,12 @@ async fn sender_keys_reach_every_member_device_and_no_plaintext_reaches_the_brok
     alice.client.send(conv, control.as_bytes().to_vec()).await?;
 
     // Bob, online: the envelope comes live; every message decrypts.
-    let envelope = next_event(&mut bob_events, |e| if let Event::Envelope(e) = e { Some(e) } else { None }).await?;
+    let envelope =
+        next_event(WAIT, &mut bob_events, |e| if let Event::Envelope(e) = e { Some(e) } else { None }).await?;
     assert_eq!((envelope.from_user_id.as_str(), envelope.conversation_id), ("alice", conv));
     let mut bob_chain = bob.receive_chain(&envelope, alice.keys.public())?;
     for secret in secrets {
-        let ciphertext = next_event(&mut bob_events, payload).await?;
+        let ciphertext = next_event(WAIT, &mut bob_events, payload).await?;
         assert_eq!(&bob_chain.decrypt(&ciphertext)?[..], secret.as_bytes());
     }
     assert_eq!(bob.client.ack_envelopes(vec![envelope.envelope_id]).await?, 1);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use common::{ORG, TestBroker, files_containing};
+use common::{ORG, TestBroker, files_containing, next_event};
 use herald_client::e2e::{DecryptOutcome, E2eEngine, KeyStore, MemoryKeyStore};
 use herald_client::{Client, EntryKind, Event, MemoryCursors};
 use herald_protocol::e2e::DeviceAddress;
@@ -54,7 +54,7 @@ impl Device {
     async fn next_message(&mut self, conversation: u64) -> Result<(String, bool)> {
         let user = self.user;
         let own = |sender_user: &str, sender_device: &str| sender_user == user && sender_device == "phone-1";
-        next_event(&mut self.events, |event| match event {
+        next_event(WAIT, &mut self.events, |event| match event {
             Event::Delivery(entry)
                 if entry.conversation_id == conversation && !own(&entry.sender_user, &entry.sender_device) =>
             {
@@ -86,21 +86,6 @@ async fn expect_message(device: &mut Device, conversation: u64, text: &str) -> R
     let got = device.next_message(conversation).await?;
     ensure!(got == (text.to_owned(), true), "{} expected {text:?} end-to-end, got {got:?}", device.user);
     Ok(())
-}
-
-async fn next_event<T>(events: &mut Receiver<Event>, mut pick: impl FnMut(Event) -> Option<T>) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => bail!("no matching event within {WAIT:?}"),
-            Ok(None) => bail!("event stream ended"),
-            Ok(Some(event)) => {
-                if let Some(found) = pick(event) {
-                    return Ok(found);
-                }
-            }
-        }
-    }
 }
 
 /// The ciphertext of the message at `seq`, as the broker stores it.

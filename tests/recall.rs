@@ -4,26 +4,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use common::TestBroker;
+use common::{TestBroker, files_containing};
 use herald_client::{Client, EntryKind, ErrorCode, Event, RecallReason, SendOptions, SendOutcome};
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle)?);
-        } else if std::fs::read(&path)?.windows(needle.len()).any(|w| w == needle) {
-            found.push(path.display().to_string());
-        }
-    }
-    Ok(found)
-}
 
 async fn next_recall_notice(events: &mut tokio::sync::mpsc::Receiver<Event>) -> Result<herald_client::RecallNotice> {
     loop {

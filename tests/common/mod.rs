@@ -265,3 +265,23 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Result<Vec<Stri
     }
     Ok(found)
 }
+
+/// The first event `pick` accepts within `wait`; the others are skipped.
+pub async fn next_event<T>(
+    wait: Duration,
+    events: &mut tokio::sync::mpsc::Receiver<herald_client::Event>,
+    mut pick: impl FnMut(herald_client::Event) -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => bail!("no matching event within {wait:?}"),
+            Ok(None) => bail!("event stream ended"),
+            Ok(Some(event)) => {
+                if let Some(found) = pick(event) {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+}
