@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod history;
+pub mod rng;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
