@@ -5,14 +5,15 @@
 //! and address, and every sender first retries the message it was waiting on, with the same
 //! client message id and payload: the broker must answer with the sequence number it stored
 //! (`duplicate`), or store it now if the crash came first. After the last round the whole log is
-//! read back and audited against what the senders were told: every acknowledged message at its
-//! sequence number with its payload, sequence numbers gapless from 1, no message stored twice,
-//! nothing nobody sent, and each sender's messages in the order it sent them.
+//! read back and checked against what the senders were told by the history checker
+//! (tests/common/history.rs): every acknowledged message at its sequence number with its payload,
+//! sequence numbers gapless from 1, no message stored twice, nothing nobody sent, and each
+//! sender's messages in the order it sent them.
 //!
 //! Durable timers ride along: before the first kill the owner schedules messages due at
 //! intervals across the whole run, so kills land before, during and after their firing. Each
-//! must end up in the log exactly once, in due order, with its payload: a timer is neither lost
-//! nor fired twice across `kill -9`.
+//! must end up in the log exactly once, in due order, with its payload (the checker counts them as
+//! recovered: sent without an ack): a timer is neither lost nor fired twice across `kill -9`.
 //!
 //! The seed fixes the kill schedule, not thread timing, so a failing seed usually but not
 //! always fails again. Environment:
@@ -24,9 +25,10 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt;
 use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
@@ -38,6 +40,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
+use common::history::{Findings, History, Log, SendRecord};
+use common::rng::SplitMix64;
 use herald_client::{Client, ClientConfig, ClientError, Entry, EntryKind, SendOptions, SendOutcome, Trust};
 use tokio::sync::{oneshot, watch};
 
@@ -138,9 +142,16 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     let tally = Tally::of(&senders);
     let scheduled_missing = missing_scheduled(&log, &scheduler);
     senders.push(scheduler);
-    let audit = Audit::of(&log, last_seq, &senders);
-    report(seed, rounds, last_seq, &tally, &audit, &restarts);
-    assert!(audit.is_clean(), "HERALD_CRASH_SEED={seed}: the log disagrees with what senders were told:\n{audit}");
+    let mut history = History::new();
+    for sender in &senders {
+        history.sent_all(sender.records(conv));
+    }
+    let findings = history.check(&[Log { conversation: conv, entries: log, last_seq }]);
+    report(seed, rounds, last_seq, &tally, &findings, &restarts);
+    assert!(
+        findings.is_clean(),
+        "HERALD_CRASH_SEED={seed}: the log disagrees with what senders were told:\n{findings}"
+    );
     assert_eq!(tally.acked, tally.messages, "HERALD_CRASH_SEED={seed}: every message is acknowledged in the end");
     assert!(scheduled_missing.is_empty(), "HERALD_CRASH_SEED={seed}: scheduled messages lost: {scheduled_missing:?}");
     Ok(())
@@ -152,7 +163,7 @@ const SCHEDULED: usize = 24;
 const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
 
 /// Has the owner schedule [`SCHEDULED`] messages. Returns them as a sender whose messages have no
-/// ack (the audit then checks they are stored once, unaltered, in order) and the last due time.
+/// ack (the checker then checks they are stored once, unaltered, in order) and the last due time.
 async fn schedule_messages(owner: &Client, conv: u64) -> Result<(Sender, SystemTime)> {
     let mut scheduler = Sender::new(OWNER.to_owned(), String::new());
     let start = SystemTime::now();
@@ -169,7 +180,7 @@ async fn schedule_messages(owner: &Client, conv: u64) -> Result<(Sender, SystemT
     Ok((scheduler, last_due))
 }
 
-/// The scheduled messages the log lacks (duplicates and alterations are the audit's to find).
+/// The scheduled messages the log lacks (duplicates and alterations are the checker's to find).
 fn missing_scheduled(log: &[Entry], scheduler: &Sender) -> Vec<String> {
     scheduler
         .sent
@@ -276,6 +287,17 @@ impl Sender {
         Self { user, token, sent: Vec::new(), recovered: 0, stored_on_retry: 0 }
     }
 
+    /// Everything this sender sent to `conv`, in order, as the history checker records it.
+    fn records(&self, conv: u64) -> impl Iterator<Item = SendRecord> + '_ {
+        self.sent.iter().map(move |m| SendRecord {
+            sender: self.user.clone(),
+            conversation: conv,
+            client_msg_id: m.client_msg_id.clone(),
+            payload: m.payload.clone(),
+            acked_seq: m.seq,
+        })
+    }
+
     fn in_doubt(&self) -> bool {
         self.sent.last().is_some_and(|m| m.seq.is_none())
     }
@@ -354,133 +376,7 @@ impl Tally {
     }
 }
 
-/// Where the log read back disagrees with what the senders sent and were told.
-#[derive(Debug, Default)]
-struct Audit {
-    /// Sequence numbers that are not exactly 1..=last_seq.
-    sequence: Vec<String>,
-    /// Acknowledged messages missing from the log, or at another seq, or with another payload.
-    acked_lost: Vec<String>,
-    /// Messages stored more than once.
-    duplicates: Vec<String>,
-    /// Stored messages nobody sent, or with a payload their sender did not send.
-    unexpected: Vec<String>,
-    /// Senders whose messages the log holds out of send order.
-    reordered: Vec<String>,
-}
-
-impl Audit {
-    fn of(log: &[Entry], last_seq: u64, senders: &[Sender]) -> Self {
-        let mut audit = Self::default();
-        audit.check_sequence(log, last_seq);
-
-        // Messages are identified by sender and client message id, as the broker does.
-        let mut stored: HashMap<(&str, &str), Vec<(u64, &Bytes)>> = HashMap::new();
-        for entry in log {
-            if let EntryKind::Message { client_msg_id, payload } = &entry.kind {
-                let key = (entry.sender_user.as_str(), client_msg_id.as_str());
-                stored.entry(key).or_default().push((entry.seq, payload));
-            }
-        }
-        let sent: HashMap<(&str, &str), &Sent> = senders
-            .iter()
-            .flat_map(|s| s.sent.iter().map(move |m| ((s.user.as_str(), m.client_msg_id.as_str()), m)))
-            .collect();
-
-        for (&(user, id), copies) in &stored {
-            let seqs: Vec<u64> = copies.iter().map(|&(seq, _)| seq).collect();
-            if copies.len() > 1 {
-                audit.duplicates.push(format!("{user}/{id} stored at seqs {seqs:?}"));
-            }
-            match sent.get(&(user, id)) {
-                None => audit.unexpected.push(format!("{user}/{id} at seqs {seqs:?} was never sent")),
-                Some(m) if copies.iter().any(|&(_, payload)| *payload != m.payload) => {
-                    audit.unexpected.push(format!("{user}/{id} at seqs {seqs:?} has another payload"));
-                }
-                Some(_) => {}
-            }
-        }
-        for (&(user, id), m) in &sent {
-            let Some(acked) = m.seq else { continue };
-            let copies = stored.get(&(user, id)).map(Vec::as_slice).unwrap_or_default();
-            if !copies.iter().any(|&(seq, payload)| seq == acked && *payload == m.payload) {
-                let seqs: Vec<u64> = copies.iter().map(|&(seq, _)| seq).collect();
-                audit.acked_lost.push(format!("{user}/{id} acked at seq {acked}, the log has it at {seqs:?}"));
-            }
-        }
-        for sender in senders {
-            audit.check_order(log, sender);
-        }
-        for problems in [&mut audit.acked_lost, &mut audit.duplicates, &mut audit.unexpected] {
-            problems.sort();
-        }
-        audit
-    }
-
-    /// The seqs must be exactly 1..=last_seq: no gap, no repeat.
-    fn check_sequence(&mut self, log: &[Entry], last_seq: u64) {
-        if let Some((expected, entry)) = (1u64..).zip(log).find(|(expected, entry)| entry.seq != *expected) {
-            self.sequence.push(format!("seq {expected} expected, found {} (a gap or a repeat)", entry.seq));
-        }
-        if log.len() as u64 != last_seq {
-            self.sequence.push(format!("{} entries read, but the broker reports last_seq {last_seq}", log.len()));
-        }
-    }
-
-    /// A sender's messages must appear in the log in the order it sent them.
-    fn check_order(&mut self, log: &[Entry], sender: &Sender) {
-        let position: HashMap<&str, usize> =
-            sender.sent.iter().enumerate().map(|(n, m)| (m.client_msg_id.as_str(), n)).collect();
-        let order: Vec<usize> = log
-            .iter()
-            .filter(|entry| entry.sender_user == sender.user)
-            .filter_map(|entry| match &entry.kind {
-                EntryKind::Message { client_msg_id, .. } => position.get(client_msg_id.as_str()).copied(),
-                _ => None,
-            })
-            .collect();
-        let misplaced = order.windows(2).find_map(|pair| match *pair {
-            [earlier, later] if earlier >= later => Some((earlier, later)),
-            _ => None,
-        });
-        if let Some((earlier, later)) = misplaced {
-            self.reordered.push(format!("{}: message {later} is logged after message {earlier}", sender.user));
-        }
-    }
-
-    fn sections(&self) -> [(&'static str, &[String]); 5] {
-        [
-            ("sequence", &self.sequence),
-            ("acked_lost", &self.acked_lost),
-            ("duplicates", &self.duplicates),
-            ("unexpected", &self.unexpected),
-            ("reordered", &self.reordered),
-        ]
-    }
-
-    fn is_clean(&self) -> bool {
-        self.sections().iter().all(|(_, problems)| problems.is_empty())
-    }
-}
-
-impl fmt::Display for Audit {
-    /// Each kind of problem with its count and its first few instances.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SHOWN: usize = 10;
-        for (name, problems) in self.sections().into_iter().filter(|(_, problems)| !problems.is_empty()) {
-            writeln!(f, "{name}: {}", problems.len())?;
-            for problem in problems.iter().take(SHOWN) {
-                writeln!(f, "  {problem}")?;
-            }
-            if problems.len() > SHOWN {
-                writeln!(f, "  ...")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, audit: &Audit, restarts: &[Duration]) {
+fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, findings: &Findings, restarts: &[Duration]) {
     let mut restarts = restarts.to_vec();
     restarts.sort();
     let ms = |d: Option<&Duration>| d.map_or(0, Duration::as_millis);
@@ -491,14 +387,7 @@ fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, audit: &Audit, r
         "  retried:     {} after a kill: {} recovered (stored, ack lost), {} stored on retry",
         tally.retried, tally.recovered, tally.stored_on_retry
     );
-    println!(
-        "  acked_lost:  {}, dups: {}, unexpected: {}, reordered: {}, sequence errors: {}",
-        audit.acked_lost.len(),
-        audit.duplicates.len(),
-        audit.unexpected.len(),
-        audit.reordered.len(),
-        audit.sequence.len()
-    );
+    println!("  checker:     {}", findings.summary());
     println!(
         "  restart to first accept: p50 {} ms, max {} ms",
         ms(restarts.get(restarts.len() / 2)),
@@ -671,25 +560,5 @@ where
         Ok(value) => value.trim().parse().with_context(|| format!("{name}={value}")),
         Err(std::env::VarError::NotPresent) => Ok(default),
         Err(e) => Err(e).context(name.to_owned()),
-    }
-}
-
-/// SplitMix64: a few lines of seeded randomness, enough for a kill schedule.
-#[derive(Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `range` (with a modulo bias too small to matter here).
-    fn in_range(&mut self, range: RangeInclusive<u64>) -> u64 {
-        let span = range.end() - range.start() + 1;
-        range.start() + self.next_u64() % span
     }
 }

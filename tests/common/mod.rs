@@ -3,6 +3,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod history;
+pub mod rng;
+pub mod udp_proxy;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +105,12 @@ impl TestBroker {
     }
 
     pub fn client_config(&self, token: String) -> ClientConfig {
-        ClientConfig::new(self.addr(), token)
+        self.client_config_at(self.addr(), token)
+    }
+
+    /// A client configuration for reaching this broker through `server`, a proxy in front of it.
+    pub fn client_config_at(&self, server: SocketAddr, token: String) -> ClientConfig {
+        ClientConfig::new(server, token)
             .with_trust(Trust::Certificates(vec![self.certificate()]))
             .with_device_id("phone-1")
             .with_connect_timeout(Duration::from_secs(10))
