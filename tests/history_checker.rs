@@ -17,6 +17,7 @@ fn message(seq: u64, sender: &str, id: &str, payload: &str) -> Entry {
         sender_device: "phone".into(),
         kind: EntryKind::Message { client_msg_id: id.into(), payload: payload.to_owned().into() },
         expiry: None,
+        end_to_end: false,
     }
 }
 
