@@ -1,6 +1,7 @@
 //! Signed membership changes through a real broker (docs/PROTOCOL.md §19.6): an end-to-end group's
 //! chain is appended, carried on events in delivery order, fetched and verified by another member,
-//! refused when stale, forged or missing, hidden from outsiders, and kept across a restart.
+//! refused when stale, forged, not permitted or missing, hidden from outsiders, and kept (and
+//! verified again) across a restart.
 
 mod common;
 
@@ -211,6 +212,11 @@ async fn signed_membership_is_ordered_stored_carried_and_served() -> Result<()> 
     let after = fetch_chain(&bob.client, id).await?;
     ensure!(after == [genesis, add_bob, add_carol], "the chain survives a restart");
     ensure!(conversation(&bob.client, id).await?.membership_chain_length == 3, "and its length");
+    // The restarted broker replays the stored chain to check new changes as clients will: a
+    // plain member's properly signed removal of another member would stall everyone's chain.
+    let overreach = bob.sign(id, Some(&state), MembershipAction::Remove, &carol.user, vec![])?;
+    let refused = bob.client.append_membership(id, vec![overreach]).await;
+    ensure!(code(refused)? == ErrorCode::FORBIDDEN, "a change the chain's rules forbid is refused");
     let leave = carol.sign(id, Some(&state), MembershipAction::Remove, &carol.user, vec![])?;
     carol.client.leave_signed(id, vec![leave]).await?;
     let last = verify(&fetch_chain(&bob.client, id).await?)?;

@@ -5,6 +5,8 @@ mod chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use herald_protocol::e2e::MembershipState;
+
 use herald_protocol::{OrgId, UserId, pb};
 
 pub use chain::{ChainHead, MAX_CHANGES_PER_REQUEST, SignedChange};
@@ -163,6 +165,10 @@ pub struct ConversationState {
     pub end_to_end: bool,
     /// The signed membership chain's length and head (docs/PROTOCOL.md §19.6).
     pub chain: ChainHead,
+    /// The chain replayed and verified as clients do, kept once loaded so each new change is
+    /// checked against it; `None` while not loaded (the shard loads it from the store when a
+    /// request carries changes) and while the chain is empty. Never stored: it is the chain's.
+    pub verified_chain: Option<Arc<MembershipState>>,
     /// Members and roles, ordered by user id for paging.
     members: BTreeMap<UserId, Role>,
     /// The member ids as one shared slice, rebuilt on membership change, so fanning a message
@@ -182,6 +188,7 @@ impl ConversationState {
             settings: Settings::default(),
             end_to_end: false,
             chain: ChainHead::default(),
+            verified_chain: None,
             members,
             recipients,
         }

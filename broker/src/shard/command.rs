@@ -94,6 +94,17 @@ pub struct SendOptions {
 }
 
 impl Request {
+    /// The signed membership changes the request carries, if any.
+    pub fn signed_changes(&self) -> &[SignedChange] {
+        match self {
+            Request::UpdateMembers { signed, .. }
+            | Request::Leave { signed, .. }
+            | Request::SetRole { signed, .. }
+            | Request::MembershipAppend { signed, .. } => signed,
+            _ => &[],
+        }
+    }
+
     /// The conversation the request is about.
     pub fn conversation(&self) -> ConversationId {
         match self {

@@ -670,9 +670,9 @@ impl ShardMachine {
         let expected: Vec<Expected> = (added.iter().map(|u| (MembershipAction::Add, u.clone())))
             .chain(removed.iter().map(|(u, _)| (MembershipAction::Remove, u.clone())))
             .collect();
-        self.check_signed_request(conv, origin, &signed, expected)?;
+        let verified = self.check_signed_request(conv, origin, &signed, expected)?;
         // Every change rides on the request's first event, so the log carries the chain in order.
-        let mut carried = self.extend_chain(conv, signed)?;
+        let mut carried = self.extend_chain(conv, signed, verified)?;
         let details = vec![
             ("added".to_owned(), joined_ids(&added)),
             ("removed".to_owned(), joined_ids(removed.iter().map(|(u, _)| u))),
@@ -742,8 +742,9 @@ impl ShardMachine {
         if role == Role::Owner && !alone {
             return Err((ErrorCode::FORBIDDEN, "the owner must transfer ownership before leaving".into()));
         }
-        self.check_signed_request(conv, origin, &signed, vec![(MembershipAction::Remove, origin.user.clone())])?;
-        let carried = self.extend_chain(conv, signed)?;
+        let expected = vec![(MembershipAction::Remove, origin.user.clone())];
+        let verified = self.check_signed_request(conv, origin, &signed, expected)?;
+        let carried = self.extend_chain(conv, signed, verified)?;
         let seq = self.remove_members(conv, origin, &[(origin.user.clone(), role)], carried, now_ms)?;
         self.audit(conv, Author::of(origin), AuditAction::MemberLeft, conv.id.to_string(), Vec::new(), now_ms);
         self.sequenced(conv, origin, seq, now_ms);
@@ -859,14 +860,14 @@ impl ShardMachine {
             Role::Admin => vec![(MembershipAction::Promote, user.clone())],
             _ => vec![(MembershipAction::Demote, user.clone())],
         };
-        self.check_signed_request(conv, origin, &signed, expected)?;
+        let verified = self.check_signed_request(conv, origin, &signed, expected)?;
         let state = self.state_mut(conv)?;
         if current == role {
             let seq = state.last_seq;
             self.sequenced(conv, origin, seq, now_ms);
             return Ok(());
         }
-        let carried = self.extend_chain(conv, signed)?;
+        let carried = self.extend_chain(conv, signed, verified)?;
         let state = self.state_mut(conv)?;
         let mut changes = vec![(user.clone(), role)];
         if role == Role::Owner {

@@ -96,7 +96,36 @@ impl Fixture {
         action: MembershipAction,
         subject: &str,
     ) -> SignedChange {
+        let epoch = self.epoch() + u64::from(action == Remove);
+        self.sign_full(actor, dev, (seq, prev_hash, epoch), action, subject)
+    }
+
+    /// The verified chain's epoch (0 before the genesis).
+    fn epoch(&self) -> u64 {
+        let state = self.machine.conversation(&conv());
+        state.and_then(|s| s.verified_chain.as_ref()).map_or(0, |chain| chain.epoch())
+    }
+
+    /// A change at (`seq`, `prev_hash`, `epoch`). An ADD lists the subject's first device, or
+    /// its second when the subject is already a member.
+    fn sign_full(
+        &self,
+        actor: &str,
+        dev: &str,
+        (seq, prev_hash, epoch): (u64, [u8; 32], u64),
+        action: MembershipAction,
+        subject: &str,
+    ) -> SignedChange {
+        let member = self
+            .machine
+            .conversation(&conv())
+            .and_then(|s| s.verified_chain.as_ref())
+            .is_some_and(|c| c.member(&user(subject)).is_some());
         let devices = match action {
+            Add if member => vec![MemberDevice {
+                device: DeviceId::new(format!("{subject}-2")).expect("valid"),
+                identity: *keys(&format!("{subject}2")).public(),
+            }],
             Create | Add => vec![device(subject)],
             _ => vec![],
         };
@@ -105,7 +134,7 @@ impl Fixture {
             conversation: GROUP.get(),
             seq,
             prev_hash,
-            epoch: 0,
+            epoch,
             action,
             actor: user(actor),
             actor_device: DeviceId::new(dev).expect("valid"),
@@ -118,9 +147,12 @@ impl Fixture {
     /// Changes continuing the stored chain, each after the one before.
     fn batch(&self, actor: &str, changes: &[(MembershipAction, &str)]) -> Vec<SignedChange> {
         let mut head = self.head;
+        let mut epoch = self.epoch();
         let mut out = Vec::new();
         for (action, subject) in changes {
-            let signed = self.sign_as(actor, &format!("{actor}-1"), head.length, head.hash, *action, subject);
+            epoch += u64::from(*action == Remove);
+            let at = (head.length, head.hash, epoch);
+            let signed = self.sign_full(actor, &format!("{actor}-1"), at, *action, subject);
             head = ChainHead { length: head.length + 1, hash: signed.hash };
             out.push(signed);
         }
@@ -318,7 +350,8 @@ fn with_a_chain_leave_needs_the_callers_own_removal() {
     let mut f = Fixture::with_chain();
     let leave = |signed| Request::Leave { id: GROUP, signed };
     refused(&f.run("bob", leave(vec![])), ErrorCode::INVALID_ARGUMENT);
-    refused(&f.run("bob", leave(f.batch("bob", &[(Remove, "carol")]))), ErrorCode::INVALID_ARGUMENT);
+    // Removing carol is not bob's to do: refused as the signed chain's rules refuse it.
+    refused(&f.run("bob", leave(f.batch("bob", &[(Remove, "carol")]))), ErrorCode::FORBIDDEN);
     refused(&f.run("bob", leave(f.batch("alice", &[(Remove, "bob")]))), ErrorCode::FORBIDDEN);
     let own = f.batch("bob", &[(Remove, "bob")]);
     let effects = f.run("bob", leave(own.clone()));
@@ -378,4 +411,36 @@ fn the_chain_is_read_after_commit_with_its_length() {
     assert!(effects.replies.is_empty(), "the page is the answer");
     let [read] = effects.chain_reads.as_slice() else { panic!("one chain read") };
     assert_eq!((read.from_seq, read.limit, read.chain_length), (1, 2, 4));
+}
+
+/// The broker verifies each change as clients will, so that no member can store a change the
+/// others refuse: every later change builds on its hash, and the chain would stall for good.
+#[test]
+fn changes_that_clients_would_refuse_are_refused_before_they_are_stored() {
+    let mut f = Fixture::with_chain();
+    let append = |signed| Request::MembershipAppend { id: GROUP, signed };
+
+    // A plain member adding someone else: properly signed as bob, but not bob's to do.
+    let not_permitted = f.batch("bob", &[(Add, "erin")]);
+    let effects = f.run("bob", append(not_permitted));
+    refused(&effects, ErrorCode::FORBIDDEN);
+    assert!(message(&effects).contains("does not verify"), "{}", message(&effects));
+
+    // A signature that does not verify under the key the chain records for the device.
+    let mut forged = f.batch("alice", &[(Add, "erin")]);
+    let mut bytes = forged[0].bytes.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    forged[0] = SignedChange::parse(bytes::Bytes::from(bytes)).expect("still parses");
+    refused(&f.run("alice", append(forged)), ErrorCode::FORBIDDEN);
+
+    // A removal that keeps the epoch: members would never rotate their keys away from bob.
+    let head = f.head;
+    let same_epoch = f.sign_full("alice", "alice-1", (head.length, head.hash, f.epoch()), Remove, "bob");
+    refused(&f.run("alice", update(&[], &["bob"], vec![same_epoch])), ErrorCode::INVALID_ARGUMENT);
+
+    assert_eq!(f.head, head, "nothing was stored");
+    let valid = f.batch("alice", &[(Add, "erin")]);
+    assert_eq!(code(&f.run("alice", update(&["erin"], &[], valid))), None, "the chain still moves");
+    assert_eq!(f.head.length, head.length + 1);
 }

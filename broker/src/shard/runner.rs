@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
+use herald_protocol::e2e::MembershipState;
 use herald_protocol::{ErrorCode, Flags, Frame, FrameType, OrgId, pb, raw};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -24,6 +25,9 @@ use crate::fanout::FanOut;
 use crate::observe::ShardMetrics;
 use crate::store::{LogStore, StoreError, WriteOp};
 use crate::timer::{Timer, TimerId, TimerWhat};
+
+/// Changes read per store scan when a conversation's membership chain is replayed.
+const CHAIN_PAGE: usize = 1000;
 
 /// What a command needs before the machine serves it.
 enum Prepared {
@@ -314,6 +318,29 @@ impl ShardLoop {
         Ok(())
     }
 
+    /// Replays and verifies a loaded conversation's stored membership chain, once per load, so
+    /// the changes a request adds are checked as clients will check them. A stored chain that
+    /// does not verify (written before the broker verified) leaves only the continuity checks.
+    fn load_verified_chain(&mut self, conv: &ConvKey) -> Result<(), StoreError> {
+        if !self.machine.needs_verified_chain(conv) {
+            return Ok(());
+        }
+        let mut changes = Vec::new();
+        loop {
+            let page = self.store.read_membership_chain(conv, changes.len() as u64, CHAIN_PAGE)?;
+            let done = page.len() < CHAIN_PAGE;
+            changes.extend(page);
+            if done {
+                break;
+            }
+        }
+        match MembershipState::from_chain(changes.iter().map(|c| &c[..])) {
+            Ok(chain) => self.machine.set_verified_chain(conv, chain),
+            Err(e) => warn!(error = %e, conversation = %conv.id, "the stored membership chain does not verify"),
+        }
+        Ok(())
+    }
+
     /// Reads the entry at `seq` for the machine if it is older than the live window.
     fn provide_entry(&mut self, conv: &ConvKey, seq: u64) -> Result<(), StoreError> {
         if !self.machine.needs_entry(conv, seq) {
@@ -433,6 +460,9 @@ impl ShardLoop {
     fn prior_send(&mut self, command: &Command) -> Result<Option<PriorSend>, StoreError> {
         let conv = command.conv_key();
         self.ensure_loaded(&conv)?;
+        if !command.request.signed_changes().is_empty() {
+            self.load_verified_chain(&conv)?;
+        }
         if let Request::Recall { seq, .. } | Request::ReceiptQuery { seq, .. } = &command.request {
             self.provide_entry(&conv, *seq)?;
         }
