@@ -222,3 +222,41 @@ async fn json_output_carries_the_same_facts_for_scripts() -> Result<()> {
     })?;
     fx.shutdown().await
 }
+
+/// With `--e2e-keys` the same commands encrypt end to end: the broker stores ciphertext, and a
+/// listener with its own keys prints the plaintext, marked `end_to_end`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_e2e_keys_the_same_commands_encrypt_end_to_end() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let keys = tempfile::tempdir()?;
+    let alice_keys = keys.path().join("alice").display().to_string();
+    let bob_keys = keys.path().join("bob").display().to_string();
+    tokio::task::block_in_place(|| -> Result<()> {
+        fx.ok("bob", &["--e2e-keys", &bob_keys, "ping", "--count", "1"])?;
+        let created = fx.json("alice", &["--e2e-keys", &alice_keys, "group", "create", "board", "bob"])?;
+        let id = created["conversation_id"].to_string();
+
+        let listen = ["--e2e-keys", bob_keys.as_str(), "--json", "listen", "--count", "1"];
+        let (listener, mut stderr) = spawn_listener(&fx, "bob", &listen)?;
+        let sent = fx.json("alice", &["--e2e-keys", &alice_keys, "send", &id, "the numbers are good"])?;
+        let (status, stdout) = finish(listener, Duration::from_secs(30))?;
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest)?;
+        ensure!(status.success(), "{status}\n{stdout}\n{rest}");
+        let pushed: Value = serde_json::from_str(stdout.lines().next().context("a line")?)?;
+        assert_eq!(
+            (&pushed["kind"], &pushed["text"], &pushed["end_to_end"]),
+            (&json!("message"), &json!("the numbers are good"), &json!(true)),
+            "{stdout}"
+        );
+
+        // What the broker holds is ciphertext: history without keys shows no plaintext.
+        let seq = sent["seq"].as_u64().context("a seq")?;
+        let history = fx.json("bob", &["history", &id])?;
+        let stored = entry_at(&history, seq)?;
+        ensure!(stored["end_to_end"] == json!(false), "history is not decrypted: {stored}");
+        ensure!(!stored.to_string().contains("numbers"), "the broker stored plaintext: {stored}");
+        Ok(())
+    })?;
+    fx.shutdown().await
+}

@@ -1,5 +1,7 @@
 //! End-to-end crypto costs on the sender's and receiver's devices: encrypting and signing one
-//! group message, verifying and decrypting it, and sealing a sender key to a 5000-device group.
+//! group message, verifying and decrypting it, sealing a sender key to a 5000-device group, and
+//! replaying a 5000-member group's signed membership chain (what a client does on its first
+//! sync, and a broker once per load of the conversation).
 //!
 //! Run: `cargo bench -p herald-protocol --bench e2e -- --warm-up-time 1 --measurement-time 3`
 
@@ -9,7 +11,8 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use herald_protocol::e2e::{
-    ChainId, DeviceAddress, IdentityKeyPair, PublicIdentity, ReceiverChain, SenderChain, SenderKeyDistribution,
+    ChainId, DeviceAddress, IdentityKeyPair, MemberDevice, MembershipAction, MembershipChange, MembershipState,
+    PublicIdentity, ReceiverChain, SenderChain, SenderKeyDistribution,
 };
 use herald_protocol::{DeviceId, OrgId, UserId};
 
@@ -97,5 +100,56 @@ fn distribution(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, messages, distribution);
+/// The owner's genesis and one ADD per other member, each listing one device.
+fn membership_chain(r: &mut impl FnMut(&mut [u8])) -> Vec<Vec<u8>> {
+    let owner = IdentityKeyPair::generate(r);
+    let org = OrgId::new("acme").expect("id");
+    let phone = DeviceId::new("phone").expect("id");
+    let mut changes: Vec<Vec<u8>> = Vec::with_capacity(GROUP);
+    let mut state: Option<MembershipState> = None;
+    for i in 0..GROUP {
+        let (action, subject, identity) = match i {
+            0 => (MembershipAction::Create, UserId::new("owner").expect("id"), *owner.public()),
+            _ => (
+                MembershipAction::Add,
+                UserId::new(format!("user-{i:04}")).expect("id"),
+                *IdentityKeyPair::generate(r).public(),
+            ),
+        };
+        let change = MembershipChange {
+            org: org.clone(),
+            conversation: 1,
+            seq: state.as_ref().map_or(0, MembershipState::next_seq),
+            prev_hash: state.as_ref().map_or([0; 32], MembershipState::head_hash),
+            epoch: 0,
+            action,
+            actor: UserId::new("owner").expect("id"),
+            actor_device: phone.clone(),
+            subject,
+            devices: vec![MemberDevice { device: phone.clone(), identity }],
+        };
+        let signed = change.sign(&owner).expect("signs");
+        match &mut state {
+            Some(s) => s.apply(&signed).expect("valid"),
+            None => state = Some(MembershipState::genesis(&signed).expect("valid")),
+        }
+        changes.push(signed);
+    }
+    changes
+}
+
+fn membership(c: &mut Criterion) {
+    let changes = membership_chain(&mut rng(3));
+    let bytes: usize = changes.iter().map(Vec::len).sum();
+    println!("membership chain of {GROUP} members: {bytes} bytes");
+    let mut group = c.benchmark_group("membership_chain");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(GROUP as u64));
+    group.bench_function(format!("verify_{GROUP}_changes"), |b| {
+        b.iter(|| MembershipState::from_chain(changes.iter().map(Vec::as_slice)).expect("verifies"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, messages, distribution, membership);
 criterion_main!(benches);
