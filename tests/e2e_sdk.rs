@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
 use common::{ORG, TestBroker, files_containing, next_event};
 use herald_client::e2e::{DecryptOutcome, E2eEngine, KeyStore, MemoryKeyStore};
-use herald_client::{Client, EntryKind, Event, MemoryCursors};
+use herald_client::{Client, E2eWarning, EntryKind, Event, MemoryCursors};
 use herald_protocol::e2e::DeviceAddress;
 use herald_protocol::{DeviceId, OrgId, UserId};
 use tokio::sync::mpsc::Receiver;
@@ -157,6 +158,33 @@ async fn the_sdk_encrypts_and_decrypts_transparently_and_membership_decides_who_
     let mut dave_engine = dave.engine()?;
     let outcome = dave_engine.decrypt(conv, first.seq, &sender("alice")?, &before, 0);
     ensure!(!matches!(outcome, DecryptOutcome::Plaintext(_)), "dave reads nothing from before: {outcome:?}");
+
+    // Alice's new tablet reads nothing until her phone links it, once she has confirmed it.
+    let tablet_config = broker
+        .client_config(broker.token(ORG, "alice"))
+        .with_device_id("tablet")
+        .with_end_to_end(Arc::new(MemoryKeyStore::new()));
+    let tablet = Client::connect(tablet_config).await?;
+    let mut tablet_events = tablet.events().context("events")?;
+    let noticed = next_event(WAIT, &mut alice.events, |event| match event {
+        Event::E2eWarning(E2eWarning::NewOwnDevice { device }) => Some(device),
+        _ => None,
+    })
+    .await?;
+    ensure!(noticed.device.as_str() == "tablet", "the phone is told of the tablet: {noticed}");
+    ensure!(alice.client.link_device("tablet").await? == 1, "linked into the one end-to-end group");
+    bob.client.send(conv, "hello, tablet").await?;
+    let on_tablet = next_event(WAIT, &mut tablet_events, |event| match event {
+        Event::Delivery(entry) if entry.conversation_id == conv => match entry.kind {
+            EntryKind::Message { payload, .. } => Some((payload, entry.end_to_end)),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await?;
+    ensure!(on_tablet == (Bytes::from_static(b"hello, tablet"), true), "the linked tablet decrypts: {on_tablet:?}");
+    expect_message(&mut alice, conv, "hello, tablet").await?;
+    tablet.close().await;
 
     // Nobody joins the chain without published keys, and an unsigned change is refused.
     let keyless = alice.client.update_members(conv, &["mallory"], &[]).await;

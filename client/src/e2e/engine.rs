@@ -376,6 +376,18 @@ impl E2eEngine {
         self.key_version = version;
     }
 
+    /// The conversations whose verified membership lists this device but not `device` of the
+    /// same user: where [`Self::sign_membership`] can add it.
+    pub fn conversations_lacking(&self, device: &herald_protocol::DeviceId) -> Vec<u64> {
+        let me = &self.address.user;
+        self.conversations
+            .iter()
+            .filter(|(_, c)| c.membership.key_of(&self.address) == Some(self.identity.public()))
+            .filter(|(_, c)| c.membership.state().member(me).is_some_and(|m| !m.devices.contains_key(device)))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     /// This device as a membership change lists it.
     pub fn member_device(&self) -> MemberDevice {
         MemberDevice { device: self.address.device.clone(), identity: *self.identity.public() }

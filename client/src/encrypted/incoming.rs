@@ -29,6 +29,15 @@ pub enum E2eWarning {
         /// The device.
         device: DeviceAddress,
     },
+    /// This user has a device the end-to-end groups do not list yet (a new phone, a reinstall).
+    /// It reads nothing there until it is linked: once the user confirms the device is theirs
+    /// (a code shown on both, as messengers do), call
+    /// [`Client::link_device`](crate::Client::link_device) from a device already in the groups.
+    /// The SDK never links on the directory's word alone: the broker serves the directory.
+    NewOwnDevice {
+        /// The device.
+        device: DeviceAddress,
+    },
     /// A device joined a conversation with other keys than the directory lists for it.
     KeyMismatch {
         /// The conversation.
@@ -60,6 +69,7 @@ impl std::fmt::Display for E2eWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             E2eWarning::KeysChanged { device } => write!(f, "keys changed device={device}"),
+            E2eWarning::NewOwnDevice { device } => write!(f, "new own device={device} (link it to read)"),
             E2eWarning::KeyMismatch { conversation_id, device } => {
                 write!(f, "key mismatch conv={conversation_id} device={device}")
             }
@@ -260,10 +270,18 @@ impl Inbound {
             }
         };
         self.dirty = true;
+        let me = self.enc.engine().address().clone();
+        let own_new = learned.new.into_iter().filter_map(|c| match c {
+            KeyChange::NewDevice { device, .. } if device.user == me.user && device != me => {
+                Some(Event::E2eWarning(E2eWarning::NewOwnDevice { device }))
+            }
+            _ => None,
+        });
         let changed = learned.changed.into_iter().filter_map(|c| match c {
             KeyChange::Changed { device, .. } => Some(Event::E2eWarning(E2eWarning::KeysChanged { device })),
             _ => None,
         });
+        let changed = own_new.chain(changed);
         let refused = learned.refused.into_iter().map(|(from_user, from_device, e)| {
             Event::E2eWarning(E2eWarning::EnvelopeRefused { from_user, from_device, reason: e.to_string() })
         });

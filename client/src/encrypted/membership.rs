@@ -48,6 +48,8 @@ pub(crate) struct LearnedKeys {
     pub(crate) devices: Vec<(String, MemberDevice)>,
     /// Known devices whose keys changed.
     pub(crate) changed: Vec<KeyChange>,
+    /// Devices seen for the first time.
+    pub(crate) new: Vec<KeyChange>,
     /// Bundles that did not verify (a broker that lies about keys, or corruption), and why.
     pub(crate) refused: Vec<(String, String, EngineError)>,
 }
@@ -75,6 +77,7 @@ pub(crate) async fn learn_keys(
         for device in keys.devices {
             match engine.learn_bundle(&device.bundle) {
                 Ok(change @ KeyChange::Changed { .. }) => learned.changed.push(change),
+                Ok(change @ KeyChange::NewDevice { .. }) => learned.new.push(change),
                 Ok(_) => {}
                 Err(e) => learned.refused.push((device.user_id.clone(), device.device_id.clone(), e)),
             }

@@ -135,6 +135,40 @@ impl Client {
         Ok(unkeyed)
     }
 
+    /// Links another device of this user into every end-to-end conversation this device is in:
+    /// signs an ADD of `device` (with the keys the directory publishes for it) in each and
+    /// appends it. Call it only once the user has confirmed that the device is theirs (see
+    /// [`E2eWarning::NewOwnDevice`](crate::E2eWarning::NewOwnDevice)): whoever controls those
+    /// keys reads every message sent from then on. Returns how many conversations it was added
+    /// to.
+    ///
+    /// # Errors
+    /// [`ClientError::NotEndToEnd`] without a key store, or when the directory lists no such
+    /// device of this user; a request's error (conversations before it keep the device).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the device linked in some conversations; calling again
+    /// links it in the rest.
+    pub async fn link_device(&self, device: &str) -> Result<usize, ClientError> {
+        let Some(enc) = self.encryption() else { return Err(not_end_to_end(0, "no key store configured")) };
+        let me = self.session().user;
+        let keys = learn_keys(&self.requests(), enc, std::slice::from_ref(&me)).await?;
+        let Some(linked) = keys.of(&me).into_iter().find(|d| d.device.as_str() == device) else {
+            return Err(not_end_to_end(0, &format!("the key directory lists no device {device} of {me}")));
+        };
+        let conversations = enc.engine().conversations_lacking(&linked.device);
+        for &conversation in &conversations {
+            self.with_signed_changes(
+                enc,
+                conversation,
+                |_| signable(MembershipAction::Add, &me, vec![linked.clone()]),
+                |signed| self.append_membership(conversation, signed),
+            )
+            .await?;
+        }
+        Ok(conversations.len())
+    }
+
     /// Adds and removes members of an end-to-end group with the signed changes the broker
     /// requires (one ADD per new member, listing its published devices; one REMOVE per removed
     /// member), signing again if another admin's change got in first.
