@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(unix)]
+pub mod child_broker;
 pub mod history;
 pub mod rng;
 pub mod udp_proxy;

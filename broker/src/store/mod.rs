@@ -13,6 +13,7 @@ mod log;
 mod memory;
 mod records;
 mod rocks;
+mod wal_watermark;
 
 pub use admin::{
     Revocation, directory_len, directory_page, directory_user, directory_write, disabled_users, load_orgs,
