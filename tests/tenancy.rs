@@ -5,9 +5,9 @@
 //! nothing, not even existence, leaks across the boundary; and afterwards the other organisation's
 //! state must be untouched. Then a plain member calls every administrative operation: all refused.
 //!
-//! The broker does not audit refused requests (only refused logins, `login_failed`): the test
-//! checks that the attacker left no trace in the victim organisation's audit chain, and
-//! docs/RELIABILITY.md records the gap.
+//! Refused requests are audited in the caller's organisation (`access_denied`, with a
+//! per-session budget): the attacker's own chain records the probes (by request type, with a
+//! count of those over the budget), and the victim organisation's chain shows no trace of them.
 //!
 //! `HERALD_TENANCY_IDS` sets how many generated ids to try (default [`DEFAULT_GENERATED`]);
 //! `HERALD_TENANCY_SEED` the seed that generates them.
@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, ensure};
 use common::TestBroker;
 use common::rng::SplitMix64;
-use herald_broker::audit::AuditQuery;
+use herald_broker::audit::{AuditAction, AuditQuery};
 use herald_broker::store::RocksStore;
 use herald_client::{Client, ClientError, DingRequest, ErrorCode, pb};
 use herald_protocol::e2e::{DeviceKeyBundle, IdentityKeyPair};
@@ -398,9 +398,28 @@ async fn another_organisations_ids_get_exactly_what_nonexistent_ids_get() -> Res
     let store = RocksStore::open(&config.db_path())?;
     let victim = AuditQuery::default().run(&store, &OrgId::new(VICTIM_ORG)?)?;
     ensure!(victim.iter().all(|r| r.event.actor != ATTACKER), "the attacker appears in {VICTIM_ORG}'s audit log");
+    // The probes are on record at home: by the attacker, by request type, and beyond the
+    // per-session budget as a count rather than a record each.
     let own_log = AuditQuery::default().run(&store, &OrgId::new(ATTACKER_ORG)?)?;
-    let actions: Vec<&str> = own_log.iter().map(|r| r.event.action.name()).collect();
-    println!("  {ATTACKER_ORG}'s audit log after the attack: {actions:?} (refused requests are not audited)");
+    let denied: Vec<_> =
+        own_log.iter().filter(|r| r.event.action == AuditAction::AccessDenied && r.event.actor == ATTACKER).collect();
+    ensure!(!denied.is_empty(), "the attacker's refused requests are audited in {ATTACKER_ORG}'s chain");
+    let detail = |r: &&herald_broker::audit::AuditRecord, key: &str| {
+        r.event.details.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
+    ensure!(
+        denied
+            .iter()
+            .filter(|r| r.event.target != "session_closed")
+            .all(|r| matches!(detail(r, "code").as_deref(), Some("NOT_FOUND" | "FORBIDDEN"))),
+        "each record of a refusal names its code"
+    );
+    let unaudited: u64 = denied.iter().filter_map(|r| detail(r, "unaudited_before")?.parse::<u64>().ok()).sum();
+    let targets: std::collections::BTreeSet<&str> = denied.iter().map(|r| r.event.target.as_str()).collect();
+    println!(
+        "  {ATTACKER_ORG}'s audit log: {} access_denied records ({unaudited} more refusals counted over the budget), request types {targets:?}",
+        denied.len()
+    );
     drop(store);
     drop(dir);
     Ok(())

@@ -69,11 +69,16 @@ pub enum AuditAction {
     /// A device published end-to-end keys (target `user/device`; details: version, whether
     /// they replace other keys).
     KeysPublished,
+    /// A request inside a session was refused NOT_FOUND or FORBIDDEN (target: the request's
+    /// frame type; details: the code, the broker's message, and how many refusals of the
+    /// session went unaudited before it, over the per-session budget). Recorded in the caller's
+    /// organisation: probing another organisation's ids leaves a trace at home.
+    AccessDenied,
 }
 
 impl AuditAction {
     /// Every action, for parsing and documentation.
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 32] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::GroupCreated,
@@ -105,6 +110,7 @@ impl AuditAction {
         AuditAction::CallRecording,
         AuditAction::CallEnded,
         AuditAction::KeysPublished,
+        AuditAction::AccessDenied,
     ];
 
     /// The action's stable name.
@@ -141,6 +147,7 @@ impl AuditAction {
             AuditAction::CallRecording => "call_recording",
             AuditAction::CallEnded => "call_ended",
             AuditAction::KeysPublished => "keys_published",
+            AuditAction::AccessDenied => "access_denied",
         }
     }
 

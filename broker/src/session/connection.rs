@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use super::denials::{Denial, Denials};
 use super::requests::Routed;
 use super::{Action, Services, SessionContext, SessionMachine, directory};
 use crate::admin::{ADMIN_ROLE, AdminRequest, Revocations};
@@ -71,6 +72,7 @@ pub(crate) async fn serve_connection(
                     revoked: CancellationToken::new(),
                     revocations,
                     recheck: CancellationToken::new(),
+                    denials: Denials::new(std::time::Instant::now()),
                 };
                 session.run(shutdown).await;
                 session.unregister();
@@ -112,6 +114,8 @@ struct ConnectionLoop {
     revocations: Arc<Revocations>,
     /// Cancelled by a revocation-list reload that names this session.
     recheck: CancellationToken,
+    /// Which answers are refusals to audit.
+    denials: Denials,
 }
 
 impl ConnectionLoop {
@@ -198,6 +202,7 @@ impl ConnectionLoop {
                 Ok(Some(frame)) => {
                     let frame_type = frame.frame_type().name().unwrap_or("UNKNOWN");
                     metrics::counter!(names::FRAMES_RECEIVED, names::LABEL_TYPE => frame_type).increment(1);
+                    self.denials.requested(&frame);
                     self.machine.handle_frame(frame, now);
                 }
                 Ok(None) => break,
@@ -244,7 +249,44 @@ impl ConnectionLoop {
             let code = ErrorCode::from_u32(error.code).name().unwrap_or("UNKNOWN");
             metrics::counter!(names::ERRORS_SENT, names::LABEL_CODE => code).increment(1);
         }
+        if let Some(denial) = self.denials.answered(frame, std::time::Instant::now()) {
+            self.audit_denial(denial);
+        }
         encode_or_warn(&self.codec, frame, &mut self.out);
+    }
+
+    /// Records a refused request in the caller's organisation's chain.
+    fn audit_denial(&self, denial: Denial) {
+        let mut details = vec![
+            ("code".to_owned(), denial.code.name().unwrap_or("UNKNOWN").to_owned()),
+            ("message".to_owned(), denial.message),
+        ];
+        if denial.suppressed > 0 {
+            details.push(("unaudited_before".to_owned(), denial.suppressed.to_string()));
+        }
+        self.audit_access_denied(denial.request.name().unwrap_or("UNKNOWN").to_owned(), details);
+    }
+
+    /// At the session's end, the refusals the budget skipped since the last record, as a count.
+    fn audit_unaudited_denials(&mut self) {
+        let unaudited = self.denials.take_unaudited();
+        if unaudited > 0 {
+            let details = vec![("unaudited_before".to_owned(), unaudited.to_string())];
+            self.audit_access_denied("session_closed".to_owned(), details);
+        }
+    }
+
+    fn audit_access_denied(&self, target: String, details: Vec<(String, String)>) {
+        let Some(identity) = &self.registered else { return };
+        self.services.audit.record(AuditEvent {
+            org: identity.org.clone(),
+            at_ms: Now::system().unix_ms,
+            actor: identity.user.to_string(),
+            device: identity.device.to_string(),
+            action: AuditAction::AccessDenied,
+            target,
+            details,
+        });
     }
 
     async fn flush(&mut self) -> Result<(), ()> {
@@ -340,6 +382,7 @@ impl ConnectionLoop {
     }
 
     fn unregister(&mut self) {
+        self.audit_unaudited_denials();
         if let Some(identity) = self.registered.take() {
             let device_remains = self.services.registry.unregister(&identity.org, &identity.user, self.machine.id());
             // Its calls keep the device's slot for the rejoin grace, unless the device is still

@@ -3,6 +3,7 @@
 
 mod connection;
 mod context;
+mod denials;
 mod directory;
 mod machine;
 mod push_writer;
