@@ -1,15 +1,15 @@
 //! Connection limits over real QUIC: the connection over the per-address limit is closed with
 //! OVERLOADED and the limit as its reason, those admitted keep working, and a closed one frees
-//! its slot.
+//! its slot; a session gets its control stream and no other stream.
 
 mod common;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use common::TestBroker;
+use anyhow::{Context, Result, bail, ensure};
+use common::{RawPeer, TestBroker};
 use herald_client::{Client, ClientError};
-use herald_protocol::ErrorCode;
+use herald_protocol::{ErrorCode, Frame, RequestId, pb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_over_the_per_ip_limit_is_refused_with_overloaded() -> Result<()> {
@@ -40,5 +40,21 @@ async fn the_connection_over_the_per_ip_limit_is_refused_with_overloaded() -> Re
         }
     }
     admitted.context("a closed connection frees its slot")?.ping().await?;
+    Ok(())
+}
+
+/// One bidirectional stream (the control stream) and no unidirectional ones: a client asking for
+/// more waits for credit the broker never grants, and its session carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_its_control_stream_and_no_other() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let mut peer = RawPeer::open(&broker).await?;
+    let second = tokio::time::timeout(Duration::from_millis(500), peer.conn.open_bi()).await;
+    ensure!(second.is_err(), "a second bidirectional stream was granted");
+    let uni = tokio::time::timeout(Duration::from_millis(500), peer.conn.open_uni()).await;
+    ensure!(uni.is_err(), "a unidirectional stream was granted");
+    peer.send_frame(&Frame::from_body(RequestId::new(2), &pb::Ping { nonce: 7 })).await?;
+    let pong = peer.next_frame().await?.context("PONG")?.decode_body::<pb::Pong>()?;
+    ensure!(pong.nonce == 7, "the session carries on");
     Ok(())
 }

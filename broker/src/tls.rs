@@ -143,11 +143,19 @@ impl ServerIdentity {
     }
 }
 
+/// The QUIC limits a client cannot talk its way past: one bidirectional stream (the control
+/// stream) and no unidirectional ones, and receive windows of two maximum frames, so a client
+/// can pipeline a whole frame and the start of the next but never make the broker buffer more
+/// (the session stops reading at its in-flight limit, and flow control then holds the client).
 fn transport_config(limits: &LimitsConfig) -> Result<quinn::TransportConfig, TlsError> {
+    let window = quinn::VarInt::from_u64(2 * u64::from(limits.max_frame_bytes))
+        .map_err(|e| TlsError::Config(format!("receive window: {e}")))?;
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(1u8.into())
         .max_concurrent_uni_streams(0u8.into())
+        .stream_receive_window(window)
+        .receive_window(window)
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|e| TlsError::Config(e.to_string()))?,
         ))
