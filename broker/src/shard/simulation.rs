@@ -19,7 +19,7 @@
 //! A failure panics with the seed and the step; `HERALD_SIM_SEED=<seed>` replays that seed alone.
 //! `HERALD_SIM_SEEDS` and `HERALD_SIM_STEPS` set the long profile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -211,6 +211,10 @@ struct Sim {
     /// The committed log per group, as checked so far.
     committed: [Vec<pb::LogEntry>; GROUPS],
     stats: Stats,
+    /// The messages found in the logs so far, as (client, index into its messages).
+    stored: HashSet<(usize, usize)>,
+    /// Each sender's newest message found so far in each log, by (group, client).
+    newest: BTreeMap<(usize, usize), usize>,
     /// The current batch's commit was made to fail: UNAVAILABLE is an expected answer.
     commit_failing: bool,
 }
@@ -266,6 +270,8 @@ impl Sim {
             committed: Default::default(),
             stats: Stats::default(),
             commit_failing: false,
+            stored: HashSet::new(),
+            newest: BTreeMap::new(),
         };
         sim.create_groups();
         sim
@@ -515,6 +521,10 @@ impl Sim {
     }
 
     fn receive(&mut self, c: usize, group: usize, entry: pb::LogEntry) {
+        let stored = self.store.read_log(&conv(group), entry.seq, false, 1).expect("read");
+        if stored.first().and_then(|b| pb::LogEntry::decode(b.clone()).ok()).as_ref() != Some(&entry) {
+            self.fail(format!("{} received g{group} seq {} unlike the log", self.clients[c].user, entry.seq));
+        }
         if self.clients[c].received[group].get(&entry.seq).is_some_and(|seen| *seen != entry) {
             self.fail(format!("{} received two versions of g{group} seq {}", self.clients[c].user, entry.seq));
         }
@@ -619,6 +629,8 @@ impl Sim {
             let summary = self.store.conversation_summary(&key).expect("read").unwrap_or_else(|| self.fail("no group"));
             if full {
                 self.committed[group].clear();
+                self.stored.retain(|&(c, m)| self.clients[c].messages[m].group != group);
+                self.newest.retain(|&(g, _), _| g != group);
             }
             let from = self.committed[group].len() as u64 + 1;
             let fresh: Vec<pb::LogEntry> = self
@@ -633,6 +645,9 @@ impl Sim {
                     self.fail(format!("g{group}'s log has seq {} where {want} belongs", entry.seq));
                 }
             }
+            for entry in &fresh {
+                self.check_entry(group, entry);
+            }
             self.committed[group].extend(fresh);
             let last = self.committed[group].len() as u64;
             if summary.last_seq != last {
@@ -640,7 +655,9 @@ impl Sim {
             }
             self.check_machine(group, &summary);
         }
-        self.check_messages();
+        if full {
+            self.check_acked_and_received();
+        }
         self.stats.entries = self.committed.iter().map(|log| log.len() as u64).sum();
     }
 
@@ -654,48 +671,44 @@ impl Sim {
         }
     }
 
-    /// Every stored message was sent by its sender with that id and payload, once, in the
-    /// sender's send order, under its idempotency key; every acked one is at its seq.
-    fn check_messages(&self) {
-        let mut last_index: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-        let mut seen = std::collections::HashSet::new();
-        for (group, log) in self.committed.iter().enumerate() {
-            for entry in log {
-                let Some(pb::log_entry::Body::Message(m)) = &entry.body else { continue };
-                let Some(c) = self.clients.iter().position(|cl| cl.user.as_str() == entry.sender_user_id) else {
-                    self.fail(format!("g{group} seq {} from a stranger", entry.seq));
-                };
-                let client = &self.clients[c];
-                let Some(index) = client.messages.iter().position(|s| s.id == m.client_msg_id) else {
-                    self.fail(format!(
-                        "g{group} seq {} holds {} that {} never sent",
-                        entry.seq, m.client_msg_id, client.user
-                    ));
-                };
-                let sent = &client.messages[index];
-                if sent.group != group || sent.payload != m.payload {
-                    self.fail(format!("g{group} seq {} holds {} unlike what was sent", entry.seq, sent.id));
-                }
-                if !seen.insert((c, index)) {
-                    self.fail(format!("{} is stored twice (again at g{group} seq {})", sent.id, entry.seq));
-                }
-                if let Some(previous) = last_index.insert((group, c), index)
-                    && previous > index
-                {
-                    self.fail(format!("{}'s messages out of send order in g{group} at seq {}", client.user, entry.seq));
-                }
-                if sent.acked.is_some_and(|seq| seq != entry.seq) {
-                    self.fail(format!("{} acked at {:?} but stored at {}", sent.id, sent.acked, entry.seq));
-                }
-                let key = self.store.idempotent_seq(&conv(group), &client.user, &sent.id).expect("read");
-                if key != Some(entry.seq) {
-                    self.fail(format!("{}'s idempotency key says {key:?}, the log {}", sent.id, entry.seq));
-                }
-            }
+    /// A newly read stored message was sent by its sender with that id and payload, is stored
+    /// once, in the sender's send order, under its idempotency key, and at its acked seq.
+    fn check_entry(&mut self, group: usize, entry: &pb::LogEntry) {
+        let Some(pb::log_entry::Body::Message(m)) = &entry.body else { return };
+        let Some(c) = self.clients.iter().position(|cl| cl.user.as_str() == entry.sender_user_id) else {
+            self.fail(format!("g{group} seq {} from a stranger", entry.seq));
+        };
+        let client = &self.clients[c];
+        let Some(index) = client.messages.iter().position(|s| s.id == m.client_msg_id) else {
+            self.fail(format!("g{group} seq {} holds {} that {} never sent", entry.seq, m.client_msg_id, client.user));
+        };
+        let sent = &client.messages[index];
+        if sent.group != group || sent.payload != m.payload {
+            self.fail(format!("g{group} seq {} holds {} unlike what was sent", entry.seq, sent.id));
         }
+        if sent.acked.is_some_and(|seq| seq != entry.seq) {
+            self.fail(format!("{} acked at {:?} but stored at {}", sent.id, sent.acked, entry.seq));
+        }
+        let key = self.store.idempotent_seq(&conv(group), &client.user, &sent.id).expect("read");
+        if key != Some(entry.seq) {
+            self.fail(format!("{}'s idempotency key says {key:?}, the log {}", sent.id, entry.seq));
+        }
+        if !self.stored.insert((c, index)) {
+            self.fail(format!("{} is stored twice (again at g{group} seq {})", sent.id, entry.seq));
+        }
+        if let Some(previous) = self.newest.insert((group, c), index)
+            && previous > index
+        {
+            self.fail(format!("{}'s messages out of send order in g{group} at seq {}", client.user, entry.seq));
+        }
+    }
+
+    /// Every acked message is in a log (checked at its seq when acked); every entry a client
+    /// received is the stored one.
+    fn check_acked_and_received(&self) {
         for (c, client) in self.clients.iter().enumerate() {
             for (index, sent) in client.messages.iter().enumerate() {
-                if sent.acked.is_some() && !seen.contains(&(c, index)) {
+                if sent.acked.is_some() && !self.stored.contains(&(c, index)) {
                     self.fail(format!("{} was acked at {:?} and is not in the log", sent.id, sent.acked));
                 }
             }
