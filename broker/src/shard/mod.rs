@@ -17,6 +17,8 @@ mod recall;
 mod receipts;
 mod runner;
 mod send;
+#[cfg(test)]
+mod simulation;
 mod timers;
 
 mod ding;

@@ -189,7 +189,7 @@ fn shard_index(conv: &ConvKey, count: usize) -> usize {
 /// A gateway call and what came of it.
 type Answer = (GatewayCall, Result<(), String>);
 
-struct ShardLoop {
+pub(super) struct ShardLoop {
     machine: ShardMachine,
     config: ShardConfig,
     store: Arc<dyn LogStore>,
@@ -210,6 +210,29 @@ enum Wake {
 }
 
 impl ShardLoop {
+    /// A shard loop over `store` as [`Shards::start`] builds one (timers taken over from the
+    /// store), driven by the caller one batch at a time instead of by a thread: what a restart
+    /// rebuilds, for the deterministic simulation.
+    #[cfg(test)]
+    pub(super) fn driven(
+        config: ShardConfig,
+        store: Arc<dyn LogStore>,
+        fan_out: Arc<dyn FanOut>,
+    ) -> Result<Self, StoreError> {
+        let mut machine = ShardMachine::new(config.limits, config.policies.clone());
+        machine.set_ding_rules(config.ding.clone());
+        machine.load_timers(store.load_timers()?);
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        let metrics = ShardMetrics::new(0);
+        Ok(Self { machine, config, store, fan_out, metrics, answers_tx, answers, handle: None })
+    }
+
+    /// The machine, to compare its in-memory state with the store's.
+    #[cfg(test)]
+    pub(super) fn machine(&self) -> &ShardMachine {
+        &self.machine
+    }
+
     fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
         // This thread's own runtime, so the inbox can be awaited with a deadline (the next receipt
         // window or durable timer) without a ticker waking idle shards, and the DING gateway's
@@ -272,7 +295,14 @@ impl ShardLoop {
     }
 
     fn serve_batch(&mut self, commands: Vec<Command>) {
-        let now = Now::system();
+        let effects = self.run_batch(commands, Now::system().unix_ms);
+        self.publish(effects);
+    }
+
+    /// Prepares and serves a batch at `now_ms` and fires what is due, up to the commit: the
+    /// effects still have to be published. Split from [`Self::serve_batch`] so the simulation
+    /// can crash between the two.
+    pub(super) fn run_batch(&mut self, commands: Vec<Command>, now_ms: u64) -> Effects {
         if !commands.is_empty() {
             self.metrics.batch(commands.len());
         }
@@ -281,21 +311,20 @@ impl ShardLoop {
                 Ok(Prepared::Refused(code, message)) => {
                     command.origin.reply.send(Frame::error(command.origin.request_id, code, message));
                 }
-                Ok(Prepared::Ready(prior)) => self.machine.handle(command, prior, now.unix_ms),
+                Ok(Prepared::Ready(prior)) => self.machine.handle(command, prior, now_ms),
                 Err(e) => {
                     error!(error = %e, "store read failed");
                     command.origin.reply.send(error_frame(command.origin.request_id, ErrorCode::UNAVAILABLE, &e));
                 }
             }
         }
-        if let Err(e) = self.prepare_timers(now.unix_ms) {
+        if let Err(e) = self.prepare_timers(now_ms) {
             // The timers stay due; the next batch tries again.
             error!(error = %e, "store read for due timers failed");
         } else {
-            self.machine.tick(now.unix_ms);
+            self.machine.tick(now_ms);
         }
-        let effects = self.machine.take_effects();
-        self.publish(effects);
+        self.machine.take_effects()
     }
 
     /// Loads a conversation (state, cursors and newest entries) if it is not in memory.
@@ -485,7 +514,7 @@ impl ShardLoop {
 
     /// Commits the batch, then answers, fans out and serves reads; or, if the commit fails,
     /// forgets the state that ran ahead and tells every caller the store is unavailable.
-    fn publish(&mut self, effects: Effects) {
+    pub(super) fn publish(&mut self, effects: Effects) {
         let Effects { writes, replies, deliveries, reads, chain_reads, touched, purges, timers_before, audit, gateway } =
             effects;
         if !writes.is_empty()

@@ -28,6 +28,12 @@ impl MemoryStore {
         self.fail_writes.store(true, Ordering::SeqCst);
     }
 
+    /// Lets writes succeed again after [`Self::fail_writes`]: a disk that came back (a restart
+    /// on a repaired disk, in the simulation).
+    pub fn heal_writes(&self) {
+        self.fail_writes.store(false, Ordering::SeqCst);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
         // A panic while holding the lock cannot leave the map half-written: every write is a
         // single insert or remove.
