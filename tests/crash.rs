@@ -27,26 +27,20 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{self, BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
+use common::child_broker::{ChildBroker, Connector, broker_binary, env_or, mint_tokens, unused_udp_address};
 use common::history::{Findings, History, Log, SendRecord};
 use common::rng::SplitMix64;
-use herald_client::{Client, ClientConfig, ClientError, Entry, EntryKind, SendOptions, SendOutcome, Trust};
-use tokio::sync::{oneshot, watch};
+use herald_client::{Client, ClientError, Entry, EntryKind, SendOptions, SendOutcome};
+use tokio::sync::watch;
 
-/// The organisation a broker started without a configuration file serves.
-const ORG: &str = "demo";
+/// The device id every session of the test uses.
+const DEVICE: &str = "crash-test";
 /// The group's creator, who also reads the log back at the end.
 const OWNER: &str = "owner";
 /// Clients sending concurrently, each on its own session.
@@ -60,16 +54,6 @@ const DEFAULT_SEED: u64 = 0x4845_5241_4c44; // "HERALD"
 const DEFAULT_ROUNDS: u32 = 10;
 /// How long after the senders start the broker is killed, in milliseconds.
 const KILL_AFTER_MS: RangeInclusive<u64> = 50..=400;
-/// How long a (re)started broker may take to print its banner: opening RocksDB replays the WAL.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long to keep retrying a connection to a broker that should be up.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
-/// The cap on the backoff between connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_millis(200);
-/// How long a request to a live broker may take; sends take milliseconds.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// What `ExitStatus::signal` reports for a process killed by SIGKILL.
-const SIGKILL: i32 = 9;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_sigkill_at_random_points() -> Result<()> {
@@ -86,14 +70,14 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     let data_dir = dir.path().join("herald-data");
     let binary = broker_binary()?;
     let listen = unused_udp_address()?;
-    let mut broker = BrokerProcess::start(&binary, &data_dir, listen).await?;
+    let mut broker = ChildBroker::start(&binary, &data_dir, listen, &[]).await?;
 
     // The certificate is pinned once: a restarted broker must present the same one.
-    let connector = Connector { addr: listen, trust: Trust::pem_file(&data_dir.join("tls/cert.pem"))? };
+    let connector = Connector::new(listen, &data_dir)?;
     let users: Vec<String> = std::iter::once(OWNER.to_owned()).chain((1..=SENDERS).map(sender_name)).collect();
     let mut tokens = mint_tokens(&binary, &data_dir, users).await?;
     let owner_token = tokens.remove(OWNER).context("owner token")?;
-    let owner = connector.connect(&owner_token).await?;
+    let owner = connector.connect(&owner_token, DEVICE).await?;
     let conv = create_group(&owner).await?;
     let (scheduler, last_due) = schedule_messages(&owner, conv).await?;
     owner.close().await;
@@ -110,8 +94,8 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
         let kill_after = Duration::from_millis(rng.in_range(KILL_AFTER_MS));
         senders = crash_round(broker, &connector, conv, senders, kill_after).await?;
         let started = Instant::now();
-        broker = BrokerProcess::start(&binary, &data_dir, listen).await?;
-        connector.connect(&owner_token).await?.ping().await?;
+        broker = ChildBroker::start(&binary, &data_dir, listen, &[]).await?;
+        connector.connect(&owner_token, DEVICE).await?.ping().await?;
         let accepting_after = started.elapsed();
         restarts.push(accepting_after);
         let tally = Tally::of(&senders);
@@ -129,11 +113,11 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
         tokio::time::sleep(wait + Duration::from_secs(1)).await;
     }
     for sender in &mut senders {
-        let client = connector.connect(&sender.token).await?;
+        let client = connector.connect(&sender.token, DEVICE).await?;
         sender.resolve_in_doubt(&client, conv).await?;
         client.close().await;
     }
-    let reader = connector.connect(&owner_token).await?;
+    let reader = connector.connect(&owner_token, DEVICE).await?;
     let log = reader.catch_up(conv, 0).await?;
     let last_seq = reader.history(conv, 0, true, 1).await?.last_seq;
     reader.close().await;
@@ -198,7 +182,7 @@ fn missing_scheduled(log: &[Entry], scheduler: &Sender) -> Vec<String> {
 /// One round: the senders connect and send until the broker is killed `kill_after` later.
 /// Returns the senders with what they learnt; the message each was waiting on is in doubt.
 async fn crash_round(
-    broker: BrokerProcess,
+    broker: ChildBroker,
     connector: &Connector,
     conv: u64,
     senders: Vec<Sender>,
@@ -206,7 +190,7 @@ async fn crash_round(
 ) -> Result<Vec<Sender>> {
     let mut clients = Vec::with_capacity(senders.len());
     for sender in &senders {
-        clients.push(connector.connect(&sender.token).await?);
+        clients.push(connector.connect(&sender.token, DEVICE).await?);
     }
     let (stop, stopped) = watch::channel(false);
     let tasks: Vec<_> = senders
@@ -393,172 +377,4 @@ fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, findings: &Findi
         ms(restarts.get(restarts.len() / 2)),
         ms(restarts.last())
     );
-}
-
-/// A `herald-broker serve` child process. Dropping it kills the process, so a failing test
-/// leaves no broker behind.
-#[derive(Debug)]
-struct BrokerProcess {
-    child: Child,
-}
-
-impl BrokerProcess {
-    /// Starts the broker and waits for the first line of its banner, which it prints once it
-    /// listens; a broker that exits instead is reported with its exit status.
-    async fn start(binary: &Path, data_dir: &Path, listen: SocketAddr) -> Result<Self> {
-        let mut child = Command::new(binary)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--listen", &listen.to_string(), "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the broker's stdout")?;
-        let mut broker = Self { child };
-        let first_line = tokio::time::timeout(READY_TIMEOUT, read_first_line(stdout))
-            .await
-            .with_context(|| format!("the broker printed no banner within {READY_TIMEOUT:?}"))?
-            .context("the stdout reader stopped")?
-            .context("reading the broker's stdout")?;
-        let Some(banner) = first_line else {
-            let status = broker.child.wait()?;
-            bail!("the broker exited before listening: {status}");
-        };
-        let announced = banner_address(&banner)?;
-        ensure!(announced == listen, "the broker listens on {announced}, not on {listen}");
-        Ok(broker)
-    }
-
-    /// Kills the broker with SIGKILL (what `Child::kill` sends on Unix) and reaps it, so the
-    /// port and the database lock are free for the next start. Fails if the broker had already
-    /// exited on its own.
-    fn kill(mut self) -> Result<()> {
-        self.child.kill()?;
-        // Reaping a process that SIGKILL has ended does not block.
-        let status = self.child.wait()?;
-        ensure!(status.signal() == Some(SIGKILL), "the broker had exited by itself before the kill: {status}");
-        Ok(())
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads the first line of the broker's stdout on a thread (`None` if it closed first), then
-/// keeps draining the pipe until the process exits, so the broker never blocks writing to it.
-fn read_first_line(stdout: ChildStdout) -> oneshot::Receiver<io::Result<Option<String>>> {
-    let (tx, rx) = oneshot::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let first = reader.read_line(&mut line).map(|n| (n > 0).then_some(line));
-        let _ = tx.send(first);
-        let _ = io::copy(&mut reader, &mut io::sink());
-    });
-    rx
-}
-
-/// The address in the banner's first line: `Herald broker 0.1.0 listening on 127.0.0.1:7443 (...)`.
-fn banner_address(banner: &str) -> Result<SocketAddr> {
-    let address = banner.split_whitespace().skip_while(|w| *w != "on").nth(1);
-    let address = address.with_context(|| format!("no address in the banner: {banner}"))?;
-    address.parse().with_context(|| format!("bad address in the banner: {banner}"))
-}
-
-/// How clients reach the broker: its fixed address and its pinned certificate.
-#[derive(Debug)]
-struct Connector {
-    addr: SocketAddr,
-    trust: Trust,
-}
-
-impl Connector {
-    /// Opens a session, retrying with a short backoff for at most [`CONNECT_DEADLINE`]: the
-    /// broker prints its banner once it listens, so the first attempt normally succeeds.
-    async fn connect(&self, token: &str) -> Result<Client> {
-        let deadline = Instant::now() + CONNECT_DEADLINE;
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let config = ClientConfig::new(self.addr, token)
-                .with_trust(self.trust.clone())
-                .with_device_id("crash-test")
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_request_timeout(REQUEST_TIMEOUT);
-            match Client::connect(config).await {
-                Ok(client) => return Ok(client),
-                // A refusal (a bad token, say) will not change by retrying.
-                Err(e @ ClientError::Refused { .. }) => return Err(e).context("the broker refused the session"),
-                Err(e) if Instant::now() + backoff > deadline => {
-                    return Err(e).with_context(|| format!("connecting to {} for {CONNECT_DEADLINE:?}", self.addr));
-                }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-/// The `herald-broker` binary. Cargo builds it next to the `deps` directory that holds this
-/// test when it builds the broker package's integration tests (`cargo test --workspace`);
-/// `CARGO_BIN_EXE_*` is only set for tests in the broker package itself.
-fn broker_binary() -> Result<PathBuf> {
-    let test_exe = std::env::current_exe()?;
-    let target_dir = test_exe.parent().and_then(Path::parent).context("the test binary is not in target/*/deps")?;
-    let binary = target_dir.join(format!("herald-broker{}", std::env::consts::EXE_SUFFIX));
-    ensure!(
-        binary.is_file(),
-        "{} does not exist: build it with `cargo test --workspace` (add `--test cli` when selecting \
-         tests, so cargo builds the broker package's binaries)",
-        binary.display()
-    );
-    Ok(binary)
-}
-
-/// A loopback address with a port nobody uses now, fixed for the whole test so that restarts
-/// come back where clients expect them, as a real broker does.
-fn unused_udp_address() -> Result<SocketAddr> {
-    Ok(UdpSocket::bind(("127.0.0.1", 0))?.local_addr()?)
-}
-
-/// Mints a one-hour token per user with the binary's `token` command, signed by the data
-/// directory's development key; the key survives restarts, so each token serves every round.
-async fn mint_tokens(binary: &Path, data_dir: &Path, users: Vec<String>) -> Result<HashMap<String, String>> {
-    let (binary, data_dir) = (binary.to_owned(), data_dir.to_owned());
-    tokio::task::spawn_blocking(move || {
-        users
-            .into_iter()
-            .map(|user| -> Result<(String, String)> {
-                let out = Command::new(&binary)
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .args(["token", "--org", ORG, "--user", &user, "--ttl", "1h"])
-                    .output()?;
-                ensure!(out.status.success(), "token for {user}: {}", String::from_utf8_lossy(&out.stderr));
-                let token = String::from_utf8(out.stdout)?.trim().to_owned();
-                Ok((user, token))
-            })
-            .collect()
-    })
-    .await?
-}
-
-/// A setting from the environment, or its default when unset.
-fn env_or<T>(name: &str, default: T) -> Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match std::env::var(name) {
-        Ok(value) => value.trim().parse().with_context(|| format!("{name}={value}")),
-        Err(std::env::VarError::NotPresent) => Ok(default),
-        Err(e) => Err(e).context(name.to_owned()),
-    }
 }

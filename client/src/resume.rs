@@ -152,20 +152,29 @@ struct Pump {
 
 impl Pump {
     /// Saves the cursors if they moved, at most every [`SAVE_INTERVAL`] unless `now`.
+    /// Saves the cursors and the end-to-end engine if they moved, at most every
+    /// [`SAVE_INTERVAL`] unless `now`: the engine's state is a whole blob, too costly to write
+    /// per message.
     fn save(&mut self, now: bool) {
-        // The engine first: a cursor saved past a message whose receiving chain step was not
-        // saved would let that message decrypt again after a restart (harmless), while the
-        // reverse could show it as replayed.
-        if let Some(inbound) = &mut self.inbound {
-            inbound.save();
-        }
-        let Some(store) = &self.store else { return };
-        if !self.dirty || (!now && self.saved_at.elapsed() < SAVE_INTERVAL) {
+        let engine_moved = self.inbound.as_ref().is_some_and(Inbound::is_dirty);
+        let cursors_moved = self.dirty && self.store.is_some();
+        if !(engine_moved || cursors_moved) || (!now && self.saved_at.elapsed() < SAVE_INTERVAL) {
             return;
         }
-        match store.save(&self.cursors.all()) {
-            Ok(()) => self.dirty = false,
-            Err(e) => warn!(error = %e, "cannot save cursors; retrying later"),
+        // The cursors first. A crash between the two writes then leaves the engine behind the
+        // cursors: the messages it had decrypted are not delivered again, and their chain steps
+        // are redone as skipped keys. The other way round, a message would come again after the
+        // restart with its key already used, and show as replayed.
+        if let Some(store) = &self.store
+            && self.dirty
+        {
+            match store.save(&self.cursors.all()) {
+                Ok(()) => self.dirty = false,
+                Err(e) => warn!(error = %e, "cannot save cursors; retrying later"),
+            }
+        }
+        if let Some(inbound) = &mut self.inbound {
+            inbound.save();
         }
         self.saved_at = Instant::now();
     }

@@ -1,6 +1,6 @@
 //! The real `herald-broker` binary as a child process, for tests that kill it, stop it, damage
 //! its files or read its memory: start on a data directory, SIGKILL, SIGTERM, and the start that
-//! fails (its exit status and stderr). tests/crash.rs predates this module and keeps its own copy.
+//! fails (its exit status and stderr).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};

@@ -325,6 +325,11 @@ impl Inbound {
         out
     }
 
+    /// Whether the engine changed since it was last saved.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Saves the engine if it changed; `false` if it could not be saved.
     pub(crate) fn save(&mut self) -> bool {
         if !self.dirty {
