@@ -19,6 +19,7 @@
 //! always fails again. Environment:
 //! - `HERALD_CRASH_SEED`: the seed (default [`DEFAULT_SEED`]); every failure names it.
 //! - `HERALD_CRASH_ROUNDS`: how many kills (default [`DEFAULT_ROUNDS`]).
+//! - `HERALD_CRASH_MEMBERS`: the group's size (default [`DEFAULT_GROUP_SIZE`]; at most 5000).
 //!
 //! The binary is the one cargo built for the broker package's own integration tests; run this
 //! test with `--workspace` and `--test cli` so that it is rebuilt from the current sources.
@@ -45,9 +46,9 @@ const DEVICE: &str = "crash-test";
 const OWNER: &str = "owner";
 /// Clients sending concurrently, each on its own session.
 const SENDERS: usize = 4;
-/// Members of the group, creator included; only the owner and the senders ever connect, but
-/// every message is fanned out against the full member list.
-const GROUP_SIZE: usize = 100;
+/// Members of the group when `HERALD_CRASH_MEMBERS` is not set, creator included; only the owner
+/// and the senders ever connect, but every message is fanned out against the full member list.
+const DEFAULT_GROUP_SIZE: usize = 1000;
 /// The seed used when `HERALD_CRASH_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x4845_5241_4c44; // "HERALD"
 /// The number of kills when `HERALD_CRASH_ROUNDS` is not set.
@@ -59,12 +60,14 @@ const KILL_AFTER_MS: RangeInclusive<u64> = 50..=400;
 async fn acknowledged_messages_survive_sigkill_at_random_points() -> Result<()> {
     let seed = env_or("HERALD_CRASH_SEED", DEFAULT_SEED)?;
     let rounds = env_or("HERALD_CRASH_ROUNDS", DEFAULT_ROUNDS)?;
+    let members = env_or("HERALD_CRASH_MEMBERS", DEFAULT_GROUP_SIZE)?;
     ensure!(rounds > 0, "HERALD_CRASH_ROUNDS must be at least 1");
-    println!("crash test: HERALD_CRASH_SEED={seed} HERALD_CRASH_ROUNDS={rounds}");
-    crash_test(seed, rounds).await.with_context(|| format!("crash test failed with HERALD_CRASH_SEED={seed}"))
+    ensure!((SENDERS + 1..=5000).contains(&members), "HERALD_CRASH_MEMBERS must be {} to 5000", SENDERS + 1);
+    println!("crash test: HERALD_CRASH_SEED={seed} HERALD_CRASH_ROUNDS={rounds} HERALD_CRASH_MEMBERS={members}");
+    crash_test(seed, rounds, members).await.with_context(|| format!("crash test failed with HERALD_CRASH_SEED={seed}"))
 }
 
-async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
+async fn crash_test(seed: u64, rounds: u32, members: usize) -> Result<()> {
     let mut rng = SplitMix64(seed);
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("herald-data");
@@ -78,7 +81,7 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
     let mut tokens = mint_tokens(&binary, &data_dir, users).await?;
     let owner_token = tokens.remove(OWNER).context("owner token")?;
     let owner = connector.connect(&owner_token, DEVICE).await?;
-    let conv = create_group(&owner).await?;
+    let conv = create_group(&owner, members).await?;
     let (scheduler, last_due) = schedule_messages(&owner, conv).await?;
     owner.close().await;
     let mut senders = (1..=SENDERS)
@@ -131,7 +134,7 @@ async fn crash_test(seed: u64, rounds: u32) -> Result<()> {
         history.sent_all(sender.records(conv));
     }
     let findings = history.check(&[Log { conversation: conv, entries: log, last_seq }]);
-    report(seed, rounds, last_seq, &tally, &findings, &restarts);
+    report(seed, rounds, members, last_seq, &tally, &findings, &restarts);
     assert!(
         findings.is_clean(),
         "HERALD_CRASH_SEED={seed}: the log disagrees with what senders were told:\n{findings}"
@@ -225,13 +228,13 @@ async fn crash_round(
     Ok(senders)
 }
 
-/// Creates the group: the owner, the senders, and enough silent members to make `GROUP_SIZE`.
-async fn create_group(owner: &Client) -> Result<u64> {
+/// Creates the group: the owner, the senders, and enough silent members to make `size`.
+async fn create_group(owner: &Client, size: usize) -> Result<u64> {
     let members: Vec<String> =
-        (1..=SENDERS).map(sender_name).chain((SENDERS + 1..GROUP_SIZE).map(|i| format!("member-{i:03}"))).collect();
+        (1..=SENDERS).map(sender_name).chain((SENDERS + 1..size).map(|i| format!("member-{i:04}"))).collect();
     let members: Vec<&str> = members.iter().map(String::as_str).collect();
     let group = owner.create_group("crash-test", &members).await?;
-    ensure!(group.member_count as usize == GROUP_SIZE, "group has {} members", group.member_count);
+    ensure!(group.member_count as usize == size, "group has {} members", group.member_count);
     ensure!(group.last_seq == 1, "a new group's log holds only its creation, not {}", group.last_seq);
     Ok(group.conversation_id)
 }
@@ -360,11 +363,19 @@ impl Tally {
     }
 }
 
-fn report(seed: u64, rounds: u32, last_seq: u64, tally: &Tally, findings: &Findings, restarts: &[Duration]) {
+fn report(
+    seed: u64,
+    rounds: u32,
+    members: usize,
+    last_seq: u64,
+    tally: &Tally,
+    findings: &Findings,
+    restarts: &[Duration],
+) {
     let mut restarts = restarts.to_vec();
     restarts.sort();
     let ms = |d: Option<&Duration>| d.map_or(0, Duration::as_millis);
-    println!("crash test, HERALD_CRASH_SEED={seed}: {rounds} rounds, {SENDERS} senders, group of {GROUP_SIZE}");
+    println!("crash test, HERALD_CRASH_SEED={seed}: {rounds} rounds, {SENDERS} senders, group of {members}");
     println!("  sends:       {} messages, log last_seq {last_seq}", tally.messages);
     println!("  acked:       {}", tally.acked);
     println!(

@@ -30,6 +30,7 @@ use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
 use common::child_broker::{ChildBroker, Connector, broker_binary, env_or, mint_tokens, unused_udp_address};
 use common::history::{History, Log, SendRecord};
+use common::rss::RssSampler;
 use herald_client::{Client, ClientError, EntryKind};
 use herald_protocol::ErrorCode;
 use tokio::sync::Semaphore;
@@ -318,48 +319,4 @@ fn write_config(dir: &Path, name: &str, text: &str) -> Result<String> {
     let path = dir.join(name);
     std::fs::write(&path, text)?;
     Ok(path.display().to_string())
-}
-
-/// Samples a process's VmRSS every 50 ms on a thread until dropped.
-struct RssSampler {
-    pid: u32,
-    peak_kib: Arc<AtomicU64>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let peak_kib = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (peak, stopped) = (peak_kib.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                if let Some(kib) = vm_rss_kib(pid) {
-                    peak.fetch_max(kib, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Self { pid, peak_kib, stop }
-    }
-
-    fn current_mib(&self) -> u64 {
-        vm_rss_kib(self.pid).unwrap_or(0) / 1024
-    }
-
-    fn peak_mib(&self) -> u64 {
-        self.peak_kib.load(Ordering::Relaxed) / 1024
-    }
-}
-
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

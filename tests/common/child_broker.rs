@@ -202,21 +202,26 @@ pub fn unused_udp_address() -> Result<SocketAddr> {
 /// Mints a one-hour token per user with the binary's `token` command, signed by the data
 /// directory's development key (which copies of the directory share).
 pub async fn mint_tokens(binary: &Path, data_dir: &Path, users: Vec<String>) -> Result<HashMap<String, String>> {
-    let (binary, data_dir) = (binary.to_owned(), data_dir.to_owned());
+    let mut tokens = HashMap::with_capacity(users.len());
+    for user in users {
+        let token = mint_token(binary, data_dir, &user, &[]).await?;
+        tokens.insert(user, token);
+    }
+    Ok(tokens)
+}
+
+/// Mints a one-hour token for `user` with `roles`, as [`mint_tokens`] does.
+pub async fn mint_token(binary: &Path, data_dir: &Path, user: &str, roles: &[&str]) -> Result<String> {
+    let mut command = Command::new(binary);
+    command.arg("--data-dir").arg(data_dir).args(["token", "--org", ORG, "--user", user, "--ttl", "1h"]);
+    for role in roles {
+        command.args(["--role", role]);
+    }
+    let user = user.to_owned();
     tokio::task::spawn_blocking(move || {
-        users
-            .into_iter()
-            .map(|user| -> Result<(String, String)> {
-                let out = Command::new(&binary)
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .args(["token", "--org", ORG, "--user", &user, "--ttl", "1h"])
-                    .output()?;
-                ensure!(out.status.success(), "token for {user}: {}", String::from_utf8_lossy(&out.stderr));
-                let token = String::from_utf8(out.stdout)?.trim().to_owned();
-                Ok((user, token))
-            })
-            .collect()
+        let out = command.output()?;
+        ensure!(out.status.success(), "token for {user}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     })
     .await?
 }

@@ -7,6 +7,7 @@
 pub mod child_broker;
 pub mod history;
 pub mod rng;
+pub mod rss;
 pub mod udp_proxy;
 
 use std::net::SocketAddr;
@@ -159,28 +160,55 @@ impl RawPeer {
         Self::connect_with_window(broker, None).await
     }
 
+    /// Connects to `server` (a proxy in front of `broker`) and opens the control stream.
+    pub async fn connect_at(broker: &TestBroker, server: SocketAddr) -> Result<Self> {
+        Self::connect_to(broker.certificate(), server, None).await
+    }
+
     /// Connects with a given per-stream receive window, to make a reader that falls behind
     /// stall the broker's writes quickly.
     pub async fn connect_with_window(broker: &TestBroker, stream_window: Option<u32>) -> Result<Self> {
-        let mut endpoint = client_endpoint(broker, herald_protocol::ALPN)?;
+        Self::connect_to(broker.certificate(), broker.addr(), stream_window).await
+    }
+
+    /// Connects to the broker at `server` that presents `certificate` (any broker: one in this
+    /// process, a child process, or one behind a proxy) and opens the control stream.
+    pub async fn connect_to(
+        certificate: CertificateDer<'static>,
+        server: SocketAddr,
+        stream_window: Option<u32>,
+    ) -> Result<Self> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let mut config = client_config_trusting(certificate, herald_protocol::ALPN)?;
         if let Some(window) = stream_window {
             let mut transport = quinn::TransportConfig::default();
             transport.stream_receive_window(window.into());
-            let mut config = client_config(broker, herald_protocol::ALPN)?;
             config.transport_config(Arc::new(transport));
-            endpoint.set_default_client_config(config);
         }
-        let conn = endpoint.connect(broker.addr(), "localhost")?.await?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint.connect(server, "localhost")?.await?;
         let (send, recv) = conn.open_bi().await?;
         Ok(Self { endpoint, conn, send, recv, buf: BytesMut::new(), codec: FrameCodec::new(16 << 20) })
     }
 
+    /// Sends HELLO with `token` and waits for WELCOME.
+    pub async fn hello(&mut self, token: String) -> Result<()> {
+        self.send_frame(&Frame::from_body(RequestId::new(1), &hello(token))).await?;
+        let welcome = self.next_frame().await?.context("WELCOME")?;
+        welcome.decode_body::<pb::Welcome>()?;
+        Ok(())
+    }
+
     /// Connects and completes the handshake with a valid token.
     pub async fn open(broker: &TestBroker) -> Result<Self> {
-        let mut peer = Self::connect(broker).await?;
-        peer.send_frame(&Frame::from_body(RequestId::new(1), &hello(broker.token(ORG, "alice")))).await?;
-        let welcome = peer.next_frame().await?.context("WELCOME")?;
-        welcome.decode_body::<pb::Welcome>()?;
+        Self::open_at(broker, broker.addr(), "alice").await
+    }
+
+    /// Connects to `server` (the broker, or a proxy in front of it) and completes the
+    /// handshake as `user`.
+    pub async fn open_at(broker: &TestBroker, server: SocketAddr, user: &str) -> Result<Self> {
+        let mut peer = Self::connect_at(broker, server).await?;
+        peer.hello(broker.token(ORG, user)).await?;
         Ok(peer)
     }
 
@@ -243,15 +271,15 @@ pub fn hello(token: String) -> pb::Hello {
     }
 }
 
-fn client_endpoint(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Endpoint> {
+pub fn client_endpoint(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::Endpoint> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(client_config(broker, alpn)?);
+    endpoint.set_default_client_config(client_config_trusting(broker.certificate(), alpn)?);
     Ok(endpoint)
 }
 
-fn client_config(broker: &TestBroker, alpn: &[u8]) -> Result<quinn::ClientConfig> {
+fn client_config_trusting(certificate: CertificateDer<'static>, alpn: &[u8]) -> Result<quinn::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(broker.certificate())?;
+    roots.add(certificate)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

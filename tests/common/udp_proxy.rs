@@ -91,6 +91,8 @@ struct Shared {
     impairment: Mutex<Impairment>,
     rng: Mutex<SplitMix64>,
     blackhole: AtomicBool,
+    /// Drop what the broker sends back, relay what clients send.
+    replies_blocked: AtomicBool,
     stats: ProxyStats,
 }
 
@@ -180,6 +182,7 @@ impl UdpProxy {
             impairment: Mutex::new(impairment),
             rng: Mutex::new(SplitMix64(seed)),
             blackhole: AtomicBool::new(false),
+            replies_blocked: AtomicBool::new(false),
             stats: ProxyStats::default(),
         });
         let mut tasks = JoinSet::new();
@@ -200,6 +203,12 @@ impl UdpProxy {
     /// Switches the blackhole on (nothing passes, either way) or off.
     pub fn set_blackhole(&self, on: bool) {
         self.shared.blackhole.store(on, Ordering::Release);
+    }
+
+    /// Drops everything the broker sends back while on, while clients' datagrams still arrive:
+    /// the broker sees peers that vanished halfway through a handshake.
+    pub fn set_replies_blocked(&self, on: bool) {
+        self.shared.replies_blocked.store(on, Ordering::Release);
     }
 
     pub fn stats(&self) -> &ProxyStats {
@@ -246,6 +255,10 @@ async fn relay_to_client(upstream: Arc<UdpSocket>, front: Arc<UdpSocket>, client
     loop {
         // An ICMP "port unreachable" surfaces as an error on a connected socket; keep going.
         let Ok(len) = upstream.recv(&mut buf).await else { continue };
+        if shared.replies_blocked.load(Ordering::Acquire) {
+            count(&shared.stats.blackholed);
+            continue;
+        }
         let Some(datagram) = buf.get(..len) else { continue };
         shared.forward(&front, datagram, Some(client));
     }

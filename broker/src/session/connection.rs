@@ -39,15 +39,7 @@ pub(crate) async fn serve_connection(
     let remote = incoming.remote_address();
     let span = tracing::info_span!("session", session = %id, %remote);
     async move {
-        let conn = {
-            // Held until the TLS handshake is done; the permit is never closed.
-            let _handshaking = ctx.handshakes.acquire().await;
-            match incoming.accept() {
-                Ok(connecting) => connecting.await,
-                Err(e) => Err(e),
-            }
-        };
-        match conn {
+        match handshake(incoming, &ctx).await {
             Ok(conn) => {
                 metrics::counter!(names::CONNECTIONS_ACCEPTED).increment(1);
                 let open = metrics::gauge!(names::CONNECTIONS_OPEN);
@@ -83,6 +75,36 @@ pub(crate) async fn serve_connection(
     }
     .instrument(span)
     .await;
+}
+
+/// Completes the QUIC handshake within the handshake timeout.
+///
+/// A handshake permit is held only while the broker does the costly part, answering the
+/// ClientHello with its signed first flight; a client that then goes silent (a handshake
+/// flood, a phone that lost its network) waits without one, so it cannot hold up other
+/// clients' handshakes, and is dropped, with its connection slot, when the timeout ends.
+async fn handshake(incoming: quinn::Incoming, ctx: &SessionContext) -> Result<quinn::Connection, HandshakeFailed> {
+    let deadline = tokio::time::Instant::now() + ctx.handshake_timeout;
+    let mut connecting = {
+        // The permit is never closed, so acquiring cannot fail.
+        let _handshaking = ctx.handshakes.acquire().await;
+        let mut connecting = incoming.accept()?;
+        tokio::time::timeout_at(deadline, connecting.handshake_data())
+            .await
+            .map_err(|_| HandshakeFailed::Timeout)??;
+        connecting
+    };
+    // Dropping `connecting` on timeout closes the connection.
+    Ok(tokio::time::timeout_at(deadline, &mut connecting).await.map_err(|_| HandshakeFailed::Timeout)??)
+}
+
+/// Why a connection never became a session.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeFailed {
+    #[error(transparent)]
+    Quic(#[from] quinn::ConnectionError),
+    #[error("no complete handshake within the handshake timeout")]
+    Timeout,
 }
 
 /// Why the loop stopped performing actions.

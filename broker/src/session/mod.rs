@@ -5,6 +5,7 @@ mod connection;
 mod context;
 mod denials;
 mod directory;
+mod fuzz;
 mod machine;
 mod push_writer;
 mod requests;
@@ -12,6 +13,7 @@ mod services;
 
 pub(crate) use connection::serve_connection;
 pub use context::SessionContext;
+pub use fuzz::fuzz_session_frames;
 pub use machine::{Action, SessionMachine};
 pub use requests::Routed;
 pub use services::Services;

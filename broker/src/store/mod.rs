@@ -7,12 +7,15 @@ mod admin;
 mod attendance;
 mod audit;
 mod e2e;
+mod error;
 mod keys;
 mod kv;
 mod log;
 mod memory;
 mod records;
+#[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
 mod wal_watermark;
 
 pub use admin::{
@@ -28,7 +31,9 @@ pub use e2e::{
     co_members, device_keys, device_keys_write, envelope_removal, envelope_write, has_envelope, mailbox_page,
     user_device_keys,
 };
+pub use error::StoreError;
 pub use kv::{Cf, KvBackend, KvPair, KvWrite};
 pub use log::{ConversationSummary, CursorRecords, LogStore, WriteOp};
 pub use memory::MemoryStore;
-pub use rocks::{RocksStore, StoreError};
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;

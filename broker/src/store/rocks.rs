@@ -13,6 +13,7 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions,
 };
 
+use super::StoreError;
 use super::kv::{Cf, KvBackend, KvPair, KvWrite};
 
 /// The on-disk format this code writes. A database with another version is refused at open,
@@ -20,72 +21,6 @@ use super::kv::{Cf, KvBackend, KvPair, KvWrite};
 const FORMAT_VERSION: u32 = 1;
 
 const KEY_FORMAT_VERSION: &[u8] = b"format_version";
-
-/// Why the store failed. Every variant names the database path or the corruption it found.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// RocksDB reported an error (I/O, corruption, lock held by another process).
-    #[error("database {path}: {source}")]
-    Rocks {
-        /// The database directory.
-        path: PathBuf,
-        /// RocksDB's error.
-        #[source]
-        source: rocksdb::Error,
-    },
-    /// The database was written by an incompatible version of Herald.
-    #[error("database {path} has format version {found}; this broker reads version {FORMAT_VERSION}")]
-    FormatVersion {
-        /// The database directory.
-        path: PathBuf,
-        /// The version found on disk.
-        found: String,
-    },
-    /// A write failed earlier; the store refuses every write until the broker restarts and
-    /// recovers from its log, rather than carry on with state it cannot vouch for.
-    #[error("store refuses writes after a failed write: {0}")]
-    Poisoned(String),
-    /// The backend cannot do what was asked (a checkpoint of an in-memory store).
-    #[error("not supported by this store: {0}")]
-    Unsupported(&'static str),
-    /// The database came back with fewer writes than it had committed: the newest WAL lost
-    /// records that were synced (truncated, or a damaged record dropped as if it were a torn
-    /// tail). Starting would silently lose acknowledged data, so the open is refused.
-    #[error(
-        "database {path}: the write-ahead log is truncated or corrupt: writes up to sequence {committed} were \
-         committed but only {recovered} were recovered; restore the data directory from a backup, or delete \
-         {watermark} to start with the loss"
-    )]
-    WalTruncated {
-        /// The database directory.
-        path: PathBuf,
-        /// The last sequence number the store had committed (its watermark).
-        committed: u64,
-        /// The last sequence number RocksDB recovered.
-        recovered: u64,
-        /// The watermark file.
-        watermark: PathBuf,
-    },
-    /// The store's own files beside RocksDB's (the WAL watermark) cannot be read or written.
-    #[error("database {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A stored record does not decode.
-    #[error("database {path}: corrupt record in {cf}: {reason}")]
-    Corrupt {
-        /// The database directory.
-        path: PathBuf,
-        /// The column family.
-        cf: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// The broker's RocksDB database.
 pub struct RocksStore {
@@ -145,7 +80,11 @@ impl RocksStore {
         let meta = store.cf(Cf::Meta)?;
         match store.db.get_cf(meta, KEY_FORMAT_VERSION).map_err(store.rocks_err())? {
             Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(store),
-            Some(v) => Err(StoreError::FormatVersion { path: path.to_owned(), found: format!("{v:02x?}") }),
+            Some(v) => Err(StoreError::FormatVersion {
+                path: path.to_owned(),
+                found: format!("{v:02x?}"),
+                supported: FORMAT_VERSION,
+            }),
             None => Ok(store),
         }
     }
@@ -171,7 +110,11 @@ impl RocksStore {
                 self.write_batch(batch, true)
             }
             Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
-            Some(v) => Err(StoreError::FormatVersion { path: self.path.clone(), found: format!("{v:02x?}") }),
+            Some(v) => Err(StoreError::FormatVersion {
+                path: self.path.clone(),
+                found: format!("{v:02x?}"),
+                supported: FORMAT_VERSION,
+            }),
         }
     }
 
