@@ -6,7 +6,10 @@
 //! twice, nothing out of order, every entry delivered to every member.
 //!
 //! A short blackhole must not cost a reconnect: QUIC retransmits across it, within the idle
-//! timeout, so no client reports itself offline and every session id stays the same.
+//! timeout, so no client reports itself offline and every session id stays the same. A blackhole
+//! longer than the idle timeout does cost one: every client goes offline, reconnects on a new
+//! session once the network is back, re-sends what was in flight under the same ids, and its
+//! stream catches up, with the checker as clean as before.
 //!
 //! Environment:
 //! - `HERALD_FAULT_SEED`: the proxy's seed (default [`DEFAULT_SEED`]); failures name it.
@@ -71,7 +74,7 @@ async fn network_faults(seed: u64, messages: usize) -> Result<()> {
 
     // Phase 2: a clean network, then nothing at all for BLACKHOLE, in the middle of the sends.
     proxy.set_impairment(Impairment::none());
-    history.sent_all(send_from_all(&clients, &users, conv, "dark", messages, Some(&proxy)).await?);
+    history.sent_all(send_from_all(&clients, &users, conv, "dark", messages, Some((&proxy, BLACKHOLE))).await?);
     proxy.set_impairment(Impairment::lossy(LOSS));
 
     // Every stream catches up to the log's end; then the log is read back past the proxy.
@@ -109,8 +112,72 @@ async fn network_faults(seed: u64, messages: usize) -> Result<()> {
     Ok(())
 }
 
+/// The idle timeout of the broker in the long-blackhole test, and the blackhole: twice as long.
+const SHORT_IDLE: Duration = Duration::from_secs(3);
+const LONG_BLACKHOLE: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackhole_longer_than_the_idle_timeout_costs_a_reconnect_and_loses_nothing() -> Result<()> {
+    let seed = env_or("HERALD_FAULT_SEED", DEFAULT_SEED)?;
+    let messages = env_or("HERALD_FAULT_MESSAGES", DEFAULT_MESSAGES as u64)? as usize;
+    let broker = TestBroker::start_with(|c| {
+        c.rate_limits.enabled = false;
+        c.limits.idle_timeout = SHORT_IDLE;
+    })
+    .await?;
+    let proxy = UdpProxy::start(broker.addr(), Impairment::lossy(LOSS), seed).await?;
+    let users: Vec<String> = (0..CLIENTS).map(|n| format!("far-{n}")).collect();
+    let mut clients = Vec::new();
+    let mut readers = Vec::new();
+    for user in &users {
+        let config =
+            broker.client_config_at(proxy.addr(), broker.token(ORG, user)).with_request_timeout(REQUEST_TIMEOUT);
+        let client = Client::connect(config).await.with_context(|| format!("{user} connecting through the proxy"))?;
+        readers.push(Reader::spawn(user.clone(), &client)?);
+        clients.push(client);
+    }
+    let sessions: Vec<SessionId> = clients.iter().map(|c| c.session().session_id).collect();
+    let others: Vec<&str> = users.iter().skip(1).map(String::as_str).collect();
+    let conv = clients.first().context("a client")?.create_group("tunnel", &others).await?.conversation_id;
+
+    let mut history = History::new();
+    history.sent_all(send_from_all(&clients, &users, conv, "tunnel", messages, Some((&proxy, LONG_BLACKHOLE))).await?);
+
+    let last_seq = clients.first().context("a client")?.history(conv, 0, true, 1).await?.last_seq;
+    let mut streams = Vec::new();
+    for reader in readers {
+        streams.push(reader.finish(conv, last_seq).await?);
+    }
+    let owner = Client::connect(broker.client_config(broker.token(ORG, users.first().context("owner")?))).await?;
+    let entries = owner.catch_up(conv, 0).await?;
+    owner.close().await;
+    for (user, stream) in users.iter().zip(&streams) {
+        history.received(user, stream.entries.iter().cloned());
+        history.expect(user, conv, 0);
+    }
+    let findings = history.check(&[Log { conversation: conv, entries, last_seq }]);
+    println!(
+        "long blackhole, HERALD_FAULT_SEED={seed}: {CLIENTS} clients, {messages} messages each, dark for \
+         {LONG_BLACKHOLE:?} with a {SHORT_IDLE:?} idle timeout"
+    );
+    println!("  proxy:   {}", proxy.stats().summary());
+    println!("  checker: {}", findings.summary());
+    ensure!(findings.is_clean(), "the streams or the log break the promise:\n{findings}");
+    ensure!(findings.counts.acked == findings.counts.sends, "every send was acknowledged in the end");
+    for ((user, stream), (client, session)) in users.iter().zip(&streams).zip(clients.iter().zip(&sessions)) {
+        let offline = stream.states.iter().any(|s| !matches!(s, ConnectionState::Online { .. }));
+        ensure!(offline, "{user} never noticed the connection was gone: {:?}", stream.states);
+        ensure!(client.session().session_id != *session, "{user} reconnected on a new session");
+        println!("  {user}: {:?}", stream.states);
+    }
+    for client in &clients {
+        client.close().await;
+    }
+    Ok(())
+}
+
 /// Every client sends `messages` messages to `conv` concurrently, one at a time each, waiting
-/// for each ack. With `blackhole`, the proxy goes dark for [`BLACKHOLE`] once a third of the
+/// for each ack. With `blackhole`, the proxy goes dark for the time given once a third of the
 /// messages are acknowledged. Returns the sends, each client's in order.
 async fn send_from_all(
     clients: &[Client],
@@ -118,7 +185,7 @@ async fn send_from_all(
     conv: u64,
     phase: &str,
     messages: usize,
-    blackhole: Option<&UdpProxy>,
+    blackhole: Option<(&UdpProxy, Duration)>,
 ) -> Result<Vec<SendRecord>> {
     let (progress, mut acked) = mpsc::unbounded_channel::<()>();
     let tasks: Vec<_> = clients
@@ -140,12 +207,12 @@ async fn send_from_all(
         })
         .collect();
     drop(progress);
-    if let Some(proxy) = blackhole {
+    if let Some((proxy, dark_for)) = blackhole {
         for _ in 0..clients.len() * messages / 3 {
             acked.recv().await;
         }
         proxy.set_blackhole(true);
-        tokio::time::sleep(BLACKHOLE).await;
+        tokio::time::sleep(dark_for).await;
         proxy.set_blackhole(false);
     }
     let mut records = Vec::new();

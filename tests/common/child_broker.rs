@@ -42,7 +42,18 @@ pub enum Started {
 impl ChildBroker {
     /// Starts the broker and waits until it listens; fails if it exits instead.
     pub async fn start(binary: &Path, data_dir: &Path, listen: SocketAddr, extra: &[&str]) -> Result<Self> {
-        match Self::try_start(binary, data_dir, listen, extra).await? {
+        Self::start_with_env(binary, data_dir, listen, extra, &[]).await
+    }
+
+    /// [`ChildBroker::start`] with extra environment variables for the broker process.
+    pub async fn start_with_env(
+        binary: &Path,
+        data_dir: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Self> {
+        match Self::try_start_with_env(binary, data_dir, listen, extra, env).await? {
             Started::Running(broker) => Ok(broker),
             Started::Exited { status, stderr } => bail!("the broker exited before listening: {status}\n{stderr}"),
         }
@@ -51,6 +62,16 @@ impl ChildBroker {
     /// Starts the broker and waits for the first line of its banner, which it prints once it
     /// listens. stderr goes to `<data_dir>.stderr`, so a refusal to start can be read back.
     pub async fn try_start(binary: &Path, data_dir: &Path, listen: SocketAddr, extra: &[&str]) -> Result<Started> {
+        Self::try_start_with_env(binary, data_dir, listen, extra, &[]).await
+    }
+
+    async fn try_start_with_env(
+        binary: &Path,
+        data_dir: &Path,
+        listen: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Started> {
         let stderr_path = data_dir.with_extension("stderr");
         let stderr = std::fs::File::create(&stderr_path)?;
         let mut child = Command::new(binary)
@@ -58,6 +79,7 @@ impl ChildBroker {
             .arg(data_dir)
             .args(["serve", "--listen", &listen.to_string(), "--log-level", "warn"])
             .args(extra)
+            .envs(env.iter().copied())
             // A refusal to start is read back from stderr: no backtrace in the way.
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
