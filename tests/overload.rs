@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
 use common::child_broker::{ChildBroker, Connector, broker_binary, env_or, mint_tokens, unused_udp_address};
-use common::history::{History, Log, SendRecord};
+use common::history::{Findings, History, Log, SendRecord};
 use common::rss::RssSampler;
 use herald_client::{Client, ClientError, EntryKind};
 use herald_protocol::ErrorCode;
@@ -61,19 +61,8 @@ async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recove
     let connector = Connector::new(listen, &data_dir)?;
     let users: Vec<String> = (0..CLIENTS).map(|i| format!("user-{i:02}")).collect();
     let tokens = mint_tokens(&binary, &data_dir, users.clone()).await?;
-    let mut clients = Vec::new();
-    for user in &users {
-        let token = tokens.get(user).context("a token")?;
-        clients.push((user.clone(), connector.connect(token, user).await?));
-    }
-    let mut convs = Vec::new();
-    for group in clients.chunks(PER_GROUP) {
-        let members: Vec<&str> = group.iter().skip(1).map(|(u, _)| u.as_str()).collect();
-        let (_, creator) = group.first().context("a group")?;
-        convs.push(creator.create_group("overload", &members).await?.conversation_id);
-    }
-    // Each client's group, in client order.
-    let conv_of: Vec<u64> = convs.iter().flat_map(|&c| std::iter::repeat_n(c, PER_GROUP)).collect();
+    let clients = connect_all(&connector, &users, &tokens).await?;
+    let (convs, conv_of) = create_groups(&clients).await?;
 
     // 1. Calibration.
     let records = Arc::new(std::sync::Mutex::new(Vec::<SendRecord>::new()));
@@ -111,11 +100,7 @@ async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recove
     let broker = ChildBroker::start(&binary, &data_dir, listen, &["--config", &limited]).await?;
     let rss = RssSampler::start(broker.pid());
     let baseline_mib = rss.current_mib();
-    let mut clients = Vec::new();
-    for user in &users {
-        let token = tokens.get(user).context("a token")?;
-        clients.push((user.clone(), connector.connect(token, user).await?));
-    }
+    let clients = connect_all(&connector, &users, &tokens).await?;
     let per_client = 2.0 * capacity / CLIENTS as f64;
     let burst = Duration::from_secs(secs);
     let tally = Arc::new(Tally::default());
@@ -132,46 +117,18 @@ async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recove
 
     // 3. Recovery: the org bucket refills in a second; then normal sends go through first time.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for ((user, client), &conv) in clients.iter().zip(&conv_of) {
-        for n in 0..AFTER {
-            let (id, payload) = message(user, "after", n);
-            let ack = client.send_with_id(conv, &id, payload.clone()).await.with_context(|| {
-                format!("{id}: a normal send after the burst is refused (capacity {capacity:.0}/s)")
-            })?;
-            records.lock().expect("records").push(SendRecord::new(user, conv, &id, payload).acked(ack.seq));
-        }
-    }
+    send_one_at_a_time(&clients, &conv_of, &records)
+        .await
+        .with_context(|| format!("a normal send after the burst is refused (capacity {capacity:.0}/s)"))?;
 
     // The log against what every client was told.
-    let mut logs = Vec::new();
-    for (group, &conv) in clients.chunks(PER_GROUP).zip(&convs) {
-        let (_, reader) = group.first().context("a member")?;
-        let entries = reader.catch_up(conv, 0).await?;
-        let last_seq = reader.history(conv, 0, true, 1).await?.last_seq;
-        logs.push(Log { conversation: conv, entries, last_seq });
-    }
+    let logs = read_logs(&clients, &convs).await?;
     let after_mib = rss.current_mib();
     for (_, client) in &clients {
         client.close().await;
     }
     broker.stop()?;
-    let mut records = std::mem::take(&mut *records.lock().expect("records"));
-    // A client's burst sends are in flight together, so no order between them is promised;
-    // ordered by acked seq (refused ones, absent from the log, last), the checker's order check
-    // still covers the one-at-a-time phases before and after.
-    records.sort_by_key(|r| r.acked_seq.unwrap_or(u64::MAX));
-    let refused: HashSet<String> = tally.refused_ids.lock().expect("ids").clone();
-    let stored_refused: Vec<String> = logs
-        .iter()
-        .flat_map(|log| &log.entries)
-        .filter_map(|e| match &e.kind {
-            EntryKind::Message { client_msg_id, .. } if refused.contains(client_msg_id) => Some(client_msg_id.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut history = History::new();
-    history.sent_all(records);
-    let findings = history.check(&logs);
+    let (findings, stored_refused) = check(&records, &tally, &logs);
 
     let t = &*tally;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -196,14 +153,170 @@ async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recove
     );
     println!("  checker: {}", findings.summary());
 
+    ensure!(get(&t.rate_limited) + get(&t.overloaded) > 0, "twice the capacity drew no backpressure");
+    ensure_explicit_backpressure(&findings, &stored_refused, t)?;
+    ensure!(burst_peak_mib <= rss_bound_mib, "broker VmRSS peaked at {burst_peak_mib} MiB > {rss_bound_mib} MiB");
+    Ok(())
+}
+
+/// With rate limits off, the shards' own queue is the last line: a flood far past capacity into
+/// one shard with a short queue is answered OVERLOADED with a retry-after (never a timeout or
+/// another error), memory stays bounded, refused sends are not stored, and once the flood ends
+/// normal sends go through first time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_shard_queue_answers_overloaded_with_retry_after() -> Result<()> {
+    let secs = env_or("HERALD_OVERLOAD_SECS", DEFAULT_SECS)?;
+    let rss_bound_mib = env_or("HERALD_OVERLOAD_RSS_MIB", DEFAULT_RSS_MIB)?;
+    let binary = broker_binary()?;
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("herald-data");
+    let listen = unused_udp_address()?;
+    let config = "[rate_limits]\nenabled = false\n\n[storage]\nshards = 1\nshard_queue = 16\n";
+    let config = write_config(dir.path(), "one-short-shard.toml", config)?;
+    let broker = ChildBroker::start(&binary, &data_dir, listen, &["--config", &config]).await?;
+    let rss = RssSampler::start(broker.pid());
+    let baseline_mib = rss.current_mib();
+    let connector = Connector::new(listen, &data_dir)?;
+    let users: Vec<String> = (0..CLIENTS).map(|i| format!("user-{i:02}")).collect();
+    let tokens = mint_tokens(&binary, &data_dir, users.clone()).await?;
+    let clients = connect_all(&connector, &users, &tokens).await?;
+    let (convs, conv_of) = create_groups(&clients).await?;
+
+    let records = Arc::new(std::sync::Mutex::new(Vec::<SendRecord>::new()));
+    let tally = Arc::new(Tally::default());
+    let mut tasks = Vec::new();
+    for ((user, client), &conv) in clients.iter().zip(&conv_of) {
+        let (user, client, records, tally) = (user.clone(), client.clone(), records.clone(), tally.clone());
+        tasks.push(tokio::spawn(offer(
+            user,
+            client,
+            conv,
+            FLOOD_PER_CLIENT,
+            Duration::from_secs(secs),
+            records,
+            tally,
+        )));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let peak_mib = rss.peak_mib();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_one_at_a_time(&clients, &conv_of, &records).await.context("a normal send after the flood is refused")?;
+    let logs = read_logs(&clients, &convs).await?;
+    for (_, client) in &clients {
+        client.close().await;
+    }
+    broker.stop()?;
+    let (findings, stored_refused) = check(&records, &tally, &logs);
+
+    let t = &*tally;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "shard queue: one shard, queue of 16, {CLIENTS} clients offering {FLOOD_PER_CLIENT}/s each for {secs} s: {} \
+         offered, {} acked, {} OVERLOADED, {} RATE_LIMITED, {} other errors; retry-after {}-{} ms; VmRSS \
+         {baseline_mib} MiB before, peak {peak_mib} MiB",
+        get(&t.offered),
+        get(&t.acked),
+        get(&t.overloaded),
+        get(&t.rate_limited),
+        get(&t.other),
+        get(&t.retry_min_ms),
+        get(&t.retry_max_ms)
+    );
+    println!("  checker: {}", findings.summary());
+    ensure!(get(&t.overloaded) > 0, "a full shard queue answered no OVERLOADED");
+    ensure_explicit_backpressure(&findings, &stored_refused, t)?;
+    ensure!(peak_mib <= rss_bound_mib, "broker VmRSS peaked at {peak_mib} MiB > {rss_bound_mib} MiB");
+    Ok(())
+}
+
+/// Offered per client in the shard-queue test: far beyond what one shard commits.
+const FLOOD_PER_CLIENT: f64 = 1000.0;
+
+/// What both bursts must show: the logs agree with every answer, no refused send was stored,
+/// every refusal was explicit with a retry-after, and some sends still went through.
+fn ensure_explicit_backpressure(findings: &Findings, stored_refused: &[String], t: &Tally) -> Result<()> {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     ensure!(findings.is_clean(), "the logs disagree with what the clients were told:\n{findings}");
     ensure!(stored_refused.is_empty(), "refused sends were stored: {stored_refused:?}");
     ensure!(get(&t.other) == 0, "{} sends failed without explicit backpressure: {:?}", get(&t.other), t.errors());
-    ensure!(get(&t.rate_limited) + get(&t.overloaded) > 0, "twice the capacity drew no backpressure");
     ensure!(get(&t.without_retry_after) == 0, "{} refusals lacked a retry-after", get(&t.without_retry_after));
     ensure!(get(&t.acked) > 0, "nothing was acknowledged during the burst");
-    ensure!(burst_peak_mib <= rss_bound_mib, "broker VmRSS peaked at {burst_peak_mib} MiB > {rss_bound_mib} MiB");
     Ok(())
+}
+
+async fn connect_all(
+    connector: &Connector,
+    users: &[String],
+    tokens: &HashMap<String, String>,
+) -> Result<Vec<(String, Client)>> {
+    let mut clients = Vec::new();
+    for user in users {
+        let token = tokens.get(user).context("a token")?;
+        clients.push((user.clone(), connector.connect(token, user).await?));
+    }
+    Ok(clients)
+}
+
+/// Groups of [`PER_GROUP`] clients; returns the groups and each client's group, in client order.
+async fn create_groups(clients: &[(String, Client)]) -> Result<(Vec<u64>, Vec<u64>)> {
+    let mut convs = Vec::new();
+    for group in clients.chunks(PER_GROUP) {
+        let members: Vec<&str> = group.iter().skip(1).map(|(u, _)| u.as_str()).collect();
+        let (_, creator) = group.first().context("a group")?;
+        convs.push(creator.create_group("overload", &members).await?.conversation_id);
+    }
+    let conv_of = convs.iter().flat_map(|&c| std::iter::repeat_n(c, PER_GROUP)).collect();
+    Ok((convs, conv_of))
+}
+
+/// Every client sends [`AFTER`] messages one at a time; each must be acknowledged first time.
+async fn send_one_at_a_time(
+    clients: &[(String, Client)],
+    conv_of: &[u64],
+    records: &std::sync::Mutex<Vec<SendRecord>>,
+) -> Result<()> {
+    for ((user, client), &conv) in clients.iter().zip(conv_of) {
+        for n in 0..AFTER {
+            let (id, payload) = message(user, "after", n);
+            let ack = client.send_with_id(conv, &id, payload.clone()).await.with_context(|| id.clone())?;
+            records.lock().expect("records").push(SendRecord::new(user, conv, &id, payload).acked(ack.seq));
+        }
+    }
+    Ok(())
+}
+
+async fn read_logs(clients: &[(String, Client)], convs: &[u64]) -> Result<Vec<Log>> {
+    let mut logs = Vec::new();
+    for (group, &conv) in clients.chunks(PER_GROUP).zip(convs) {
+        let (_, reader) = group.first().context("a member")?;
+        let entries = reader.catch_up(conv, 0).await?;
+        let last_seq = reader.history(conv, 0, true, 1).await?.last_seq;
+        logs.push(Log { conversation: conv, entries, last_seq });
+    }
+    Ok(logs)
+}
+
+/// The history checker on `logs`, and the refused sends that were stored anyway.
+fn check(records: &std::sync::Mutex<Vec<SendRecord>>, tally: &Tally, logs: &[Log]) -> (Findings, Vec<String>) {
+    let mut records = std::mem::take(&mut *records.lock().expect("records"));
+    // A client's burst sends are in flight together, so no order between them is promised;
+    // ordered by acked seq (refused ones, absent from the log, last), the checker's order check
+    // still covers the one-at-a-time phases before and after.
+    records.sort_by_key(|r| r.acked_seq.unwrap_or(u64::MAX));
+    let refused: HashSet<String> = tally.refused_ids.lock().expect("ids").clone();
+    let stored_refused = logs
+        .iter()
+        .flat_map(|log| &log.entries)
+        .filter_map(|e| match &e.kind {
+            EntryKind::Message { client_msg_id, .. } if refused.contains(client_msg_id) => Some(client_msg_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut history = History::new();
+    history.sent_all(records);
+    (history.check(logs), stored_refused)
 }
 
 /// Offers `per_second` sends for `burst`, each in its own task, without waiting for answers.
