@@ -284,10 +284,14 @@ impl ShardMachine {
         for conv in std::mem::take(&mut self.dirty) {
             if let Some(state) = self.conversations.get(&conv) {
                 let summary = ConversationSummary::of(state);
-                self.effects.writes.push(WriteOp::PutConversation { conv: conv.clone(), summary });
-                self.effects.touched.push(conv);
+                self.effects.writes.push(WriteOp::PutConversation { conv, summary });
             }
         }
+        // Every conversation the batch writes about changed in memory (its summary, members,
+        // cursors, DINGs or timers): if the commit fails, each must be forgotten, not only those
+        // whose summary moved, or a mark or a DING acknowledgement stays applied in memory only.
+        let touched: BTreeSet<&ConvKey> = self.effects.writes.iter().map(written_conv).collect();
+        self.effects.touched = touched.into_iter().cloned().collect();
         self.batch_sends.clear();
         self.old_entries.clear();
         self.ding.contacts.clear();
@@ -943,6 +947,24 @@ impl ShardMachine {
         let page = pb::MemberPage { conversation_id: conv.id.get(), members, more };
         self.reply(origin, Frame::from_body(origin.request_id, &page));
         Ok(())
+    }
+}
+
+/// The conversation a write is about.
+fn written_conv(op: &WriteOp) -> &ConvKey {
+    match op {
+        WriteOp::PutConversation { conv, .. }
+        | WriteOp::PutMember { conv, .. }
+        | WriteOp::DeleteMember { conv, .. }
+        | WriteOp::PutEntry { conv, .. }
+        | WriteOp::PutIdempotency { conv, .. }
+        | WriteOp::PutMemberCursor { conv, .. }
+        | WriteOp::PutDeviceCursor { conv, .. }
+        | WriteOp::DeleteDeviceCursor { conv, .. }
+        | WriteOp::PutDing { conv, .. }
+        | WriteOp::PutDingLine { conv, .. }
+        | WriteOp::PutMembershipChange { conv, .. } => conv,
+        WriteOp::PutTimer { id, .. } | WriteOp::DeleteTimer { id } => &id.conv,
     }
 }
 

@@ -180,7 +180,7 @@ impl Shards {
 
 /// The shard that owns `conv` among `count`: stable for a given count, so a restart with the
 /// same number of shards puts every conversation (and its timers) where it was.
-fn shard_index(conv: &ConvKey, count: usize) -> usize {
+pub(super) fn shard_index(conv: &ConvKey, count: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     conv.hash(&mut hasher);
     usize::try_from(hasher.finish() % count.max(1) as u64).unwrap_or(0)
@@ -210,25 +210,27 @@ enum Wake {
 }
 
 impl ShardLoop {
-    /// A shard loop over `store` as [`Shards::start`] builds one (timers taken over from the
-    /// store), driven by the caller one batch at a time instead of by a thread: what a restart
-    /// rebuilds, for the deterministic simulation.
-    #[cfg(test)]
+    /// Shard `index` of `count` over `store` as [`Shards::start`] builds it (taking over the
+    /// stored timers of the conversations it owns), driven by the caller one batch at a time
+    /// instead of by a thread: what a restart rebuilds, for the deterministic simulation and the
+    /// fuzz harness.
     pub(super) fn driven(
+        index: usize,
+        count: usize,
         config: ShardConfig,
         store: Arc<dyn LogStore>,
         fan_out: Arc<dyn FanOut>,
     ) -> Result<Self, StoreError> {
         let mut machine = ShardMachine::new(config.limits, config.policies.clone());
         machine.set_ding_rules(config.ding.clone());
-        machine.load_timers(store.load_timers()?);
+        let timers = store.load_timers()?.into_iter().filter(|(id, _)| shard_index(&id.conv, count) == index);
+        machine.load_timers(timers);
         let (answers_tx, answers) = mpsc::unbounded_channel();
-        let metrics = ShardMetrics::new(0);
+        let metrics = ShardMetrics::new(index);
         Ok(Self { machine, config, store, fan_out, metrics, answers_tx, answers, handle: None })
     }
 
     /// The machine, to compare its in-memory state with the store's.
-    #[cfg(test)]
     pub(super) fn machine(&self) -> &ShardMachine {
         &self.machine
     }

@@ -20,19 +20,20 @@
 //! `HERALD_SIM_SEEDS` and `HERALD_SIM_STEPS` set the long profile.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use herald_protocol::{Body, DeviceId, ErrorCode, Frame, FrameCodec, OrgId, RequestId, SessionId, UserId, pb};
+use bytes::Bytes;
+use herald_protocol::{Body, DeviceId, ErrorCode, Frame, OrgId, RequestId, SessionId, UserId, pb};
 use prost::Message;
 use tokio::sync::mpsc;
 
+use super::check::{self, Recorder};
 use super::command::{Command, Origin, Request, SendOptions};
 use super::machine::ShardLimits;
 use super::runner::{ShardConfig, ShardLoop};
 use crate::conversation::{ConvKey, ConversationId};
-use crate::fanout::{FanOut, Lane, ReplyTo};
-use crate::store::{ConversationSummary, LogStore, MemoryStore};
+use crate::fanout::ReplyTo;
+use crate::store::{LogStore, MemoryStore};
 
 /// Seeds and steps of the CI profile.
 const CI_SEEDS: u64 = 32;
@@ -77,23 +78,6 @@ impl Rng {
 
     fn per_mille(&mut self, rate: u64) -> bool {
         self.below(1000) < rate
-    }
-}
-
-/// The fan-out of the simulated broker: records every delivery for the step to hand out.
-#[derive(Debug, Default)]
-struct Recorder(Mutex<Vec<(Vec<UserId>, Bytes)>>);
-
-impl Recorder {
-    fn take(&self) -> Vec<(Vec<UserId>, Bytes)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-}
-
-impl FanOut for Recorder {
-    fn fan_out(&self, _org: &OrgId, recipients: &[UserId], frame: &Bytes, _lane: Lane) -> (usize, usize) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((recipients.to_vec(), frame.clone()));
-        (recipients.len(), 0)
     }
 }
 
@@ -248,16 +232,11 @@ fn config() -> ShardConfig {
     }
 }
 
-fn decode_frame(bytes: &Bytes) -> Frame {
-    let mut buf = BytesMut::from(&bytes[..]);
-    FrameCodec::default().decode(&mut buf).expect("a valid frame").expect("a whole frame")
-}
-
 impl Sim {
     fn new(seed: u64) -> Self {
         let store = Arc::new(MemoryStore::new());
         let fan_out = Arc::new(Recorder::default());
-        let shard = ShardLoop::driven(config(), store.clone(), fan_out.clone()).expect("start");
+        let shard = ShardLoop::driven(0, 1, config(), store.clone(), fan_out.clone()).expect("start");
         let mut sim = Self {
             seed,
             step: 0,
@@ -534,8 +513,8 @@ impl Sim {
     /// Hands the recorded deliveries to their recipients, each lost with the seed's odds when
     /// `lossy`.
     fn hand_out_deliveries(&mut self, lossy: bool) {
-        for (recipients, bytes) in self.fan_out.take() {
-            let frame = decode_frame(&bytes);
+        for (recipients, bytes, _) in self.fan_out.take() {
+            let frame = check::decode_frame(&bytes).unwrap_or_else(|e| self.fail(e));
             let entry = match Body::decode(&frame) {
                 Ok(Body::Delivery(pb::Delivery { entry: Some(entry) })) => entry,
                 // Receipt counts pushed to senders: not log entries.
@@ -609,7 +588,7 @@ impl Sim {
     /// A crash: the shard loop and everything it held in memory is gone; a new one starts over
     /// the store, and must answer exactly as the old one did about committed data.
     fn restart(&mut self, before: &[String]) {
-        self.shard = ShardLoop::driven(config(), self.store.clone(), self.fan_out.clone()).expect("restart");
+        self.shard = ShardLoop::driven(0, 1, config(), self.store.clone(), self.fan_out.clone()).expect("restart");
         let after = self.observe();
         if before != after {
             let first = before.iter().zip(&after).position(|(b, a)| b != a);
@@ -653,7 +632,7 @@ impl Sim {
             if summary.last_seq != last {
                 self.fail(format!("g{group}'s summary says last_seq {} but the log ends at {last}", summary.last_seq));
             }
-            self.check_machine(group, &summary);
+            self.check_machine(group);
         }
         if full {
             self.check_acked_and_received();
@@ -662,12 +641,9 @@ impl Sim {
     }
 
     /// A loaded conversation in memory equals the stored one: nothing ran ahead of the store.
-    fn check_machine(&self, group: usize, summary: &ConversationSummary) {
-        let key = conv(group);
-        let Some(state) = self.shard.machine().conversation(&key) else { return };
-        let stored = self.store.load_conversation(&key).expect("read").unwrap_or_else(|| self.fail("no group"));
-        if ConversationSummary::of(state) != *summary || state.members() != stored.members() {
-            self.fail(format!("g{group} in memory {state:?} differs from the store's {stored:?}"));
+    fn check_machine(&self, group: usize) {
+        if let Err(e) = check::machine_matches_store(self.shard.machine(), self.store.as_ref(), &conv(group)) {
+            self.fail(e);
         }
     }
 
