@@ -250,6 +250,15 @@ impl ShardMachine {
         seq >= 1 && seq <= last_seq && !covered && !self.old_entries.contains_key(&(conv.clone(), seq))
     }
 
+    /// Whether a due expiry of the entry at `seq` needs it read from the store first. Unlike
+    /// [`Self::needs_entry`], an entry inside the live window needs it too: the batch's earlier
+    /// timers append entries as they fire (recall events, held messages), and may slide the
+    /// window past it before its turn.
+    pub fn needs_entry_for_timer(&self, conv: &ConvKey, seq: u64) -> bool {
+        let last_seq = self.conversations.get(conv).map_or(0, |s| s.last_seq);
+        seq >= 1 && seq <= last_seq && !self.old_entries.contains_key(&(conv.clone(), seq))
+    }
+
     /// Hands over an entry older than the live window, read from the store.
     pub fn provide_entry(&mut self, conv: &ConvKey, entry: &pb::LogEntry) {
         self.old_entries.insert((conv.clone(), entry.seq), EntryInfo::of(entry));
