@@ -100,9 +100,13 @@ impl LiveWindow {
         }
     }
 
-    /// Entries with seq in `first..=last`.
+    /// Entries with seq in `first..=last` (those in the window; none if it starts past `last`).
     pub(super) fn range(&self, first: u64, last: u64) -> impl Iterator<Item = (u64, &EntryInfo)> {
-        self.entries.range(first.max(self.floor)..=last.max(first)).map(|(seq, info)| (*seq, info))
+        // A reader may move a cursor over entries older than the window: the range then ends
+        // below the floor, and a `BTreeMap` range whose start passes its end panics.
+        let start = first.max(self.floor);
+        let entries = (start <= last).then(|| self.entries.range(start..=last));
+        entries.into_iter().flatten().map(|(seq, info)| (*seq, info))
     }
 }
 
@@ -126,6 +130,8 @@ mod tests {
         window.set_kind(4, EntryKind::Tombstone);
         assert_eq!(window.get(4).map(|e| e.kind), Some(EntryKind::Tombstone));
         assert!(window.get(6).is_none());
+        assert_eq!(window.range(1, 2).count(), 0, "a range wholly below the window is empty");
+        assert_eq!(window.range(5, 4).count(), 0, "an empty range is empty");
     }
 
     #[test]

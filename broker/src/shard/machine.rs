@@ -250,6 +250,15 @@ impl ShardMachine {
         seq >= 1 && seq <= last_seq && !covered && !self.old_entries.contains_key(&(conv.clone(), seq))
     }
 
+    /// Whether a due expiry of the entry at `seq` needs it read from the store first. Unlike
+    /// [`Self::needs_entry`], an entry inside the live window needs it too: the batch's earlier
+    /// timers append entries as they fire (recall events, held messages), and may slide the
+    /// window past it before its turn.
+    pub fn needs_entry_for_timer(&self, conv: &ConvKey, seq: u64) -> bool {
+        let last_seq = self.conversations.get(conv).map_or(0, |s| s.last_seq);
+        seq >= 1 && seq <= last_seq && !self.old_entries.contains_key(&(conv.clone(), seq))
+    }
+
     /// Hands over an entry older than the live window, read from the store.
     pub fn provide_entry(&mut self, conv: &ConvKey, entry: &pb::LogEntry) {
         self.old_entries.insert((conv.clone(), entry.seq), EntryInfo::of(entry));
@@ -284,10 +293,14 @@ impl ShardMachine {
         for conv in std::mem::take(&mut self.dirty) {
             if let Some(state) = self.conversations.get(&conv) {
                 let summary = ConversationSummary::of(state);
-                self.effects.writes.push(WriteOp::PutConversation { conv: conv.clone(), summary });
-                self.effects.touched.push(conv);
+                self.effects.writes.push(WriteOp::PutConversation { conv, summary });
             }
         }
+        // Every conversation the batch writes about changed in memory (its summary, members,
+        // cursors, DINGs or timers): if the commit fails, each must be forgotten, not only those
+        // whose summary moved, or a mark or a DING acknowledgement stays applied in memory only.
+        let touched: BTreeSet<&ConvKey> = self.effects.writes.iter().map(written_conv).collect();
+        self.effects.touched = touched.into_iter().cloned().collect();
         self.batch_sends.clear();
         self.old_entries.clear();
         self.ding.contacts.clear();
@@ -943,6 +956,24 @@ impl ShardMachine {
         let page = pb::MemberPage { conversation_id: conv.id.get(), members, more };
         self.reply(origin, Frame::from_body(origin.request_id, &page));
         Ok(())
+    }
+}
+
+/// The conversation a write is about.
+fn written_conv(op: &WriteOp) -> &ConvKey {
+    match op {
+        WriteOp::PutConversation { conv, .. }
+        | WriteOp::PutMember { conv, .. }
+        | WriteOp::DeleteMember { conv, .. }
+        | WriteOp::PutEntry { conv, .. }
+        | WriteOp::PutIdempotency { conv, .. }
+        | WriteOp::PutMemberCursor { conv, .. }
+        | WriteOp::PutDeviceCursor { conv, .. }
+        | WriteOp::DeleteDeviceCursor { conv, .. }
+        | WriteOp::PutDing { conv, .. }
+        | WriteOp::PutDingLine { conv, .. }
+        | WriteOp::PutMembershipChange { conv, .. } => conv,
+        WriteOp::PutTimer { id, .. } | WriteOp::DeleteTimer { id } => &id.conv,
     }
 }
 

@@ -377,3 +377,31 @@ fn receipts_off_in_the_organisation_refuse_queries_and_push_nothing() {
     let effects = shard.run("alice", Request::ReceiptQuery { id: GROUP, seq, list: None, after: None, limit: 1 });
     assert_eq!(code(&effects), Some(ErrorCode::RECEIPTS_DISABLED));
 }
+
+#[test]
+fn a_retry_after_its_times_passed_is_answered_as_its_first_attempt_was() {
+    let mut shard = Shard::new(&["bob"]);
+    let expiring = SendOptions { expire_at_ms: T0 + 1_000, ..SendOptions::default() };
+    let Body::SendAck(first) = answer(&shard.send("bob", "soon-gone", expiring)) else { panic!("SEND_ACK") };
+    let held = SendOptions { deliver_at_ms: T0 + 1_000, ..SendOptions::default() };
+    assert!(matches!(answer(&shard.send("bob", "held", held)), Body::Scheduled(_)));
+    // Both times pass before the retries (their acknowledgements were lost) and before any tick.
+    shard.now += 2_000;
+    let prior = super::PriorSend {
+        seq: first.seq,
+        payload: Some(Bytes::from_static(b"secret-soon-gone")),
+        timestamp_ms: first.timestamp_ms,
+    };
+    let request = Request::Send {
+        id: GROUP,
+        client_msg_id: "soon-gone".into(),
+        payload: Bytes::from_static(b"secret-soon-gone"),
+        options: expiring,
+    };
+    shard.machine.handle(Command { origin: origin("bob", "d1"), request }, Some(prior), shard.now);
+    let retry = shard.machine.take_effects();
+    assert!(matches!(answer(&retry), Body::SendAck(a) if a.duplicate && a.seq == first.seq), "not OUT_OF_RANGE");
+    let retry = shard.send("bob", "held", held);
+    assert!(matches!(answer(&retry), Body::Scheduled(s) if s.deliver_at_ms == T0 + 1_000), "still held, not refused");
+    assert!(retry.writes.is_empty());
+}

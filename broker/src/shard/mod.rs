@@ -2,9 +2,13 @@
 //! its conversations' state outright. No locks guard conversation state: only its shard's
 //! thread ever touches it.
 
+mod check;
 mod command;
 #[cfg(test)]
 mod ding_tests;
+mod fuzz;
+#[cfg(test)]
+mod fuzz_tests;
 mod live;
 mod machine;
 mod membership_chain;
@@ -24,6 +28,7 @@ mod timers;
 mod ding;
 pub use command::{Command, Origin, PriorSend, Request, SendOptions};
 pub use ding::{DingRules, DingSpec, GatewayCall};
+pub use fuzz::fuzz_commands;
 pub use live::{EntryInfo, EntryKind};
 pub use machine::{Effects, Fanout, HistoryRead, ShardLimits, ShardMachine};
 pub use membership_chain::ChainRead;

@@ -180,7 +180,7 @@ impl Shards {
 
 /// The shard that owns `conv` among `count`: stable for a given count, so a restart with the
 /// same number of shards puts every conversation (and its timers) where it was.
-fn shard_index(conv: &ConvKey, count: usize) -> usize {
+pub(super) fn shard_index(conv: &ConvKey, count: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     conv.hash(&mut hasher);
     usize::try_from(hasher.finish() % count.max(1) as u64).unwrap_or(0)
@@ -210,25 +210,27 @@ enum Wake {
 }
 
 impl ShardLoop {
-    /// A shard loop over `store` as [`Shards::start`] builds one (timers taken over from the
-    /// store), driven by the caller one batch at a time instead of by a thread: what a restart
-    /// rebuilds, for the deterministic simulation.
-    #[cfg(test)]
+    /// Shard `index` of `count` over `store` as [`Shards::start`] builds it (taking over the
+    /// stored timers of the conversations it owns), driven by the caller one batch at a time
+    /// instead of by a thread: what a restart rebuilds, for the deterministic simulation and the
+    /// fuzz harness.
     pub(super) fn driven(
+        index: usize,
+        count: usize,
         config: ShardConfig,
         store: Arc<dyn LogStore>,
         fan_out: Arc<dyn FanOut>,
     ) -> Result<Self, StoreError> {
         let mut machine = ShardMachine::new(config.limits, config.policies.clone());
         machine.set_ding_rules(config.ding.clone());
-        machine.load_timers(store.load_timers()?);
+        let timers = store.load_timers()?.into_iter().filter(|(id, _)| shard_index(&id.conv, count) == index);
+        machine.load_timers(timers);
         let (answers_tx, answers) = mpsc::unbounded_channel();
-        let metrics = ShardMetrics::new(0);
+        let metrics = ShardMetrics::new(index);
         Ok(Self { machine, config, store, fan_out, metrics, answers_tx, answers, handle: None })
     }
 
     /// The machine, to compare its in-memory state with the store's.
-    #[cfg(test)]
     pub(super) fn machine(&self) -> &ShardMachine {
         &self.machine
     }
@@ -393,8 +395,11 @@ impl ShardLoop {
         let due = self.machine.due_timers(now_ms);
         for id in &due {
             self.ensure_loaded(&id.conv)?;
-            if let TimerWhat::Expire(seq) = id.what {
-                self.provide_entry(&id.conv, seq)?;
+            if let TimerWhat::Expire(seq) = id.what
+                && self.machine.needs_entry_for_timer(&id.conv, seq)
+                && let Some(entry) = self.read_entry(&id.conv, seq)?
+            {
+                self.machine.provide_entry(&id.conv, &entry);
             }
         }
         for (org, user) in self.machine.contacts_needed(&due) {
@@ -663,6 +668,39 @@ mod tests {
     async fn answer(replies: &mut mpsc::UnboundedReceiver<Frame>) -> Body {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(5), replies.recv()).await.expect("in time");
         Body::decode(&frame.expect("open")).expect("valid")
+    }
+
+    #[test]
+    fn expiries_due_together_all_fire_though_their_events_slide_the_live_window() {
+        let store = Arc::new(MemoryStore::new());
+        let mut config = config();
+        config.limits.receipt_horizon = 2;
+        let mut shard =
+            ShardLoop::driven(0, 1, config, store.clone(), Arc::new(SessionRegistry::new())).expect("start");
+        let (reply, _replies) = ReplyTo::channel();
+        let id = ConversationId::new(9);
+        let now = 1_800_000_000_000;
+        let mut commands =
+            vec![command(&reply, 1, Request::CreateGroup { id, name: "g".into(), members: vec![], end_to_end: false })];
+        for n in 0..3 {
+            let options = SendOptions { expire_at_ms: now + 1000, ..SendOptions::default() };
+            let payload = Bytes::from_static(b"x");
+            let send = Request::Send { id, client_msg_id: format!("m{n}"), payload, options };
+            commands.push(command(&reply, 2 + n, send));
+        }
+        let effects = shard.run_batch(commands, now);
+        shard.publish(effects);
+        // Seqs 2 to 4 are inside the window of two (3 and 4) or below it (2); the first expiry's
+        // event (seq 5) slides seq 3 out of it, the second's (seq 6) seq 4.
+        let effects = shard.run_batch(Vec::new(), now + 1000);
+        shard.publish(effects);
+        let conv = ConvKey { org: OrgId::new("acme").expect("valid"), id };
+        for seq in 2..=4 {
+            let entry = store.read_log(&conv, seq, false, 1).expect("read").into_iter().next().expect("stored");
+            let entry = pb::LogEntry::decode(entry).expect("decodes");
+            assert!(matches!(entry.body, Some(pb::log_entry::Body::Tombstone(_))), "seq {seq} expired: {entry:?}");
+        }
+        assert!(store.load_timers().expect("read").is_empty(), "every timer fired");
     }
 
     #[tokio::test]

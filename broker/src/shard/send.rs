@@ -32,14 +32,9 @@ impl ShardMachine {
         now_ms: u64,
     ) -> Result<(), Refusal> {
         self.member_state(conv, &origin.user)?;
-        self.check_future(options.expire_at_ms, now_ms, "expire_at_ms")?;
-        self.check_future(options.deliver_at_ms, now_ms, "deliver_at_ms")?;
-        if options.expire_at_ms != 0 && options.deliver_at_ms != 0 && options.expire_at_ms <= options.deliver_at_ms {
-            return Err((ErrorCode::OUT_OF_RANGE, "expire_at_ms must be after deliver_at_ms".into()));
-        }
-        if u64::from(options.expire_after_read_secs) * 1000 > self.limits.max_schedule_ms {
-            return Err((ErrorCode::OUT_OF_RANGE, "expire_after_read_secs exceeds limits.max_schedule_ms".into()));
-        }
+        // A retry is answered as its first attempt was, whatever its times say by now: a client
+        // whose acknowledgement was lost retries with the same options, perhaps after the
+        // expiry or scheduled time they name has passed.
         let key = (conv.clone(), origin.user.clone(), client_msg_id);
         if let Some(prior) = prior.or_else(|| self.batch_sends.get(&key).cloned()) {
             return self.acknowledge_retry(conv, origin, &prior, &payload);
@@ -57,6 +52,14 @@ impl ShardMachine {
             let due_ms = timer.due_ms;
             self.scheduled(conv, origin, &key.2, due_ms);
             return Ok(());
+        }
+        self.check_future(options.expire_at_ms, now_ms, "expire_at_ms")?;
+        self.check_future(options.deliver_at_ms, now_ms, "deliver_at_ms")?;
+        if options.expire_at_ms != 0 && options.deliver_at_ms != 0 && options.expire_at_ms <= options.deliver_at_ms {
+            return Err((ErrorCode::OUT_OF_RANGE, "expire_at_ms must be after deliver_at_ms".into()));
+        }
+        if u64::from(options.expire_after_read_secs) * 1000 > self.limits.max_schedule_ms {
+            return Err((ErrorCode::OUT_OF_RANGE, "expire_after_read_secs exceeds limits.max_schedule_ms".into()));
         }
         if options.deliver_at_ms != 0 {
             let message = ScheduledMessage {
