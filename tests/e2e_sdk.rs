@@ -173,6 +173,15 @@ async fn the_sdk_encrypts_and_decrypts_transparently_and_membership_decides_who_
     .await?;
     ensure!(noticed.device.as_str() == "tablet", "the phone is told of the tablet: {noticed}");
     ensure!(alice.client.link_device("tablet").await? == 1, "linked into the one end-to-end group");
+    // Bob seals to the devices his copy of the chain lists: he must have the link (from the log)
+    // before his next message can reach the tablet. A message sent before is not for it.
+    let linked_at = alice.client.history(conv, 0, true, 1).await?.last_seq;
+    next_event(WAIT, &mut bob.events, |event| match event {
+        Event::Delivery(entry) if entry.conversation_id == conv && entry.seq >= linked_at => Some(()),
+        _ => None,
+    })
+    .await
+    .context("bob learns of the link")?;
     bob.client.send(conv, "hello, tablet").await?;
     let on_tablet = next_event(WAIT, &mut tablet_events, |event| match event {
         Event::Delivery(entry) if entry.conversation_id == conv => match entry.kind {
