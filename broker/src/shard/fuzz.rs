@@ -50,6 +50,9 @@ const T0: u64 = 1_800_000_000_000;
 /// Users of each organisation (`u0` to `u3`); `u9` is never a member of anything unless added.
 const USERS: usize = 4;
 const DAY_MS: u64 = 24 * 3600 * 1000;
+/// How many of each conversation's newest entries a restart's before-and-after comparison asks
+/// receipts of, so that a long input stays fast.
+const OBSERVED_RECEIPTS: u64 = 32;
 
 /// Fuzzes one shard with the command sequence `data` encodes, checking the invariants above
 /// after every step.
@@ -431,7 +434,7 @@ impl Harness {
     }
 
     /// What the shard answers about committed data, asked at time 0 so that nothing fires:
-    /// each conversation's whole log and member list (as a member), every message's receipt
+    /// each conversation's whole log and member list (as a member), its newest entries' receipt
     /// counts and readers (as an organisation admin), each DING's state, and every acknowledged
     /// message's retry.
     fn observe(&mut self) -> Vec<String> {
@@ -457,7 +460,7 @@ impl Harness {
             let id = conv.id;
             ask(&conv.org, member, Request::History { id, from_seq: 1, backward: false, limit: 1000 });
             ask(&conv.org, member, Request::ListMembers { id, after: None, limit: 1000 });
-            for seq in 1..=state.last_seq {
+            for seq in state.last_seq.saturating_sub(OBSERVED_RECEIPTS) + 1..=state.last_seq {
                 let list = Some(ListKind::Read);
                 ask(&conv.org, member, Request::ReceiptQuery { id, seq, list, after: None, limit: 1000 });
             }

@@ -643,10 +643,14 @@ impl Sim {
             return vec![client.command(request, Asked::History { group, from })];
         }
         if roll < 80 {
-            // Everything received is delivered; what was received without a gap is read.
+            // Everything received is delivered; what was received without a gap is read. Half
+            // the marks report reading alone (delivered 0: unchanged), as a reader scrolling
+            // back through old history does, so a read cursor also moves wholly below the live
+            // window.
             let read = client.contiguous(group);
-            let delivered = client.received[group].keys().next_back().copied().unwrap_or(0);
-            if delivered == 0 {
+            let newest = client.received[group].keys().next_back().copied().unwrap_or(0);
+            let delivered = if pick % 2 == 0 { newest } else { 0 };
+            if newest == 0 || (read == 0 && delivered == 0) {
                 return Vec::new();
             }
             let request = Request::Mark { id: group_id(group), delivered, read };
