@@ -561,12 +561,17 @@ impl Sim {
 
     /// The step's receipt queries, in batches of their own so that no mark in the same batch
     /// moves the counts between the answer and the check; no faults.
+    /// Runs the step's receipt queries in batches of their own. A batch handles its commands
+    /// before the timers due in it, so a query's answer is checked against the stored cursors
+    /// only once no timer is due on its shard: one whose commit just failed (timers put back)
+    /// first retries them, as its loop does at once when a deadline has passed.
     fn run_queries(&mut self) {
         let queries = std::mem::take(&mut self.queries);
         for (shard, commands) in route(queries).into_iter().enumerate() {
             if commands.is_empty() {
                 continue;
             }
+            self.settle(shard);
             let effects = self.shards[shard].run_batch(commands, self.now_ms);
             self.shards[shard].publish(effects);
         }
