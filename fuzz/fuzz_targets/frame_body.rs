@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let frame_type = types[usize::from(selector) % types.len()];
     let frame = Frame::new(frame_type, Flags::EMPTY, RequestId::new(1), Bytes::copy_from_slice(body));
     if let Ok(decoded) = Body::decode(&frame) {
-        let again = Body::decode(&decoded.into_frame(RequestId::new(1))).expect("re-encoded body decodes");
-        assert_eq!(again, decoded);
+        let encoded = decoded.into_frame(RequestId::new(1));
+        let again = Body::decode(&encoded).expect("re-encoded body decodes");
+        // Compared as bytes, not as values: bodies hold floats, and a NaN is not equal to itself.
+        assert_eq!(again.into_frame(RequestId::new(1)).body(), encoded.body());
     }
 });
