@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::history::{History, Log, SendRecord};
 use herald_client::{Entry, EntryKind, RecallReason};
 
@@ -184,4 +186,30 @@ fn a_recalled_message_may_have_been_delivered_before_its_tombstone() {
     // Someone else's tombstone at the acked seq is no excuse.
     entries[2].sender_user = "eve".into();
     assert_eq!(history.check(&[log(entries)]).acked_lost.len(), 1);
+}
+
+/// An overload run records a hundred thousand sends and more (tests/overload.rs with
+/// `HERALD_OVERLOAD_SECS=10`: about 156 000), and other runs record retries: recording and
+/// checking must cost time in proportion to the history. A scan of every earlier record per
+/// record kept that check running for many minutes after the broker had stopped, which looked
+/// like a hang.
+#[test]
+fn a_large_history_is_recorded_and_checked_in_time_proportional_to_it() {
+    const SENDS: u64 = 200_000;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let id = |n: u64| format!("a-{n}");
+        let sent: Vec<Entry> = (0..SENDS).map(|n| message(n + 2, "ann", &id(n), "x")).collect();
+        let entries: Vec<Entry> = std::iter::once(created()).chain(sent).collect();
+        let mut history = History::new();
+        history.sent_all((0..SENDS).map(|n| SendRecord::new("ann", CONV, &id(n), "x")));
+        history.sent_all((0..SENDS).map(|n| SendRecord::new("ann", CONV, &id(n), "x").acked(n + 2)));
+        history.received("cat", entries.clone());
+        history.expect("cat", CONV, 0);
+        let _ = done.send(history.check(&[log(entries)]));
+    });
+    let findings = finished.recv_timeout(Duration::from_secs(30)).expect("checking 200 000 sends took over 30 s");
+    assert!(findings.is_clean(), "{findings}");
+    let counts = findings.counts;
+    assert_eq!((counts.sends, counts.acked, counts.deliveries), (SENDS as usize, SENDS as usize, SENDS as usize + 1));
 }

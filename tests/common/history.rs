@@ -79,6 +79,10 @@ pub struct Log {
 #[derive(Debug, Default)]
 pub struct History {
     sends: Vec<SendRecord>,
+    /// Where each (sender, conversation, client message id) is in `sends`, so recording a
+    /// send costs the same however many came before: an overload run records a few hundred
+    /// thousand, and a scan per record made the check outlast the run by many minutes.
+    positions: HashMap<SendKey, usize>,
     /// Per recipient, the entries its event stream handed out, in order.
     received: BTreeMap<String, Vec<Entry>>,
     /// Per recipient, the conversations it stayed a member of and read throughout, each with
@@ -94,14 +98,13 @@ impl History {
     /// Records a send; a second record of the same (sender, conversation, id), a retry, only
     /// updates its acknowledgement.
     pub fn sent(&mut self, record: SendRecord) {
-        let same = |r: &&mut SendRecord| {
-            r.sender == record.sender
-                && r.conversation == record.conversation
-                && r.client_msg_id == record.client_msg_id
-        };
-        match self.sends.iter_mut().find(same) {
+        let key = (record.sender.clone(), record.conversation, record.client_msg_id.clone());
+        match self.positions.get(&key).and_then(|&n| self.sends.get_mut(n)) {
             Some(earlier) => earlier.acked_seq = record.acked_seq.or(earlier.acked_seq),
-            None => self.sends.push(record),
+            None => {
+                self.positions.insert(key, self.sends.len());
+                self.sends.push(record);
+            }
         }
     }
 
@@ -135,10 +138,12 @@ impl History {
             findings.check_sequence(log);
             findings.check_log_against_sends(log, &self.sends);
         }
+        let indexed: HashMap<u64, HashMap<u64, Vec<&Entry>>> =
+            logs.iter().map(|log| (log.conversation, by_seq(log))).collect();
         let logs: HashMap<u64, &Log> = logs.iter().map(|log| (log.conversation, log)).collect();
         for (recipient, stream) in &self.received {
             findings.counts.deliveries += stream.len();
-            findings.check_stream(recipient, stream, &logs);
+            findings.check_stream(recipient, stream, &indexed);
         }
         for (recipient, expected) in &self.expected {
             let stream = self.received.get(recipient).map(Vec::as_slice).unwrap_or_default();
@@ -194,6 +199,19 @@ pub struct Findings {
 
 /// A message's identity, as the broker deduplicates: sender and client message id.
 type MessageKey<'a> = (&'a str, &'a str);
+
+/// A recorded send's identity: sender, conversation and client message id.
+type SendKey = (String, u64, String);
+
+/// A log's entries by seq (a broken log may hold a seq twice), so checking each send or
+/// delivery against the log is one lookup rather than a scan of the whole log.
+fn by_seq(log: &Log) -> HashMap<u64, Vec<&Entry>> {
+    let mut index: HashMap<u64, Vec<&Entry>> = HashMap::new();
+    for entry in &log.entries {
+        index.entry(entry.seq).or_default().push(entry);
+    }
+    index
+}
 
 impl Findings {
     /// No problem of any kind (recovered messages are not problems).
@@ -273,6 +291,7 @@ impl Findings {
                     .push((entry.seq, payload));
             }
         }
+        let entries = by_seq(log);
         let sent: Vec<&SendRecord> = sends.iter().filter(|s| s.conversation == c).collect();
         let by_key: HashMap<MessageKey<'_>, &SendRecord> =
             sent.iter().map(|s| ((s.sender.as_str(), s.client_msg_id.as_str()), *s)).collect();
@@ -295,7 +314,7 @@ impl Findings {
             let copies = copies.unwrap_or_default();
             let seqs: Vec<u64> = copies.iter().map(|&(seq, _)| seq).collect();
             match s.acked_seq {
-                Some(acked) if is_tombstone_of(log, acked, &s.sender) => self.counts.recalled += 1,
+                Some(acked) if is_tombstone_of(&entries, acked, &s.sender) => self.counts.recalled += 1,
                 Some(acked) if !copies.iter().any(|&(seq, payload)| seq == acked && *payload == s.payload) => {
                     self.acked_lost.push(format!(
                         "conv {c}: {}/{} acked at seq {acked}, the log has it at {seqs:?}",
@@ -349,7 +368,7 @@ impl Findings {
     }
 
     /// A recipient's stream: each entry once, in seq order per conversation, equal to the log's.
-    fn check_stream(&mut self, recipient: &str, stream: &[Entry], logs: &HashMap<u64, &Log>) {
+    fn check_stream(&mut self, recipient: &str, stream: &[Entry], logs: &HashMap<u64, HashMap<u64, Vec<&Entry>>>) {
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         let mut newest: HashMap<u64, u64> = HashMap::new();
         for entry in stream {
@@ -365,8 +384,8 @@ impl Findings {
             }
             let newest = newest.entry(c).or_default();
             *newest = (*newest).max(seq);
-            let Some(log) = logs.get(&c) else { continue };
-            match log.entries.iter().find(|e| e.seq == seq) {
+            let Some(entries) = logs.get(&c) else { continue };
+            match entries.get(&seq).and_then(|at| at.first()) {
                 None => self.unexpected.push(format!("{recipient}: conv {c} seq {seq} delivered, not in the log")),
                 Some(logged) if !delivery_matches(entry, logged) => {
                     self.unexpected.push(format!("{recipient}: conv {c} seq {seq} delivered differs from the log"));
@@ -388,8 +407,10 @@ impl Findings {
 
 /// Whether the log holds a tombstone of `sender`'s at `seq`: a recalled or expired message,
 /// whose id and payload the broker deleted on purpose.
-fn is_tombstone_of(log: &Log, seq: u64, sender: &str) -> bool {
-    log.entries.iter().any(|e| e.seq == seq && e.sender_user == sender && matches!(e.kind, EntryKind::Tombstone { .. }))
+fn is_tombstone_of(entries: &HashMap<u64, Vec<&Entry>>, seq: u64, sender: &str) -> bool {
+    entries
+        .get(&seq)
+        .is_some_and(|at| at.iter().any(|e| e.sender_user == sender && matches!(e.kind, EntryKind::Tombstone { .. })))
 }
 
 /// Whether a delivered entry is the logged one. A message recalled since is a tombstone in the
