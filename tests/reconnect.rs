@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use common::{ORG, TestBroker};
-use herald_client::{Client, ConnectionState, EntryKind, Event, FileCursors, ReconnectPolicy};
+use herald_client::{Client, ClientError, ConnectionState, EntryKind, Event, FileCursors, ReconnectPolicy};
 use tokio::sync::mpsc::Receiver;
 
 fn policy() -> ReconnectPolicy {
@@ -279,5 +279,46 @@ async fn a_token_source_renews_the_token_before_it_expires_and_the_session_goes_
     let refused = alice.reauthenticate(bob).await.err().context("refused")?;
     assert_eq!(refused.code(), Some(herald_client::ErrorCode::FORBIDDEN));
     alice.ping().await?;
+    Ok(())
+}
+
+/// While the broker is away, requests beyond the offline queue and the client's command queue
+/// wait for room; that wait counts against the request timeout like the wait for an answer, so
+/// no request outlives its timeout however many are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_every_queue_while_offline_still_end_at_their_timeout() -> Result<()> {
+    let broker = TestBroker::start().await?;
+    let timeout = Duration::from_millis(300);
+    let config = broker
+        .client_config(broker.token(ORG, "alice"))
+        .with_reconnect(ReconnectPolicy { offline_queue: 1, ..policy() })
+        .with_request_timeout(timeout);
+    let alice = Client::connect(config).await?;
+    let mut events = alice.events().context("the event stream")?;
+    broker.stop().await?;
+    until(&mut events, |e| matches!(e, Event::Connection(ConnectionState::Offline { .. }))).await?;
+
+    // More than the offline queue (1) and the command queue (1024) hold together.
+    let pings: Vec<_> = (0..1100)
+        .map(|_| {
+            let alice = alice.clone();
+            tokio::spawn(async move { alice.ping().await })
+        })
+        .collect();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut ended = Vec::new();
+        for ping in pings {
+            ended.push(ping.await);
+        }
+        ended
+    })
+    .await
+    .context("requests were still waiting 10 s after their 300 ms timeout")?;
+    for result in ended {
+        match result? {
+            Err(ClientError::Timeout(_)) => {}
+            other => bail!("a request made offline ended with {other:?}, not its timeout"),
+        }
+    }
     Ok(())
 }

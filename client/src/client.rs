@@ -136,7 +136,12 @@ impl Requests {
     }
 }
 
-/// Hands `body` to the supervisor and waits for its answer.
+/// Hands `body` to the supervisor and waits for its answer, all within `timeout`.
+///
+/// The wait for room in the command queue counts against the timeout too: a driver at the
+/// broker's in-flight limit, or a supervisor offline with a full offline queue, takes no
+/// requests, and a caller waiting for room outside the timeout would wait for as long as that
+/// lasts, possibly for ever. A request that times out before it was queued was never sent.
 async fn request_on(
     commands: &mpsc::Sender<Command>,
     terminal: &OnceLock<ClientError>,
@@ -144,15 +149,14 @@ async fn request_on(
     body: Body,
 ) -> Result<Frame, ClientError> {
     let stopped = || terminal.get().cloned().unwrap_or(ClientError::ClientClosed);
-    let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Request { body: Box::new(body), reply }).await.is_err() {
-        return Err(stopped());
-    }
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(stopped()),
-        Err(_) => Err(ClientError::Timeout(timeout)),
-    }
+    let exchange = async {
+        let (reply, answer) = oneshot::channel();
+        if commands.send(Command::Request { body: Box::new(body), reply }).await.is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    };
+    tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ClientError::Timeout(timeout)))
 }
 
 impl Client {
