@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use common::history::{History, Log, SendRecord};
+use common::history::{Findings, History, Log, SendRecord};
 use common::udp_proxy::{Impairment, UdpProxy};
 use common::{ORG, TestBroker};
 use herald_client::{Client, ClientError, ConnectionState, Entry, Event};
@@ -53,20 +53,7 @@ async fn network_faults(seed: u64, messages: usize) -> Result<()> {
     let started = Instant::now();
     let broker = TestBroker::start_with(|c| c.rate_limits.enabled = false).await?;
     let proxy = UdpProxy::start(broker.addr(), Impairment::lossy(LOSS), seed).await?;
-    let users: Vec<String> = (0..CLIENTS).map(|n| format!("net-{n}")).collect();
-
-    let mut clients = Vec::new();
-    let mut readers = Vec::new();
-    for user in &users {
-        let config =
-            broker.client_config_at(proxy.addr(), broker.token(ORG, user)).with_request_timeout(REQUEST_TIMEOUT);
-        let client = Client::connect(config).await.with_context(|| format!("{user} connecting through the proxy"))?;
-        readers.push(Reader::spawn(user.clone(), &client)?);
-        clients.push(client);
-    }
-    let sessions: Vec<SessionId> = clients.iter().map(|c| c.session().session_id).collect();
-    let others: Vec<&str> = users.iter().skip(1).map(String::as_str).collect();
-    let conv = clients.first().context("a client")?.create_group("weather", &others).await?.conversation_id;
+    let Crowd { users, clients, readers, sessions, conv } = Crowd::join(&broker, &proxy, "net", "weather").await?;
 
     // Phase 1: loss, duplication and reordering while everyone sends.
     let mut history = History::new();
@@ -77,21 +64,7 @@ async fn network_faults(seed: u64, messages: usize) -> Result<()> {
     history.sent_all(send_from_all(&clients, &users, conv, "dark", messages, Some((&proxy, BLACKHOLE))).await?);
     proxy.set_impairment(Impairment::lossy(LOSS));
 
-    // Every stream catches up to the log's end; then the log is read back past the proxy.
-    let last_seq = clients.first().context("a client")?.history(conv, 0, true, 1).await?.last_seq;
-    let mut streams = Vec::new();
-    for reader in readers {
-        streams.push(reader.finish(conv, last_seq).await?);
-    }
-    let owner = Client::connect(broker.client_config(broker.token(ORG, users.first().context("owner")?))).await?;
-    let entries = owner.catch_up(conv, 0).await?;
-    owner.close().await;
-
-    for (user, stream) in users.iter().zip(&streams) {
-        history.received(user, stream.entries.iter().cloned());
-        history.expect(user, conv, 0);
-    }
-    let findings = history.check(&[Log { conversation: conv, entries, last_seq }]);
+    let (streams, findings) = check_streams_and_log(&broker, &users, &clients, readers, conv, history).await?;
     println!("network faults, HERALD_FAULT_SEED={seed}: {CLIENTS} clients, {messages} messages each per phase");
     println!("  proxy:   {}", proxy.stats().summary());
     println!("  checker: {}", findings.summary());
@@ -112,6 +85,63 @@ async fn network_faults(seed: u64, messages: usize) -> Result<()> {
     Ok(())
 }
 
+/// [`CLIENTS`] SDK clients connected through the proxy, each reading its stream, in one group.
+struct Crowd {
+    users: Vec<String>,
+    clients: Vec<Client>,
+    readers: Vec<Reader>,
+    /// Each client's session id once connected, to tell whether it reconnected.
+    sessions: Vec<SessionId>,
+    conv: u64,
+}
+
+impl Crowd {
+    /// Connects `prefix-0` to `prefix-N` through `proxy`; the first creates `group` with the rest.
+    async fn join(broker: &TestBroker, proxy: &UdpProxy, prefix: &str, group: &str) -> Result<Self> {
+        let users: Vec<String> = (0..CLIENTS).map(|n| format!("{prefix}-{n}")).collect();
+        let mut clients = Vec::new();
+        let mut readers = Vec::new();
+        for user in &users {
+            let config =
+                broker.client_config_at(proxy.addr(), broker.token(ORG, user)).with_request_timeout(REQUEST_TIMEOUT);
+            let client =
+                Client::connect(config).await.with_context(|| format!("{user} connecting through the proxy"))?;
+            readers.push(Reader::spawn(user.clone(), &client)?);
+            clients.push(client);
+        }
+        let sessions = clients.iter().map(|c| c.session().session_id).collect();
+        let others: Vec<&str> = users.iter().skip(1).map(String::as_str).collect();
+        let conv = clients.first().context("a client")?.create_group(group, &others).await?.conversation_id;
+        Ok(Self { users, clients, readers, sessions, conv })
+    }
+}
+
+/// Waits for every stream to reach the log's end, reads the log back past the proxy, and runs
+/// the history checker over `history`, the streams and the log.
+async fn check_streams_and_log(
+    broker: &TestBroker,
+    users: &[String],
+    clients: &[Client],
+    readers: Vec<Reader>,
+    conv: u64,
+    mut history: History,
+) -> Result<(Vec<Stream>, Findings)> {
+    let last_seq = clients.first().context("a client")?.history(conv, 0, true, 1).await?.last_seq;
+    let mut streams = Vec::new();
+    for reader in readers {
+        streams.push(reader.finish(conv, last_seq).await?);
+    }
+    let owner = Client::connect(broker.client_config(broker.token(ORG, users.first().context("owner")?))).await?;
+    let entries = owner.catch_up(conv, 0).await?;
+    owner.close().await;
+    for (user, stream) in users.iter().zip(&streams) {
+        history.received(user, stream.entries.iter().cloned());
+        history.expect(user, conv, 0);
+    }
+    let findings = history.check(&[Log { conversation: conv, entries, last_seq }]);
+    Ok((streams, findings))
+}
+
 /// The idle timeout of the broker in the long-blackhole test, and the blackhole: twice as long.
 const SHORT_IDLE: Duration = Duration::from_secs(3);
 const LONG_BLACKHOLE: Duration = Duration::from_secs(6);
@@ -126,36 +156,12 @@ async fn a_blackhole_longer_than_the_idle_timeout_costs_a_reconnect_and_loses_no
     })
     .await?;
     let proxy = UdpProxy::start(broker.addr(), Impairment::lossy(LOSS), seed).await?;
-    let users: Vec<String> = (0..CLIENTS).map(|n| format!("far-{n}")).collect();
-    let mut clients = Vec::new();
-    let mut readers = Vec::new();
-    for user in &users {
-        let config =
-            broker.client_config_at(proxy.addr(), broker.token(ORG, user)).with_request_timeout(REQUEST_TIMEOUT);
-        let client = Client::connect(config).await.with_context(|| format!("{user} connecting through the proxy"))?;
-        readers.push(Reader::spawn(user.clone(), &client)?);
-        clients.push(client);
-    }
-    let sessions: Vec<SessionId> = clients.iter().map(|c| c.session().session_id).collect();
-    let others: Vec<&str> = users.iter().skip(1).map(String::as_str).collect();
-    let conv = clients.first().context("a client")?.create_group("tunnel", &others).await?.conversation_id;
+    let Crowd { users, clients, readers, sessions, conv } = Crowd::join(&broker, &proxy, "far", "tunnel").await?;
 
     let mut history = History::new();
     history.sent_all(send_from_all(&clients, &users, conv, "tunnel", messages, Some((&proxy, LONG_BLACKHOLE))).await?);
 
-    let last_seq = clients.first().context("a client")?.history(conv, 0, true, 1).await?.last_seq;
-    let mut streams = Vec::new();
-    for reader in readers {
-        streams.push(reader.finish(conv, last_seq).await?);
-    }
-    let owner = Client::connect(broker.client_config(broker.token(ORG, users.first().context("owner")?))).await?;
-    let entries = owner.catch_up(conv, 0).await?;
-    owner.close().await;
-    for (user, stream) in users.iter().zip(&streams) {
-        history.received(user, stream.entries.iter().cloned());
-        history.expect(user, conv, 0);
-    }
-    let findings = history.check(&[Log { conversation: conv, entries, last_seq }]);
+    let (streams, findings) = check_streams_and_log(&broker, &users, &clients, readers, conv, history).await?;
     println!(
         "long blackhole, HERALD_FAULT_SEED={seed}: {CLIENTS} clients, {messages} messages each, dark for \
          {LONG_BLACKHOLE:?} with a {SHORT_IDLE:?} idle timeout"

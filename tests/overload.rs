@@ -47,14 +47,34 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// Messages each client sends one at a time after the burst.
 const AFTER: usize = 3;
 
+/// What each test's run starts from: its settings, the broker binary, a fresh data directory
+/// and an address for the broker.
+struct Run {
+    secs: u64,
+    rss_bound_mib: u64,
+    binary: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    listen: std::net::SocketAddr,
+}
+
+impl Run {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            secs: env_or("HERALD_OVERLOAD_SECS", DEFAULT_SECS)?,
+            rss_bound_mib: env_or("HERALD_OVERLOAD_RSS_MIB", DEFAULT_RSS_MIB)?,
+            binary: broker_binary()?,
+            data_dir: dir.path().join("herald-data"),
+            dir,
+            listen: unused_udp_address()?,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recovery() -> Result<()> {
-    let secs = env_or("HERALD_OVERLOAD_SECS", DEFAULT_SECS)?;
-    let rss_bound_mib = env_or("HERALD_OVERLOAD_RSS_MIB", DEFAULT_RSS_MIB)?;
-    let binary = broker_binary()?;
-    let dir = tempfile::tempdir()?;
-    let data_dir = dir.path().join("herald-data");
-    let listen = unused_udp_address()?;
+    let Run { secs, rss_bound_mib, binary, dir, data_dir, listen } = Run::new()?;
 
     let unlimited = write_config(dir.path(), "unlimited.toml", "[rate_limits]\nenabled = false\n")?;
     let broker = ChildBroker::start(&binary, &data_dir, listen, &["--config", &unlimited]).await?;
@@ -165,12 +185,7 @@ async fn twice_the_capacity_gets_explicit_backpressure_bounded_memory_and_recove
 /// normal sends go through first time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_shard_queue_answers_overloaded_with_retry_after() -> Result<()> {
-    let secs = env_or("HERALD_OVERLOAD_SECS", DEFAULT_SECS)?;
-    let rss_bound_mib = env_or("HERALD_OVERLOAD_RSS_MIB", DEFAULT_RSS_MIB)?;
-    let binary = broker_binary()?;
-    let dir = tempfile::tempdir()?;
-    let data_dir = dir.path().join("herald-data");
-    let listen = unused_udp_address()?;
+    let Run { secs, rss_bound_mib, binary, dir, data_dir, listen } = Run::new()?;
     let config = "[rate_limits]\nenabled = false\n\n[storage]\nshards = 1\nshard_queue = 16\n";
     let config = write_config(dir.path(), "one-short-shard.toml", config)?;
     let broker = ChildBroker::start(&binary, &data_dir, listen, &["--config", &config]).await?;

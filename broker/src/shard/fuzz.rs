@@ -35,7 +35,7 @@ use super::check::{self, Recorder};
 use super::command::{Command, Origin, Request, SendOptions};
 use super::ding::{DingRules, DingSpec};
 use super::machine::ShardLimits;
-use super::policy::{OrgPolicy, Policies};
+use super::policy::OrgPolicy;
 use super::runner::{ShardConfig, ShardLoop};
 use crate::conversation::{ConvKey, ConversationId, Role};
 use crate::ding::{Channel, Policy, PolicyConfig, StepConfig, app_policy, standard_policy};
@@ -186,16 +186,7 @@ fn config(limits_byte: u8, policy_byte: u8) -> ShardConfig {
         },
         ..OrgPolicy::default()
     };
-    ShardConfig {
-        limits,
-        policies: Arc::new(Policies { default: policy, orgs: HashMap::new() }),
-        audit: Arc::new(crate::audit::NoAudit),
-        sync_writes: true,
-        max_batch: 64,
-        queue_len: 64,
-        ding: Arc::new(ding_rules()),
-        gateway: Arc::new(crate::ding::NoGateway),
-    }
+    ShardConfig::detached(limits, policy, ding_rules())
 }
 
 /// Three ladders: SMS and voice (needs `sms_text`), in-app only (the default), and one that

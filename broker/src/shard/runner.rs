@@ -1,6 +1,7 @@
 //! The thin loop around each [`ShardMachine`]: drain a batch, load what it needs, commit its
 //! writes in one atomic batch (group commit), then answer and fan out.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -61,6 +62,23 @@ pub struct ShardConfig {
     pub ding: Arc<super::DingRules>,
     /// Where SMS and voice steps go.
     pub gateway: Arc<dyn crate::ding::Gateway>,
+}
+
+impl ShardConfig {
+    /// A shard on its own, with no audit log and no SMS/voice gateway: what the simulation, the
+    /// fuzzer and tests drive without a server around them.
+    pub(crate) fn detached(limits: ShardLimits, default_policy: OrgPolicy, ding: super::DingRules) -> Self {
+        Self {
+            limits,
+            policies: Arc::new(Policies { default: default_policy, orgs: HashMap::new() }),
+            audit: Arc::new(crate::audit::NoAudit),
+            sync_writes: true,
+            max_batch: 64,
+            queue_len: 64,
+            ding: Arc::new(ding),
+            gateway: Arc::new(crate::ding::NoGateway),
+        }
+    }
 }
 
 enum Input {
@@ -633,23 +651,13 @@ mod tests {
     use super::*;
     use crate::conversation::ConversationId;
     use crate::fanout::{ReplyTo, SessionRegistry};
+    use crate::shard::DingRules;
     use crate::shard::{Origin, SendOptions};
     use crate::store::MemoryStore;
     use herald_protocol::{Body, DeviceId, OrgId, RequestId, SessionId, UserId};
 
     fn config() -> ShardConfig {
-        let limits = ShardLimits::with_max_group_members(100);
-        let audit = Arc::new(crate::audit::NoAudit);
-        ShardConfig {
-            limits,
-            policies: Arc::default(),
-            audit,
-            sync_writes: true,
-            max_batch: 64,
-            queue_len: 64,
-            ding: Arc::default(),
-            gateway: Arc::new(crate::ding::NoGateway),
-        }
+        ShardConfig::detached(ShardLimits::with_max_group_members(100), OrgPolicy::default(), DingRules::default())
     }
 
     fn command(reply: &ReplyTo, n: u32, request: Request) -> Command {

@@ -39,10 +39,11 @@ use herald_protocol::{Body, DeviceId, ErrorCode, Frame, OrgId, RequestId, Sessio
 use prost::Message;
 use tokio::sync::mpsc;
 
+use super::DingRules;
 use super::check::{self, Recorder};
 use super::command::{Command, Origin, Request, SendOptions};
 use super::machine::ShardLimits;
-use super::policy::{OrgPolicy, Policies};
+use super::policy::OrgPolicy;
 use super::runner::{ShardConfig, ShardLoop, shard_index};
 use crate::conversation::{ConvKey, ConversationId};
 use crate::fanout::ReplyTo;
@@ -359,16 +360,7 @@ fn config() -> ShardConfig {
     let mut limits = ShardLimits::with_max_group_members(100);
     limits.receipt_horizon = RECEIPT_HORIZON;
     let policy = OrgPolicy { recall_window_ms: RECALL_WINDOW_MS, ..OrgPolicy::default() };
-    ShardConfig {
-        limits,
-        policies: Arc::new(Policies { default: policy, orgs: HashMap::new() }),
-        audit: Arc::new(crate::audit::NoAudit),
-        sync_writes: true,
-        max_batch: 64,
-        queue_len: 64,
-        ding: Arc::default(),
-        gateway: Arc::new(crate::ding::NoGateway),
-    }
+    ShardConfig::detached(limits, policy, DingRules::default())
 }
 
 fn start_shards(store: &Arc<MemoryStore>, fan_out: &Arc<Recorder>) -> Vec<ShardLoop> {
