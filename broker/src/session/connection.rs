@@ -267,11 +267,12 @@ impl ConnectionLoop {
     }
 
     fn queue(&mut self, frame: &Frame) {
-        if let Ok(error) = frame.decode_body::<pb::Error>() {
+        let error = frame.decode_body::<pb::Error>().ok();
+        if let Some(error) = &error {
             let code = ErrorCode::from_u32(error.code).name().unwrap_or("UNKNOWN");
             metrics::counter!(names::ERRORS_SENT, names::LABEL_CODE => code).increment(1);
         }
-        if let Some(denial) = self.denials.answered(frame, std::time::Instant::now()) {
+        if let Some(denial) = self.denials.answered(frame.request_id(), error.as_ref(), std::time::Instant::now()) {
             self.audit_denial(denial);
         }
         encode_or_warn(&self.codec, frame, &mut self.out);

@@ -52,13 +52,17 @@ impl Denials {
         }
     }
 
-    /// An answer is going out: the refusal to audit, if it is one and the budget allows.
-    pub(crate) fn answered(&mut self, frame: &Frame, now: Instant) -> Option<Denial> {
-        let request = self.pending.remove(&frame.request_id())?;
-        if frame.frame_type() != FrameType::ERROR {
-            return None;
-        }
-        let error = frame.decode_body::<pb::Error>().ok()?;
+    /// The answer to `request_id` is going out, with `error` when it is an ERROR (decoded once,
+    /// by the caller, which also counts it): the refusal to audit, if it is one and the budget
+    /// allows.
+    pub(crate) fn answered(
+        &mut self,
+        request_id: RequestId,
+        error: Option<&pb::Error>,
+        now: Instant,
+    ) -> Option<Denial> {
+        let request = self.pending.remove(&request_id)?;
+        let error = error?;
         let code = ErrorCode::from_u32(error.code);
         if code != ErrorCode::NOT_FOUND && code != ErrorCode::FORBIDDEN {
             return None;
@@ -68,7 +72,7 @@ impl Denials {
             return None;
         }
         let suppressed = std::mem::take(&mut self.suppressed);
-        Some(Denial { request, code, message: error.message, suppressed })
+        Some(Denial { request, code, message: error.message.clone(), suppressed })
     }
 
     /// Refusals over the budget not yet reported, to record when the session ends.
@@ -102,6 +106,10 @@ mod tests {
         Frame::new(FrameType::HISTORY, Flags::EMPTY, RequestId::new(id), Bytes::new())
     }
 
+    fn answer(denials: &mut Denials, frame: &Frame, now: Instant) -> Option<Denial> {
+        denials.answered(frame.request_id(), frame.decode_body::<pb::Error>().ok().as_ref(), now)
+    }
+
     fn refusal(id: u32, code: ErrorCode) -> Frame {
         Frame::error(RequestId::new(id), code, "no such conversation")
     }
@@ -113,13 +121,13 @@ mod tests {
         for id in 1..=3 {
             denials.requested(&request(id));
         }
-        let denial = denials.answered(&refusal(1, ErrorCode::NOT_FOUND), now).expect("audited");
+        let denial = answer(&mut denials, &refusal(1, ErrorCode::NOT_FOUND), now).expect("audited");
         assert_eq!((denial.request, denial.code, denial.suppressed), (FrameType::HISTORY, ErrorCode::NOT_FOUND, 0));
         assert_eq!(denial.message, "no such conversation");
-        assert!(denials.answered(&refusal(2, ErrorCode::RATE_LIMITED), now).is_none(), "not an access refusal");
-        assert!(denials.answered(&refusal(1, ErrorCode::FORBIDDEN), now).is_none(), "answered already");
-        assert!(denials.answered(&refusal(9, ErrorCode::FORBIDDEN), now).is_none(), "never requested");
-        assert!(denials.answered(&Frame::error(RequestId::new(3), ErrorCode::FORBIDDEN, "x"), now).is_some());
+        assert!(answer(&mut denials, &refusal(2, ErrorCode::RATE_LIMITED), now).is_none(), "not an access refusal");
+        assert!(answer(&mut denials, &refusal(1, ErrorCode::FORBIDDEN), now).is_none(), "answered already");
+        assert!(answer(&mut denials, &refusal(9, ErrorCode::FORBIDDEN), now).is_none(), "never requested");
+        assert!(answer(&mut denials, &Frame::error(RequestId::new(3), ErrorCode::FORBIDDEN, "x"), now).is_some());
     }
 
     #[test]
@@ -129,22 +137,22 @@ mod tests {
         let audited = (1..=100)
             .filter(|&id| {
                 denials.requested(&request(id));
-                denials.answered(&refusal(id, ErrorCode::NOT_FOUND), start).is_some()
+                answer(&mut denials, &refusal(id, ErrorCode::NOT_FOUND), start).is_some()
             })
             .count();
         assert_eq!(audited, BURST as usize);
         // A second later the budget has refilled: the next refusal carries the count it missed.
         let later = start + Duration::from_secs(1);
         denials.requested(&request(101));
-        let denial = denials.answered(&refusal(101, ErrorCode::NOT_FOUND), later).expect("audited again");
+        let denial = answer(&mut denials, &refusal(101, ErrorCode::NOT_FOUND), later).expect("audited again");
         assert_eq!(denial.suppressed, 100 - BURST as u64);
         assert_eq!(denials.take_unaudited(), 0, "reported with that record");
         denials.requested(&request(102));
         denials.requested(&request(103));
-        assert!(denials.answered(&refusal(102, ErrorCode::NOT_FOUND), later).is_some());
+        assert!(answer(&mut denials, &refusal(102, ErrorCode::NOT_FOUND), later).is_some());
         for _ in 0..BURST as u32 {
             denials.requested(&request(103));
-            denials.answered(&refusal(103, ErrorCode::NOT_FOUND), later);
+            answer(&mut denials, &refusal(103, ErrorCode::NOT_FOUND), later);
         }
         assert!(denials.take_unaudited() > 0, "what the budget skipped is left for the session's end");
     }
